@@ -1,0 +1,161 @@
+//! The single authorization decision: principal × action × resource → allow or the error to
+//! return. An org the caller cannot see is "not found", never "forbidden".
+
+use serde::{Deserialize, Serialize};
+
+use super::Principal;
+use crate::error::{Error, Result};
+
+/// Per-org role of a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "read" => Ok(Role::Read),
+            "write" => Ok(Role::Write),
+            "admin" => Ok(Role::Admin),
+            _ => Err(Error::invalid("role must be one of read, write, admin")),
+        }
+    }
+}
+
+/// Something a caller wants to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// List workspaces and versions of an org.
+    OrgRead,
+    /// Read a workspace's state.
+    StateRead,
+    /// Take or release a lock (and create the workspace on first use).
+    StateLock,
+    /// Write a new state version.
+    StateWrite,
+    /// Roll back, change settings, force-unlock through the API, delete the current state.
+    StateAdmin,
+    /// Manage the org's tokens.
+    OrgAdmin,
+}
+
+impl Action {
+    fn minimum_role(self) -> Role {
+        match self {
+            Action::OrgRead | Action::StateRead => Role::Read,
+            Action::StateLock | Action::StateWrite => Role::Write,
+            Action::StateAdmin | Action::OrgAdmin => Role::Admin,
+        }
+    }
+}
+
+/// What the action is about.
+#[derive(Clone, Copy, Debug)]
+pub enum Resource<'a> {
+    Org(&'a str),
+    Workspace { org: &'a str, workspace: &'a str },
+}
+
+impl Resource<'_> {
+    fn org(&self) -> &str {
+        match self {
+            Resource::Org(org) | Resource::Workspace { org, .. } => org,
+        }
+    }
+}
+
+/// Decides whether `principal` may perform `action` on `resource`.
+pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) -> Result<()> {
+    match principal {
+        Principal::System => Ok(()),
+        Principal::Anonymous => Err(Error::Unauthenticated),
+        Principal::Token(token) => {
+            if token.org_name != resource.org() {
+                return Err(Error::NotFound("organization"));
+            }
+            if token.role >= action.minimum_role() {
+                Ok(())
+            } else {
+                Err(Error::Forbidden)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::principal::TokenPrincipal;
+
+    fn token(org: &str, role: Role) -> Principal {
+        Principal::Token(TokenPrincipal {
+            token_id: 1,
+            org_id: 1,
+            org_name: org.into(),
+            role,
+            name: "t".into(),
+        })
+    }
+
+    #[test]
+    fn the_role_matrix_is_exactly_as_documented() {
+        use Action::*;
+        let ws = Resource::Workspace {
+            org: "acme",
+            workspace: "prod",
+        };
+        let table: &[(Action, [bool; 3])] = &[
+            (OrgRead, [true, true, true]),
+            (StateRead, [true, true, true]),
+            (StateLock, [false, true, true]),
+            (StateWrite, [false, true, true]),
+            (StateAdmin, [false, false, true]),
+            (OrgAdmin, [false, false, true]),
+        ];
+        for (action, allowed) in table {
+            for (role, allowed) in [Role::Read, Role::Write, Role::Admin].iter().zip(allowed) {
+                let result = authorize(&token("acme", *role), *action, ws);
+                assert_eq!(result.is_ok(), *allowed, "{action:?} as {role:?}");
+                if !allowed {
+                    assert!(matches!(result, Err(Error::Forbidden)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn another_orgs_resources_are_not_found_even_for_admins() {
+        let result = authorize(
+            &token("other", Role::Admin),
+            Action::StateRead,
+            Resource::Org("acme"),
+        );
+        assert!(matches!(result, Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn anonymous_callers_must_authenticate() {
+        let result = authorize(
+            &Principal::Anonymous,
+            Action::StateRead,
+            Resource::Org("acme"),
+        );
+        assert!(matches!(result, Err(Error::Unauthenticated)));
+    }
+}

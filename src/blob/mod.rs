@@ -1,0 +1,170 @@
+//! Blob store over `object_store`, with every object encrypted on the way in.
+//!
+//! The database is the source of truth for which blob is current; objects are written once
+//! under fresh keys and never overwritten.
+
+mod key;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+pub use key::BlobKey;
+
+use crate::crypto::{Envelope, HEADER_LEN, Keyring};
+use crate::error::{Error, Result};
+
+/// Encrypting blob store.
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    keys: Arc<Keyring>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobStore({})", self.store)
+    }
+}
+
+/// What the metadata row must remember about a stored blob.
+#[derive(Clone, Debug)]
+pub struct StoredBlob {
+    pub id: String,
+    pub object_key: String,
+    pub envelope: Envelope,
+}
+
+/// A buffer being filled with plaintext, with room in front for the encryption header so that
+/// sealing happens in place (one copy of a large state in memory, not three).
+pub struct PlainBuffer(Vec<u8>);
+
+impl PlainBuffer {
+    /// An empty buffer expecting about `capacity` bytes of plaintext.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_LEN + capacity + crate::crypto::TAG_LEN);
+        buf.resize(HEADER_LEN, 0);
+        PlainBuffer(buf)
+    }
+
+    pub fn from_plaintext(plain: &[u8]) -> Self {
+        let mut buf = Self::with_capacity(plain.len());
+        buf.extend(plain);
+        buf
+    }
+
+    pub fn extend(&mut self, chunk: &[u8]) {
+        self.0.extend_from_slice(chunk);
+    }
+
+    pub fn plaintext(&self) -> &[u8] {
+        &self.0[HEADER_LEN..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len() - HEADER_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl BlobStore {
+    /// Builds the store from `file:///dir`, `memory://`, `s3://…`, `gs://…` or `az://…`.
+    pub fn from_url(url: &str, keys: Arc<Keyring>) -> anyhow::Result<Self> {
+        let parsed = url::Url::parse(url).with_context(|| format!("invalid storage URL {url}"))?;
+        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|_| anyhow::anyhow!("invalid file storage URL {url}"))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating blob directory {}", dir.display()))?;
+                // fsync files and directories: a write is acknowledged only once durable.
+                Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true))
+            }
+            _ => {
+                let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+                    .with_context(|| format!("unsupported storage URL {url}"))?;
+                if prefix.as_ref().is_empty() {
+                    Arc::from(store)
+                } else {
+                    Arc::new(PrefixStore::new(store, prefix))
+                }
+            }
+        };
+        Ok(BlobStore { store, keys })
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// Encrypts and durably stores `buf` under a fresh key; the object is never overwritten.
+    pub async fn put(&self, key: BlobKey, buf: PlainBuffer) -> Result<StoredBlob> {
+        let id = key.blob_id().to_string();
+        let object_key = key.to_path();
+        let mut data = buf.0;
+        let envelope = self
+            .keys
+            .seal(&mut data, id.as_bytes())
+            .map_err(Error::Internal)?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(
+                &Path::from(object_key.as_str()),
+                PutPayload::from(Bytes::from(data)),
+                options,
+            )
+            .await?;
+        Ok(StoredBlob {
+            id,
+            object_key,
+            envelope,
+        })
+    }
+
+    /// Reads and decrypts a blob.
+    pub async fn get(&self, blob: &StoredBlob) -> Result<Bytes> {
+        let object = self
+            .store
+            .get(&Path::from(blob.object_key.as_str()))
+            .await?
+            .bytes()
+            .await?;
+        let mut data = Vec::from(object);
+        let range = self
+            .keys
+            .open(&blob.envelope, &mut data, blob.id.as_bytes())
+            .map_err(Error::Internal)?;
+        Ok(Bytes::from(data).slice(range))
+    }
+
+    /// Best-effort removal of an object that was never committed.
+    pub async fn discard(&self, blob: &StoredBlob) {
+        if let Err(err) = self
+            .store
+            .delete(&Path::from(blob.object_key.as_str()))
+            .await
+        {
+            tracing::warn!(error = %err, "could not discard uncommitted blob; the sweep will");
+        }
+    }
+
+    /// Readiness: the store answers a listing.
+    pub async fn ping(&self) -> Result<()> {
+        self.store
+            .list_with_delimiter(Some(&Path::from("state")))
+            .await?;
+        Ok(())
+    }
+}

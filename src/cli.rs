@@ -1,0 +1,209 @@
+//! Command line: `serve`, `migrate`, `org create`, `token create`, `keys …`.
+//!
+//! Everything but `serve` works directly on the configured database, for bootstrap and scripts.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{AppState, load_keyring};
+use crate::auth::{Principal, Role};
+use crate::config::{Config, Overrides};
+use crate::db::Db;
+use crate::names::OrgName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "terrace",
+    version,
+    about = "Terraform state backend and registry server"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// TOML settings file (also TERRACE_CONFIG).
+    #[arg(long, global = true, env = "TERRACE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the embedded database, blobs and key file [default: ./terrace-data].
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// sqlite://… or postgres://… [default: sqlite in the data dir].
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// file:///…, s3://bucket/prefix, gs://…, az://… [default: blobs/ in the data dir].
+    #[arg(long, global = true)]
+    storage_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organizations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage master encryption keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Externally visible base URL.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// Largest accepted state body, e.g. 256MiB.
+    #[arg(long)]
+    max_body_size: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Create an organization.
+    Create { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create an org token and print it (only the token) on stdout.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = ["admin", "write", "read"])]
+        role: String,
+        /// A label to recognise the token by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Lifetime such as 30d or 12h; no expiry when absent.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key (base64 of 32 bytes).
+    Generate,
+    /// Re-wrap every data key under the current master key (online; objects are not rewritten).
+    Rotate,
+    /// Show which master key ids wrap how many blobs.
+    Status,
+}
+
+impl Cli {
+    fn overrides(&self) -> Overrides {
+        let mut overrides = Overrides {
+            data_dir: self.global.data_dir.clone(),
+            database_url: self.global.database_url.clone(),
+            storage_url: self.global.storage_url.clone(),
+            ..Default::default()
+        };
+        if let Command::Serve(serve) = &self.command {
+            overrides.listen = serve.listen.clone();
+            overrides.public_url = serve.public_url.clone();
+            overrides.max_body_size = serve.max_body_size.clone();
+        }
+        overrides
+    }
+}
+
+async fn database(config: &Config) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let db = Db::connect(&config.database_url()).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.global.config.as_deref(), &cli.overrides())?;
+    crate::telemetry::init(config.log_format);
+    match cli.command {
+        Command::Serve(_) => serve(config).await,
+        Command::Migrate => {
+            database(&config).await?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Org(OrgCommand::Create { name }) => {
+            let name = OrgName::parse(&name)?;
+            let db = database(&config).await?;
+            crate::orgs::create_org(&db, &name).await?;
+            eprintln!("created organization {name}");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create {
+            org,
+            role,
+            name,
+            expires_in,
+        }) => {
+            let org = OrgName::parse(&org)?;
+            let role: Role = role.parse()?;
+            let expires_at = crate::orgs::routes::expiry_from(expires_in.as_deref())?;
+            let db = database(&config).await?;
+            let created =
+                crate::orgs::create_token(&db, &Principal::System, &org, &name, role, expires_at)
+                    .await?;
+            println!("{}", created.token);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Generate) => {
+            println!("{}", crate::crypto::generate_key()?);
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let keys = load_keyring(&config)?;
+            let db = database(&config).await?;
+            let count = crate::keys::rotate(&db, &keys).await?;
+            eprintln!(
+                "re-wrapped {count} data keys under master key {}",
+                keys.current_id()
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Status) => {
+            let keys = load_keyring(&config)?;
+            let db = database(&config).await?;
+            println!("current key id: {}", keys.current_id());
+            for (key_id, count) in crate::keys::key_usage(&db).await? {
+                println!("{key_id}\t{count} blobs");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = AppState::from_config(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = app.db.backend(), "terrace ready");
+    // One line on stdout once bound, for scripts and tests that wait for readiness.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{addr}")?;
+        out.flush()?;
+    }
+    crate::server::serve(listener, app, crate::server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! Typed configuration: defaults, then a TOML file, then `TERRACE_*` variables, then flags.
+//!
+//! The only module that reads the environment. Loading has no side effects; secrets are
+//! redacted from `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Default body cap for state uploads: 256 MiB.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 256 * 1024 * 1024;
+
+/// Settings after all sources are merged.
+#[derive(Clone, Deserialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub storage_url: Option<String>,
+    pub public_url: Option<String>,
+    encryption_key: Option<String>,
+    /// Comma-separated base64 keys that may still unwrap older data keys.
+    previous_encryption_keys: Option<String>,
+    #[serde(deserialize_with = "deserialize_size")]
+    pub max_body_size: u64,
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Values given on the command line; `None` leaves lower layers in charge.
+#[derive(Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_size: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    listen: &'static str,
+    data_dir: &'static str,
+    max_body_size: u64,
+    log_format: LogFormat,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("storage_url", &self.storage_url)
+            .field("public_url", &self.public_url)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_body_size", &self.max_body_size)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("redacted"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Config {
+    /// Merges defaults, `file` (if any), `TERRACE_*` variables and `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Defaults {
+            listen: "127.0.0.1:8080",
+            data_dir: "./terrace-data",
+            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            log_format: LogFormat::Pretty,
+        }));
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(Env::prefixed("TERRACE_").only(&[
+                "listen",
+                "data_dir",
+                "database_url",
+                "storage_url",
+                "public_url",
+                "encryption_key",
+                "previous_encryption_keys",
+                "max_body_size",
+                "log_format",
+            ]))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().context("invalid configuration")?;
+        Ok(config)
+    }
+
+    /// `sqlite://<data_dir>/terrace.db` unless a URL is configured.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("terrace.db").display()))
+    }
+
+    /// `file://<data_dir>/blobs` unless a URL is configured.
+    pub fn storage_url(&self) -> anyhow::Result<String> {
+        match &self.storage_url {
+            Some(url) => Ok(url.clone()),
+            None => {
+                let dir = std::path::absolute(self.data_dir.join("blobs"))?;
+                Ok(url::Url::from_directory_path(&dir)
+                    .map_err(|_| anyhow::anyhow!("data dir {} is not a valid path", dir.display()))?
+                    .to_string())
+            }
+        }
+    }
+
+    /// The configured master key and the older ones, if set explicitly.
+    pub fn encryption_keys(&self) -> Option<(String, Vec<String>)> {
+        let current = self.encryption_key.clone()?;
+        Some((current, self.previous_keys()))
+    }
+
+    pub fn previous_keys(&self) -> Vec<String> {
+        self.previous_encryption_keys
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Where the generated master key lives when none is configured.
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("master.key")
+    }
+}
+
+/// Accepts `268435456`, `"256MiB"`, `"10 MB"`, `"1GiB"`.
+fn deserialize_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(text) => parse_size(&text).map_err(serde::de::Error::custom),
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => return Err(format!("invalid size unit in {text:?}")),
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("size {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("256MiB"), Ok(256 * 1024 * 1024));
+        assert_eq!(parse_size("10 MB"), Ok(10_000_000));
+        assert_eq!(parse_size("42"), Ok(42));
+        assert!(parse_size("12 parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults_give_the_embedded_setup() {
+        figment::Jail::expect_with(|_| {
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.max_body_size, DEFAULT_MAX_BODY_SIZE);
+            assert!(config.database_url().starts_with("sqlite://"));
+            assert!(config.storage_url().unwrap().starts_with("file:///"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "t.toml",
+                "listen = \"127.0.0.1:1\"\nmax_body_size = \"1KiB\"",
+            )?;
+            jail.set_env("TERRACE_LISTEN", "127.0.0.1:2");
+            let overrides = Overrides {
+                max_body_size: Some("2KiB".into()),
+                ..Default::default()
+            };
+            let config = Config::load(Some(Path::new("t.toml")), &overrides).unwrap();
+            assert_eq!(config.listen.port(), 2);
+            assert_eq!(config.max_body_size, 2048);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("TERRACE_ENCRYPTION_KEY", "c2VjcmV0");
+            jail.set_env("TERRACE_DATABASE_URL", "postgres://u:pw@h/db");
+            let config = Config::load(None, &Overrides::default()).unwrap();
+            let text = format!("{config:?}");
+            assert!(!text.contains("c2VjcmV0") && !text.contains("pw@"));
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! The one error type of the domain layer and its single mapping to HTTP.
+//!
+//! Variants name outcomes, not causes. Internal details are logged here and never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+/// Result alias used from stores up to handlers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The workspace is locked; carries the holder's lock JSON exactly as it was sent.
+    #[error("state is locked")]
+    Locked(Bytes),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("the token does not grant this action")]
+    Forbidden,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A dependency (database, blob store) is unreachable; clients should retry.
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::Invalid(msg.into())
+    }
+
+    pub fn conflict(msg: impl Into<String>) -> Self {
+        Error::Conflict(msg.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            // Terraform treats 409 and 423 alike and reads the body as the holder's lock info.
+            Error::Locked(_) => StatusCode::LOCKED,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Error::Forbidden => StatusCode::FORBIDDEN,
+            Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            // Connection-level failures did not change anything: tell the client to retry.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(err.into()),
+            other => Error::Internal(anyhow::Error::new(other).context("database")),
+        }
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(err: object_store::Error) -> Self {
+        Error::Unavailable(anyhow::Error::new(err).context("blob store"))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Error::Internal(e) => tracing::error!(error = format!("{e:#}"), "request failed"),
+            Error::Unavailable(e) => {
+                tracing::warn!(error = format!("{e:#}"), "dependency unavailable")
+            }
+            _ => {}
+        }
+        let mut response = match self {
+            Error::Locked(holder) => {
+                (status, [(header::CONTENT_TYPE, "application/json")], holder).into_response()
+            }
+            other => {
+                let body = serde_json::json!({ "errors": [other.to_string()] });
+                (status, axum::Json(body)).into_response()
+            }
+        };
+        let headers = response.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"terrace\", Bearer realm=\"terrace\""),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        response
+    }
+}

@@ -1,0 +1,23 @@
+//! Terrace: a Terraform state backend and registry server.
+//!
+//! Layers, one way only: `server` (HTTP, auth extraction) → feature `routes`/`api` →
+//! feature `service` (rules, authorization) → feature `store` (SQL) and `blob` (encrypted
+//! objects). Features: `state` (http backend, versions, locks), `orgs` (orgs and tokens).
+//! `db` and `blob` know no feature; `error`, `config` and `telemetry` are leaves.
+
+pub mod app;
+pub mod auth;
+pub mod blob;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod keys;
+pub mod metrics;
+pub mod names;
+pub mod orgs;
+pub mod pagination;
+pub mod server;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,63 @@
+//! Validated names for orgs and workspaces: parsed once at the edge, trusted afterwards.
+
+use crate::error::{Error, Result};
+
+/// Checks a name: 1–90 chars of `A-Z a-z 0-9 _ - .`, starting with a letter or digit.
+fn check(kind: &str, value: &str) -> Result<()> {
+    let valid = !value.is_empty()
+        && value.len() <= 90
+        && value.as_bytes()[0].is_ascii_alphanumeric()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid {kind} name: use 1-90 letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )))
+    }
+}
+
+macro_rules! name_type {
+    ($ty:ident, $kind:literal) => {
+        #[doc = concat!("A valid ", $kind, " name.")]
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub struct $ty(String);
+
+        impl $ty {
+            pub fn parse(value: &str) -> Result<Self> {
+                check($kind, value)?;
+                Ok($ty(value.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(OrgName, "organization");
+name_type!(WorkspaceName, "workspace");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_accept_the_usual_shapes_and_refuse_the_rest() {
+        for ok in ["acme", "networking-prod", "a.b_c", "9lives"] {
+            assert!(WorkspaceName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a/b", "..", "a b", "é", &"x".repeat(91)] {
+            assert!(WorkspaceName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Organisations and their API tokens: the service used by the CLI and the management API.
+
+pub mod routes;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::app::AppState;
+use crate::auth::store::{self, NewToken};
+use crate::auth::{Action, Principal, Resource, Role, authorize, token};
+use crate::db::{Db, is_unique_violation};
+use crate::error::{Error, Result};
+use crate::names::OrgName;
+use crate::pagination::{Page, Paginated};
+
+/// Authorizes `action` and returns the org's id.
+pub async fn resolve(
+    db: &Db,
+    principal: &Principal,
+    action: Action,
+    resource: Resource<'_>,
+) -> Result<i64> {
+    authorize(principal, action, resource)?;
+    match principal {
+        Principal::Token(token) => Ok(token.org_id),
+        _ => {
+            let org = match resource {
+                Resource::Org(org) | Resource::Workspace { org, .. } => org,
+            };
+            Ok(store::find_org(db, org)
+                .await?
+                .ok_or(Error::NotFound("organization"))?
+                .id)
+        }
+    }
+}
+
+/// Creates an org (CLI bootstrap).
+pub async fn create_org(db: &Db, name: &OrgName) -> Result<i64> {
+    match store::insert_org(db, name.as_str(), Utc::now()).await {
+        Ok(row) => Ok(row.id),
+        Err(Error::Internal(e))
+            if e.downcast_ref::<sqlx::Error>()
+                .is_some_and(is_unique_violation) =>
+        {
+            Err(Error::conflict(format!(
+                "organization {name} already exists"
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A token as listed (never with its secret).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A freshly created token: the only time the secret is visible.
+#[derive(Debug, Serialize)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub token: String,
+    pub role: Role,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Creates an org token with `role`.
+pub async fn create_token(
+    app_db: &Db,
+    principal: &Principal,
+    org: &OrgName,
+    name: &str,
+    role: Role,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<CreatedToken> {
+    let org_id = resolve(
+        app_db,
+        principal,
+        Action::OrgAdmin,
+        Resource::Org(org.as_str()),
+    )
+    .await?;
+    if name.is_empty() || name.len() > 100 {
+        return Err(Error::invalid("token name must be 1-100 characters"));
+    }
+    let secret = token::mint()?;
+    let hash = token::hash(&secret);
+    let created_by = principal.actor();
+    let id = store::insert_token(
+        app_db,
+        NewToken {
+            org_id,
+            name,
+            role: role.as_str(),
+            token_hash: &hash,
+            created_by: &created_by,
+            expires_at,
+        },
+        Utc::now(),
+    )
+    .await?;
+    Ok(CreatedToken {
+        id,
+        token: secret,
+        role,
+        expires_at,
+    })
+}
+
+pub async fn list_tokens(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    page: Page,
+) -> Result<Paginated<TokenView>> {
+    let org_id = resolve(
+        &app.db,
+        principal,
+        Action::OrgAdmin,
+        Resource::Org(org.as_str()),
+    )
+    .await?;
+    let rows = store::list_tokens(&app.db, org_id, page.fetch_limit(), page.offset).await?;
+    Ok(Paginated::new(rows, page).map(|row| TokenView {
+        id: row.id,
+        name: row.name,
+        role: row.role,
+        created_at: row.created_at,
+        created_by: row.created_by,
+        expires_at: row.expires_at,
+        revoked_at: row.revoked_at,
+    }))
+}
+
+pub async fn revoke_token(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    id: i64,
+) -> Result<()> {
+    let org_id = resolve(
+        &app.db,
+        principal,
+        Action::OrgAdmin,
+        Resource::Org(org.as_str()),
+    )
+    .await?;
+    if store::revoke_token(&app.db, org_id, id, Utc::now()).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("token"))
+    }
+}

@@ -1,0 +1,352 @@
+//! SQL for workspaces, state versions and locks. Every statement runs on both databases.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::blob::StoredBlob;
+use crate::crypto::Envelope;
+use crate::db::{Db, on_pool};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceRow {
+    pub id: i64,
+    pub name: String,
+    pub lineage_protection: bool,
+    pub version_count: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A state version together with where its bytes are.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct VersionRow {
+    pub id: i64,
+    pub version: i64,
+    pub serial: Option<i64>,
+    pub lineage: Option<String>,
+    pub sha256: String,
+    pub size: i64,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub blob_id: String,
+    pub object_key: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+}
+
+impl VersionRow {
+    pub fn blob(&self) -> StoredBlob {
+        StoredBlob {
+            id: self.blob_id.clone(),
+            object_key: self.object_key.clone(),
+            envelope: Envelope {
+                key_id: self.key_id.clone(),
+                wrapped_key: self.wrapped_key.clone(),
+            },
+        }
+    }
+}
+
+/// One row of the workspace listing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WorkspaceSummaryRow {
+    pub name: String,
+    pub lineage_protection: bool,
+    pub version_count: i64,
+    pub serial: Option<i64>,
+    pub size: Option<i64>,
+    pub updated_at: DateTime<Utc>,
+    pub lock_info: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LockRow {
+    pub lock_id: String,
+    pub info: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// What a write decision looks at, read inside the write transaction.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WriteSnapshot {
+    pub lineage_protection: bool,
+    pub version_count: i64,
+    pub current_serial: Option<i64>,
+    pub current_lineage: Option<String>,
+    pub current_sha256: Option<String>,
+    pub lock_id: Option<String>,
+    pub lock_info: Option<Vec<u8>>,
+}
+
+/// The outcome of a write decision.
+pub enum Decision {
+    /// Record a new version.
+    Insert,
+    /// The same bytes are already the current version (a retried write).
+    AlreadyCurrent,
+}
+
+/// A version about to be recorded.
+pub struct NewVersion<'a> {
+    pub workspace_id: i64,
+    pub serial: Option<i64>,
+    pub lineage: Option<&'a str>,
+    pub sha256: &'a str,
+    pub size: i64,
+    pub blob: &'a StoredBlob,
+    pub source: &'a str,
+    pub created_by: &'a str,
+}
+
+const VERSION_COLUMNS: &str = "v.id, v.version, v.serial, v.lineage, v.sha256, v.size, v.source, \
+    v.created_at, v.created_by, b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key";
+
+const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.lineage_protection, w.version_count, w.updated_at";
+
+/// Creates the workspace if it does not exist yet and returns it.
+pub async fn ensure_workspace(
+    db: &Db,
+    org_id: i64,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<WorkspaceRow> {
+    const INSERT: &str = "INSERT INTO workspaces (org_id, name, created_at, updated_at) \
+                          VALUES ($1, $2, $3, $3) ON CONFLICT (org_id, name) DO NOTHING";
+    on_pool!(db, p => sqlx::query(INSERT).bind(org_id).bind(name).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+    find_workspace(db, org_id, name)
+        .await?
+        .ok_or(Error::NotFound("workspace"))
+}
+
+pub async fn find_workspace(db: &Db, org_id: i64, name: &str) -> Result<Option<WorkspaceRow>> {
+    const SQL: &str = const_format::concatcp!(
+        "SELECT ",
+        WORKSPACE_COLUMNS,
+        " FROM workspaces w WHERE w.org_id = $1 AND w.name = $2"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as::<_, WorkspaceRow>(SQL)
+        .bind(org_id).bind(name).fetch_optional(p).await)?)
+}
+
+/// The current version of a workspace, in one indexed query.
+pub async fn current_version(db: &Db, org_id: i64, workspace: &str) -> Result<Option<VersionRow>> {
+    const SQL: &str = const_format::concatcp!(
+        "SELECT ",
+        VERSION_COLUMNS,
+        " FROM workspaces w JOIN state_versions v ON v.id = w.current_version_id \
+          JOIN blobs b ON b.id = v.blob_id WHERE w.org_id = $1 AND w.name = $2"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as::<_, VersionRow>(SQL)
+        .bind(org_id).bind(workspace).fetch_optional(p).await)?)
+}
+
+/// The newest version with `serial`.
+pub async fn version_by_serial(
+    db: &Db,
+    workspace_id: i64,
+    serial: i64,
+) -> Result<Option<VersionRow>> {
+    const SQL: &str = const_format::concatcp!(
+        "SELECT ",
+        VERSION_COLUMNS,
+        " FROM state_versions v JOIN blobs b ON b.id = v.blob_id \
+          WHERE v.workspace_id = $1 AND v.serial = $2 ORDER BY v.version DESC LIMIT 1"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as::<_, VersionRow>(SQL)
+        .bind(workspace_id).bind(serial).fetch_optional(p).await)?)
+}
+
+/// Versions newest first.
+pub async fn list_versions(
+    db: &Db,
+    workspace_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<VersionRow>> {
+    const SQL: &str = const_format::concatcp!(
+        "SELECT ",
+        VERSION_COLUMNS,
+        " FROM state_versions v JOIN blobs b ON b.id = v.blob_id \
+          WHERE v.workspace_id = $1 ORDER BY v.version DESC LIMIT $2 OFFSET $3"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as::<_, VersionRow>(SQL)
+        .bind(workspace_id).bind(limit).bind(offset).fetch_all(p).await)?)
+}
+
+/// Workspaces of an org by name, with their current version and lock.
+pub async fn list_workspaces(
+    db: &Db,
+    org_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<WorkspaceSummaryRow>> {
+    const SQL: &str = "SELECT w.name, w.lineage_protection, w.version_count, v.serial, v.size, \
+        w.updated_at, l.info AS lock_info FROM workspaces w \
+        LEFT JOIN state_versions v ON v.id = w.current_version_id \
+        LEFT JOIN state_locks l ON l.workspace_id = w.id \
+        WHERE w.org_id = $1 ORDER BY w.name LIMIT $2 OFFSET $3";
+    Ok(
+        on_pool!(db, p => sqlx::query_as::<_, WorkspaceSummaryRow>(SQL)
+        .bind(org_id).bind(limit).bind(offset).fetch_all(p).await)?,
+    )
+}
+
+pub async fn set_lineage_protection(
+    db: &Db,
+    workspace_id: i64,
+    on: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const SQL: &str =
+        "UPDATE workspaces SET lineage_protection = $1, updated_at = $2 WHERE id = $3";
+    on_pool!(db, p => sqlx::query(SQL).bind(on).bind(now).bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Detaches the current version (versions themselves are kept).
+pub async fn clear_current(db: &Db, workspace_id: i64, now: DateTime<Utc>) -> Result<()> {
+    const SQL: &str =
+        "UPDATE workspaces SET current_version_id = NULL, updated_at = $1 WHERE id = $2";
+    on_pool!(db, p => sqlx::query(SQL).bind(now).bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Records a version and makes it current in one transaction, if `decide` agrees with what it
+/// sees inside that transaction. Returns the version number, or `None` when the bytes were
+/// already current.
+pub async fn record_version(
+    db: &Db,
+    new: NewVersion<'_>,
+    now: DateTime<Utc>,
+    decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
+) -> Result<Option<i64>> {
+    // Touching the row first takes its write lock (PostgreSQL row lock, SQLite write lock), so
+    // concurrent writers to one workspace are serialised and the snapshot below is current.
+    const TOUCH: &str = "UPDATE workspaces SET updated_at = $1 WHERE id = $2";
+    const SNAPSHOT: &str = "SELECT w.lineage_protection, w.version_count, \
+        v.serial AS current_serial, v.lineage AS current_lineage, v.sha256 AS current_sha256, \
+        l.lock_id, l.info AS lock_info \
+        FROM workspaces w LEFT JOIN state_versions v ON v.id = w.current_version_id \
+        LEFT JOIN state_locks l ON l.workspace_id = w.id WHERE w.id = $1";
+    const INSERT_BLOB: &str = "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, \
+        created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    const INSERT_VERSION: &str = "INSERT INTO state_versions (workspace_id, version, serial, lineage, \
+        sha256, size, blob_id, source, created_at, created_by) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+    const MAKE_CURRENT: &str = "UPDATE workspaces SET current_version_id = $1, version_count = $2, \
+        updated_at = $3 WHERE id = $4";
+
+    on_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(TOUCH).bind(now).bind(new.workspace_id).execute(&mut *tx).await?;
+        let snapshot = sqlx::query_as::<_, WriteSnapshot>(SNAPSHOT)
+            .bind(new.workspace_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        match decide(&snapshot)? {
+            Decision::AlreadyCurrent => {
+                tx.rollback().await?;
+                Ok(None)
+            }
+            Decision::Insert => {
+                let version = snapshot.version_count + 1;
+                sqlx::query(INSERT_BLOB)
+                    .bind(&new.blob.id)
+                    .bind(&new.blob.object_key)
+                    .bind(new.size)
+                    .bind(new.sha256)
+                    .bind(&new.blob.envelope.key_id)
+                    .bind(&new.blob.envelope.wrapped_key)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let (id,): (i64,) = sqlx::query_as(INSERT_VERSION)
+                    .bind(new.workspace_id)
+                    .bind(version)
+                    .bind(new.serial)
+                    .bind(new.lineage)
+                    .bind(new.sha256)
+                    .bind(new.size)
+                    .bind(&new.blob.id)
+                    .bind(new.source)
+                    .bind(now)
+                    .bind(new.created_by)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(MAKE_CURRENT)
+                    .bind(id)
+                    .bind(version)
+                    .bind(now)
+                    .bind(new.workspace_id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(version))
+            }
+        }
+    })
+}
+
+/// Takes the lock if it is free. Returns the holder when someone already has it.
+pub async fn insert_lock(
+    db: &Db,
+    workspace_id: i64,
+    lock_id: &str,
+    info: &[u8],
+    created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<LockRow>> {
+    const SQL: &str = "INSERT INTO state_locks (workspace_id, lock_id, info, created_at, created_by) \
+                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO NOTHING";
+    let done = on_pool!(db, p => sqlx::query(SQL)
+        .bind(workspace_id).bind(lock_id).bind(info).bind(now).bind(created_by)
+        .execute(p).await.map(|r| r.rows_affected()))?;
+    if done == 1 {
+        return Ok(None);
+    }
+    match find_lock(db, workspace_id).await? {
+        Some(holder) => Ok(Some(holder)),
+        // Released between our insert and our read: try once more.
+        None => {
+            Box::pin(insert_lock(
+                db,
+                workspace_id,
+                lock_id,
+                info,
+                created_by,
+                now,
+            ))
+            .await
+        }
+    }
+}
+
+pub async fn find_lock(db: &Db, workspace_id: i64) -> Result<Option<LockRow>> {
+    const SQL: &str =
+        "SELECT lock_id, info, created_at, created_by FROM state_locks WHERE workspace_id = $1";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, LockRow>(SQL)
+        .bind(workspace_id).fetch_optional(p).await)?)
+}
+
+/// Releases the lock if `lock_id` holds it (any holder when `None`). True when a row went away.
+pub async fn delete_lock(db: &Db, workspace_id: i64, lock_id: Option<&str>) -> Result<bool> {
+    const BY_ID: &str = "DELETE FROM state_locks WHERE workspace_id = $1 AND lock_id = $2";
+    const ANY: &str = "DELETE FROM state_locks WHERE workspace_id = $1";
+    let done = match lock_id {
+        Some(id) => {
+            on_pool!(db, p => sqlx::query(BY_ID).bind(workspace_id).bind(id).execute(p).await.map(|r| r.rows_affected()))?
+        }
+        None => {
+            on_pool!(db, p => sqlx::query(ANY).bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?
+        }
+    };
+    Ok(done > 0)
+}
+
+impl LockRow {
+    pub fn info_bytes(&self) -> Bytes {
+        Bytes::from(self.info.clone())
+    }
+}

@@ -1,0 +1,1 @@
+//! In-process HTTP tests: the real router on a real database.

@@ -66,10 +66,10 @@ pub async fn read_state_body(headers: &HeaderMap, body: Body, limit: u64) -> Res
         }
         buf.extend(&chunk);
     }
-    if let (Some(expected), Some(md5)) = (md5_expected, md5) {
-        if md5.finalize().as_slice() != expected.as_slice() {
-            return Err(Error::invalid("Content-MD5 does not match the body"));
-        }
+    if let (Some(expected), Some(md5)) = (md5_expected, md5)
+        && md5.finalize().as_slice() != expected.as_slice()
+    {
+        return Err(Error::invalid("Content-MD5 does not match the body"));
     }
     Ok(ReceivedState {
         buf,

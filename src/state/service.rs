@@ -154,10 +154,10 @@ pub async fn write_state(
     let meta = document::inspect(body.buf.plaintext())?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
     // Refuse a lock mismatch before paying for an upload; checked again in the transaction.
-    if let Some(holder) = store::find_lock(&app.db, workspace.id).await? {
-        if lock_id != Some(holder.lock_id.as_str()) {
-            return Err(Error::Locked(holder.info_bytes()));
-        }
+    if let Some(holder) = store::find_lock(&app.db, workspace.id).await?
+        && lock_id != Some(holder.lock_id.as_str())
+    {
+        return Err(Error::Locked(holder.info_bytes()));
     }
     let sha256 = body.sha256.clone();
     let decide = |snap: &WriteSnapshot| {
@@ -240,13 +240,13 @@ fn check_history(snap: &WriteSnapshot, meta: &StateMeta, sha256: &str) -> Result
     if !snap.lineage_protection {
         return Ok(Decision::Insert);
     }
-    if let (Some(current), Some(new)) = (&snap.current_lineage, &meta.lineage) {
-        if current != new {
-            return Err(Error::conflict(format!(
-                "state lineage {new} differs from the workspace's lineage {current}; \
-                 an admin can turn off lineage protection or upload through the API"
-            )));
-        }
+    if let (Some(current), Some(new)) = (&snap.current_lineage, &meta.lineage)
+        && current != new
+    {
+        return Err(Error::conflict(format!(
+            "state lineage {new} differs from the workspace's lineage {current}; \
+             an admin can turn off lineage protection or upload through the API"
+        )));
     }
     if let (Some(current), Some(new)) = (snap.current_serial, meta.serial) {
         if new < current {

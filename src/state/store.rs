@@ -114,6 +114,10 @@ pub async fn ensure_workspace(
 ) -> Result<WorkspaceRow> {
     const INSERT: &str = "INSERT INTO workspaces (org_id, name, created_at, updated_at) \
                           VALUES ($1, $2, $3, $3) ON CONFLICT (org_id, name) DO NOTHING";
+    // Read first: the insert takes SQLite's write lock even when it does nothing.
+    if let Some(row) = find_workspace(db, org_id, name).await? {
+        return Ok(row);
+    }
     on_pool!(db, p => sqlx::query(INSERT).bind(org_id).bind(name).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
     find_workspace(db, org_id, name)
         .await?

@@ -207,6 +207,10 @@ fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail fixes the closure error type"
+)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,12 @@
+//! Protocol tests: a real `terraform` binary drives the real `terrace` binary.
+//!
+//! Every test starts its own server on port 0 with its own data directory, so
+//! the tests run in parallel. The Terraform binary comes from `TERRAFORM_BIN`
+//! or from `.cache/terraform-1.0.3/terraform` (see `scripts/fetch-terraform`);
+//! without it the tests skip locally and fail under `CI`.
+
+#[macro_use]
+mod harness;
+
+mod state_backend;
+mod state_locking;

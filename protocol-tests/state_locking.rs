@@ -1,0 +1,206 @@
+//! Terraform's state locking against Terrace: LOCK/UNLOCK on the state
+//! address, POST/DELETE on the `/lock` address, contention between clients,
+//! force-unlock and writes that do not carry the holder's lock ID.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::{Role, Terrace, Workdir};
+
+const WORKSPACE: &str = "networking-prod";
+
+/// A lock ID in the shape Terraform generates, held by "another client".
+const HOLDER_ID: &str = "9f2b8c1e-5d3a-4e7f-8a6b-0c1d2e3f4a5b";
+
+/// How long an interactive apply may take to reach its approval prompt.
+const PROMPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn output_value<'a>(state: &'a Value, name: &str) -> Option<&'a str> {
+    state["outputs"][name]["value"].as_str()
+}
+
+fn holder_id(server: &Terrace) -> Option<String> {
+    server
+        .lock_holder(WORKSPACE)
+        .map(|info| info["ID"].as_str().expect("lock info has an ID").to_owned())
+}
+
+#[test]
+fn plan_releases_the_lock_when_it_finishes() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+
+    dir.terraform(&["plan"]).assert_success();
+
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+}
+
+#[test]
+fn plan_fails_while_another_client_holds_the_lock() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+
+    let plan = dir.terraform(&["plan"]);
+
+    plan.assert_failure();
+    assert!(plan.stderr.contains(HOLDER_ID), "{plan}");
+    assert_eq!(holder_id(&server).as_deref(), Some(HOLDER_ID));
+}
+
+#[test]
+fn apply_with_lock_false_succeeds_while_nobody_holds_the_lock() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+
+    dir.terraform(&["apply", "-auto-approve", "-lock=false"])
+        .assert_success();
+
+    let state = server.pull_state(WORKSPACE).expect("apply stores a state");
+    assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+}
+
+#[test]
+fn apply_fails_and_names_the_holder_while_the_lock_is_held() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+
+    let apply = dir.terraform(&["apply", "-auto-approve"]);
+
+    apply.assert_failure();
+    // Terraform 1.0.3: "HTTP remote state already locked: ID=<holder id>",
+    // taken from the 423 body; it does not wait for the lock.
+    assert!(apply.stderr.contains(&format!("ID={HOLDER_ID}")), "{apply}");
+    assert_eq!(holder_id(&server).as_deref(), Some(HOLDER_ID));
+    assert_eq!(server.pull_state(WORKSPACE), None, "nothing was written");
+}
+
+#[test]
+fn force_unlock_releases_a_held_lock_so_apply_succeeds() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+
+    // Terraform sends UNLOCK with an empty (chunked) body: the ID stays local.
+    dir.terraform(&["force-unlock", "-force", HOLDER_ID])
+        .assert_success();
+
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+    dir.terraform(&["apply", "-auto-approve"]).assert_success();
+    let state = server.pull_state(WORKSPACE).expect("apply stores a state");
+    assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
+}
+
+#[test]
+fn read_token_cannot_force_unlock() {
+    require_terraform!();
+    let server = Terrace::start();
+    let reader = Workdir::new(&server, WORKSPACE, Role::Read);
+    reader.terraform(&["init"]).assert_success();
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+
+    let unlock = reader.terraform(&["force-unlock", "-force", HOLDER_ID]);
+
+    unlock.assert_failure();
+    assert_eq!(holder_id(&server).as_deref(), Some(HOLDER_ID));
+}
+
+#[test]
+fn second_apply_fails_while_the_first_waits_for_approval() {
+    require_terraform!();
+    let server = Terrace::start();
+    let first = Workdir::new(&server, WORKSPACE, Role::Write);
+    let mut second = Workdir::new(&server, WORKSPACE, Role::Write);
+    second.set_outputs(&[("greeting", "from the second")]);
+    first.terraform(&["init"]).assert_success();
+    second.terraform(&["init"]).assert_success();
+    // Without -auto-approve, apply holds the lock while it waits at the prompt.
+    let mut waiting = first.spawn_interactive(&["apply", "-input=true"]);
+    waiting.wait_for_stdout("Enter a value:", PROMPT_TIMEOUT);
+    let first_id = holder_id(&server).expect("the waiting apply holds the lock");
+
+    let blocked = second.terraform(&["apply", "-auto-approve"]);
+
+    blocked.assert_failure();
+    assert!(blocked.stderr.contains(&first_id), "{blocked}");
+    waiting.write_stdin("yes\n");
+    waiting.finish().assert_success();
+    let state = server
+        .pull_state(WORKSPACE)
+        .expect("the first apply stores a state");
+    assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+}
+
+#[test]
+fn write_without_the_holders_lock_id_is_refused() {
+    require_terraform!();
+    let server = Terrace::start();
+    let mut dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+    dir.terraform(&["apply", "-auto-approve"]).assert_success();
+    let stored_before = server.pull_state(WORKSPACE).expect("state exists");
+    let versions_before = server.state_versions(WORKSPACE);
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+    dir.set_outputs(&[("greeting", "written without the lock")]);
+
+    // -lock=false: Terraform writes with no `?ID=` while someone else holds the lock.
+    let apply = dir.terraform(&["apply", "-auto-approve", "-lock=false"]);
+
+    apply.assert_failure();
+    assert!(
+        dir.path().join("errored.tfstate").is_file() || apply.stderr.contains("HTTP error"),
+        "a refused write leaves errored.tfstate behind\n{apply}"
+    );
+    let stored = server.pull_state(WORKSPACE).expect("state exists");
+    assert_eq!(stored["serial"], stored_before["serial"], "{stored:#}");
+    assert_eq!(
+        output_value(&stored, "greeting"),
+        Some("hello"),
+        "{stored:#}"
+    );
+    assert_eq!(server.state_versions(WORKSPACE), versions_before);
+    assert_eq!(holder_id(&server).as_deref(), Some(HOLDER_ID));
+}
+
+#[test]
+fn apply_succeeds_when_locking_with_post_and_delete_on_the_lock_address() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::with_lock_path(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+
+    dir.terraform(&["apply", "-auto-approve"]).assert_success();
+
+    let state = server.pull_state(WORKSPACE).expect("apply stores a state");
+    assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+}
+
+#[test]
+fn lock_taken_with_the_lock_method_blocks_post_on_the_lock_address() {
+    require_terraform!();
+    let server = Terrace::start();
+    let dir = Workdir::with_lock_path(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+
+    let apply = dir.terraform(&["apply", "-auto-approve"]);
+
+    apply.assert_failure();
+    assert!(apply.stderr.contains(HOLDER_ID), "{apply}");
+    assert_eq!(holder_id(&server).as_deref(), Some(HOLDER_ID));
+}

@@ -17,6 +17,10 @@ pub struct AppState {
     pub blobs: BlobStore,
     pub metrics: Arc<Metrics>,
     pub max_body_size: u64,
+    /// Externally visible base URL without a trailing `/`, when configured.
+    pub public_url: Option<String>,
+    /// Whether this process serves HTTPS (for building absolute URLs without `public_url`).
+    pub tls: bool,
 }
 
 impl AppState {
@@ -30,7 +34,13 @@ impl AppState {
             .context("connecting to the database")?;
         db.migrate().await.context("migrating the database")?;
         let blobs = BlobStore::from_url(&config.storage_url()?, keys)?;
-        Ok(AppState::new(db, blobs, config.max_body_size))
+        let mut app = AppState::new(db, blobs, config.max_body_size);
+        app.public_url = config
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string());
+        app.tls = config.tls_cert.is_some() || config.dev_tls;
+        Ok(app)
     }
 
     pub fn new(db: Db, blobs: BlobStore, max_body_size: u64) -> AppState {
@@ -39,7 +49,23 @@ impl AppState {
             blobs,
             metrics: Arc::new(Metrics::new()),
             max_body_size,
+            public_url: None,
+            tls: false,
         }
+    }
+
+    /// The base URL clients reach us at: `public_url`, else scheme and `Host` of the request.
+    pub fn base_url(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'/'))
+            .unwrap_or("localhost");
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{host}")
     }
 }
 

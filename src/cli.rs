@@ -70,6 +70,15 @@ struct ServeArgs {
     /// Largest accepted state body, e.g. 256MiB.
     #[arg(long)]
     max_body_size: Option<String>,
+    /// PEM certificate (chain) to serve HTTPS with.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a local CA and certificate generated under the data dir.
+    #[arg(long)]
+    dev_tls: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +126,9 @@ impl Cli {
             overrides.listen = serve.listen.clone();
             overrides.public_url = serve.public_url.clone();
             overrides.max_body_size = serve.max_body_size.clone();
+            overrides.tls_cert = serve.tls_cert.clone();
+            overrides.tls_key = serve.tls_key.clone();
+            overrides.dev_tls = serve.dev_tls.then_some(true);
         }
         overrides
     }
@@ -192,6 +204,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = AppState::from_config(&config).await?;
+    let tls_files = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ if config.dev_tls => {
+            let (files, ca) = crate::server::tls::dev_certificates(&config.data_dir.join("tls"))?;
+            eprintln!(
+                "serving HTTPS with a development certificate; trust it with SSL_CERT_FILE={}",
+                std::path::absolute(&ca)?.display()
+            );
+            Some(files)
+        }
+        _ => None,
+    };
+    let tls = match &tls_files {
+        Some(files) => Some(crate::server::tls::rustls_config(files).await?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -201,9 +233,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on http://{addr}")?;
+        writeln!(out, "listening on {scheme}://{addr}")?;
         out.flush()?;
     }
-    crate::server::serve(listener, app, crate::server::shutdown_signal()).await?;
+    crate::server::serve(listener, app, tls, crate::server::shutdown_signal()).await?;
     Ok(())
 }

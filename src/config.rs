@@ -22,6 +22,11 @@ pub struct Config {
     pub database_url: Option<String>,
     pub storage_url: Option<String>,
     pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a generated local CA and certificate (for trials).
+    #[serde(default)]
+    pub dev_tls: bool,
     encryption_key: Option<String>,
     /// Comma-separated base64 keys that may still unwrap older data keys.
     previous_encryption_keys: Option<String>,
@@ -52,6 +57,12 @@ pub struct Overrides {
     pub public_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev_tls: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +84,9 @@ impl std::fmt::Debug for Config {
             )
             .field("storage_url", &self.storage_url)
             .field("public_url", &self.public_url)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("dev_tls", &self.dev_tls)
             .field(
                 "encryption_key",
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
@@ -115,6 +129,9 @@ impl Config {
                 "database_url",
                 "storage_url",
                 "public_url",
+                "tls_cert",
+                "tls_key",
+                "dev_tls",
                 "encryption_key",
                 "previous_encryption_keys",
                 "max_body_size",
@@ -122,6 +139,15 @@ impl Config {
             ]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            anyhow::bail!("tls_cert and tls_key must be given together");
+        }
+        if let Some(url) = &config.public_url {
+            let parsed = url::Url::parse(url).context("public_url is not a valid URL")?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+                anyhow::bail!("public_url must be an http(s) URL with a host");
+            }
+        }
         Ok(config)
     }
 

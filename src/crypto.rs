@@ -29,6 +29,8 @@ pub struct Keyring {
 struct MasterKey {
     id: String,
     key: LessSafeKey,
+    /// Signs short-lived download links; derived, so replicas sharing the master key agree.
+    link_key: ring::hmac::Key,
 }
 
 /// Where a blob's data key is: wrapped by master key `key_id`.
@@ -60,7 +62,12 @@ impl MasterKey {
         let key = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, raw).map_err(|_| anyhow!("invalid AES key"))?,
         );
-        Ok(MasterKey { id, key })
+        let link_key: ring::hmac::Key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"terrace")
+            .extract(raw)
+            .expand(&[b"download-links"], ring::hmac::HMAC_SHA256)
+            .map_err(|_| anyhow!("key derivation failed"))?
+            .into();
+        Ok(MasterKey { id, key, link_key })
     }
 
     fn from_base64(text: &str) -> anyhow::Result<Self> {
@@ -101,6 +108,11 @@ impl Keyring {
     /// Id of the key that wraps new data keys.
     pub fn current_id(&self) -> &str {
         &self.current.id
+    }
+
+    /// The HMAC key for signed download links.
+    pub fn link_key(&self) -> &ring::hmac::Key {
+        &self.current.link_key
     }
 
     fn master(&self, id: &str) -> anyhow::Result<&MasterKey> {

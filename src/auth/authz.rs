@@ -53,14 +53,20 @@ pub enum Action {
     StateAdmin,
     /// Manage the org's tokens.
     OrgAdmin,
+    /// Read a registry namespace (list and install modules and providers).
+    RegistryRead,
+    /// Publish module and provider versions.
+    RegistryPublish,
+    /// Delete versions, manage signing keys and namespace settings.
+    RegistryAdmin,
 }
 
 impl Action {
     fn minimum_role(self) -> Role {
         match self {
-            Action::OrgRead | Action::StateRead => Role::Read,
-            Action::StateLock | Action::StateWrite => Role::Write,
-            Action::StateAdmin | Action::OrgAdmin => Role::Admin,
+            Action::OrgRead | Action::StateRead | Action::RegistryRead => Role::Read,
+            Action::StateLock | Action::StateWrite | Action::RegistryPublish => Role::Write,
+            Action::StateAdmin | Action::OrgAdmin | Action::RegistryAdmin => Role::Admin,
         }
     }
 }
@@ -69,19 +75,34 @@ impl Action {
 #[derive(Clone, Copy, Debug)]
 pub enum Resource<'a> {
     Org(&'a str),
-    Workspace { org: &'a str, workspace: &'a str },
+    Workspace {
+        org: &'a str,
+        workspace: &'a str,
+    },
+    /// A registry namespace (= org); `public` namespaces may be read by anyone.
+    Namespace {
+        org: &'a str,
+        public: bool,
+    },
 }
 
 impl Resource<'_> {
-    fn org(&self) -> &str {
+    pub fn org(&self) -> &str {
         match self {
-            Resource::Org(org) | Resource::Workspace { org, .. } => org,
+            Resource::Org(org)
+            | Resource::Workspace { org, .. }
+            | Resource::Namespace { org, .. } => org,
         }
     }
 }
 
 /// Decides whether `principal` may perform `action` on `resource`.
 pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) -> Result<()> {
+    if action == Action::RegistryRead
+        && matches!(resource, Resource::Namespace { public: true, .. })
+    {
+        return Ok(());
+    }
     match principal {
         Principal::System => Ok(()),
         Principal::Anonymous => Err(Error::Unauthenticated),
@@ -127,6 +148,9 @@ mod tests {
             (StateWrite, [false, true, true]),
             (StateAdmin, [false, false, true]),
             (OrgAdmin, [false, false, true]),
+            (RegistryRead, [true, true, true]),
+            (RegistryPublish, [false, true, true]),
+            (RegistryAdmin, [false, false, true]),
         ];
         for (action, allowed) in table {
             for (role, allowed) in [Role::Read, Role::Write, Role::Admin].iter().zip(allowed) {
@@ -147,6 +171,28 @@ mod tests {
             Resource::Org("acme"),
         );
         assert!(matches!(result, Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn public_namespaces_are_readable_by_anyone_but_not_writable() {
+        let public = Resource::Namespace {
+            org: "acme",
+            public: true,
+        };
+        assert!(authorize(&Principal::Anonymous, Action::RegistryRead, public).is_ok());
+        assert!(authorize(&token("other", Role::Read), Action::RegistryRead, public).is_ok());
+        let publish = authorize(
+            &token("other", Role::Admin),
+            Action::RegistryPublish,
+            public,
+        );
+        assert!(matches!(publish, Err(Error::NotFound(_))));
+        let private = Resource::Namespace {
+            org: "acme",
+            public: false,
+        };
+        let anonymous = authorize(&Principal::Anonymous, Action::RegistryRead, private);
+        assert!(matches!(anonymous, Err(Error::Unauthenticated)));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
-pub use key::BlobKey;
+pub use key::{BlobKey, BlobKind};
 
 use crate::crypto::{Envelope, HEADER_LEN, Keyring};
 use crate::error::{Error, Result};

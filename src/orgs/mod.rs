@@ -22,11 +22,10 @@ pub async fn resolve(
 ) -> Result<i64> {
     authorize(principal, action, resource)?;
     match principal {
-        Principal::Token(token) => Ok(token.org_id),
+        // A token of this org carries its id; anyone else (system, public reads) looks it up.
+        Principal::Token(token) if token.org_name == resource.org() => Ok(token.org_id),
         _ => {
-            let org = match resource {
-                Resource::Org(org) | Resource::Workspace { org, .. } => org,
-            };
+            let org = resource.org();
             Ok(store::find_org(db, org)
                 .await?
                 .ok_or(Error::NotFound("organization"))?

@@ -2,6 +2,7 @@
 
 pub mod body;
 pub mod extract;
+pub mod tls;
 
 use std::time::Instant;
 
@@ -29,6 +30,8 @@ pub fn router(app: AppState) -> Router {
         .merge(crate::state::routes::routes())
         .merge(crate::state::api::routes())
         .merge(crate::orgs::routes::routes())
+        .merge(crate::downloads::routes())
+        .merge(crate::registry::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -117,14 +120,31 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests.
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serves (over TLS when `tls` is given) until `shutdown` completes, then drains in-flight
+/// requests.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
+    let Some(tls) = tls else {
+        return axum::serve(listener, router(app))
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        drain.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(router(app).into_make_service())
         .await
 }
 

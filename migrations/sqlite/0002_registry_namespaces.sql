@@ -1,0 +1,7 @@
+-- Registry settings per namespace (a namespace is an org).
+CREATE TABLE registry_namespaces (
+    org_id          INTEGER PRIMARY KEY REFERENCES orgs(id) ON DELETE CASCADE,
+    public          BOOLEAN NOT NULL DEFAULT FALSE,
+    server_signing  BOOLEAN NOT NULL DEFAULT FALSE,
+    updated_at      TEXT NOT NULL
+);

@@ -1,0 +1,53 @@
+//! Private registry: remote service discovery, the module and provider registry protocols and
+//! the provider network mirror. Namespaces are orgs.
+
+pub mod namespace;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::Result;
+use crate::names::OrgName;
+use crate::server::extract::{ApiJson, ApiPath};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/terraform.json", get(discovery))
+        .route(
+            "/api/v1/orgs/{org}/registry",
+            patch(update_namespace).get(show_namespace),
+        )
+}
+
+/// Remote service discovery. Paths need the leading `/` (or they resolve under
+/// `/.well-known/`) and the trailing `/` (the provider client does not add it).
+async fn discovery() -> impl IntoResponse {
+    Json(serde_json::json!({
+        "modules.v1": "/v1/modules/",
+        "providers.v1": "/v1/providers/",
+    }))
+}
+
+async fn show_namespace(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Response> {
+    let org = OrgName::parse(&org)?;
+    let ns = namespace::resolve(&app.db, &principal, Action::RegistryRead, org.as_str()).await?;
+    Ok(Json(ns).into_response())
+}
+
+async fn update_namespace(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(changes): ApiJson<namespace::NamespaceSettings>,
+) -> Result<Response> {
+    let org = OrgName::parse(&org)?;
+    Ok(Json(namespace::update(&app.db, &principal, org.as_str(), changes).await?).into_response())
+}

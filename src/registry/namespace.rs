@@ -1,0 +1,90 @@
+//! Registry namespaces: a namespace is an org, plus registry settings (public reads,
+//! server-side signing). Every registry service starts with [`resolve`].
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::store::find_org;
+use crate::auth::{Action, Principal, Resource, authorize};
+use crate::db::{Db, on_pool};
+use crate::error::{Error, Result};
+
+/// A namespace the caller was allowed to act on.
+#[derive(Debug, Clone, Serialize)]
+pub struct Namespace {
+    #[serde(skip)]
+    pub org_id: i64,
+    pub name: String,
+    pub public: bool,
+    pub server_signing: bool,
+}
+
+#[derive(sqlx::FromRow)]
+struct SettingsRow {
+    public: bool,
+    server_signing: bool,
+}
+
+/// Settings an admin can change; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceSettings {
+    pub public: Option<bool>,
+    pub server_signing: Option<bool>,
+}
+
+/// Finds namespace `name` and authorizes `action` on it. An unknown namespace looks exactly
+/// like a private one to a caller without a token, so existence is not revealed.
+pub async fn resolve(
+    db: &Db,
+    principal: &Principal,
+    action: Action,
+    name: &str,
+) -> Result<Namespace> {
+    let Some(org) = find_org(db, name).await? else {
+        authorize(
+            principal,
+            action,
+            Resource::Namespace {
+                org: name,
+                public: false,
+            },
+        )?;
+        return Err(Error::NotFound("namespace"));
+    };
+    const SQL: &str = "SELECT public, server_signing FROM registry_namespaces WHERE org_id = $1";
+    let settings = on_pool!(db, p => sqlx::query_as::<_, SettingsRow>(SQL)
+        .bind(org.id).fetch_optional(p).await)?;
+    let (public, server_signing) =
+        settings.map_or((false, false), |s| (s.public, s.server_signing));
+    authorize(principal, action, Resource::Namespace { org: name, public })?;
+    Ok(Namespace {
+        org_id: org.id,
+        name: org.name,
+        public,
+        server_signing,
+    })
+}
+
+/// Changes namespace settings (registry admin).
+pub async fn update(
+    db: &Db,
+    principal: &Principal,
+    name: &str,
+    changes: NamespaceSettings,
+) -> Result<Namespace> {
+    let current = resolve(db, principal, Action::RegistryAdmin, name).await?;
+    let public = changes.public.unwrap_or(current.public);
+    let server_signing = changes.server_signing.unwrap_or(current.server_signing);
+    const SQL: &str = "INSERT INTO registry_namespaces (org_id, public, server_signing, updated_at) \
+        VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET public = $2, \
+        server_signing = $3, updated_at = $4";
+    on_pool!(db, p => sqlx::query(SQL)
+        .bind(current.org_id).bind(public).bind(server_signing).bind(Utc::now())
+        .execute(p).await.map(|_| ()))?;
+    Ok(Namespace {
+        public,
+        server_signing,
+        ..current
+    })
+}

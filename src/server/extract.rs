@@ -19,6 +19,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 Err(Error::invalid("expected Content-Type: application/json"))
             }
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(Error::TooLarge(super::JSON_BODY_LIMIT as u64))
+            }
             Err(e) => Err(Error::invalid(e.body_text())),
         }
     }

@@ -22,7 +22,7 @@ use crate::metrics::{RequestLabels, RouteLabels};
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// JSON bodies of the management API are small; state bodies are read with their own cap.
-const JSON_BODY_LIMIT: usize = 1024 * 1024;
+pub(crate) const JSON_BODY_LIMIT: usize = 1024 * 1024;
 
 /// The whole application.
 pub fn router(app: AppState) -> Router {
@@ -36,6 +36,7 @@ pub fn router(app: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(

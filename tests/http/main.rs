@@ -1,1 +1,16 @@
 //! In-process HTTP tests: the real router on a real database.
+//!
+//! Every scenario runs twice, on SQLite and on PostgreSQL (`TERRACE_TEST_POSTGRES_URL`); the
+//! crash test drives the real `terrace` binary.
+
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod support;
+
+mod access;
+mod crash;
+mod encryption;
+mod history;
+mod limits;
+mod state_backend;

@@ -1,0 +1,333 @@
+//! A real `AppState` on a fresh database and blob directory, the real router, and helpers
+//! that speak the http backend protocol and the management API to it in-process.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tempfile::TempDir;
+use terrace::app::AppState;
+use terrace::auth::{Principal, Role};
+use terrace::blob::BlobStore;
+use terrace::crypto::Keyring;
+use terrace::db::Db;
+use terrace::names::OrgName;
+use tower::ServiceExt;
+
+mod request;
+
+pub use request::{RequestBuilder, basic_auth, raw_http};
+
+/// The org every scenario works in, and one whose tokens must never see it.
+pub const ORG: &str = "acme";
+pub const OTHER_ORG: &str = "other";
+
+/// Body cap used unless a scenario asks for another.
+pub const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates, for each scenario `fn(TestApp)`, a `sqlite` and a `postgres` test. The
+/// PostgreSQL variant returns early when no test database is configured.
+/// `max_body_size = N;` before the list builds the apps with that body cap.
+macro_rules! on_both_databases {
+    (max_body_size = $max:expr; $($name:ident),+ $(,)?) => {
+        const SCENARIO_MAX_BODY_SIZE: u64 = $max;
+        on_both_databases!(@each
+            |backend| $crate::support::TestApp::with_max_body_size(backend, super::SCENARIO_MAX_BODY_SIZE);
+            $($name),+);
+    };
+    ($($name:ident),+ $(,)?) => {
+        on_both_databases!(@each $crate::support::TestApp::new; $($name),+);
+    };
+    (@each $ctor:expr; $($name:ident),+) => {
+        on_both_databases!(@backend sqlite, Sqlite, $ctor; $($name),+);
+        on_both_databases!(@backend postgres, Postgres, $ctor; $($name),+);
+    };
+    (@backend $module:ident, $backend:ident, $ctor:expr; $($name:ident),+) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(app) = ($ctor)($crate::support::Backend::$backend).await else {
+                        eprintln!("skipping: TERRACE_TEST_POSTGRES_URL is not set");
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            )+
+        }
+    };
+}
+
+/// A response as the client saw it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    /// The body as JSON; panics with the body text when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    #[track_caller]
+    pub fn assert_status(&self, expected: StatusCode) -> &Self {
+        assert_eq!(
+            self.status,
+            expected,
+            "unexpected status; body: {}",
+            self.text()
+        );
+        self
+    }
+}
+
+/// One server: real router, real database, real encrypted blob store on disk.
+pub struct TestApp {
+    pub backend: Backend,
+    pub router: Router,
+    pub state: AppState,
+    pub read_token: String,
+    pub write_token: String,
+    pub admin_token: String,
+    /// An admin token of the other org.
+    pub other_token: String,
+    blobs_dir: PathBuf,
+    /// The SQLite database's directory (holds `test.db` and its WAL).
+    sqlite_dir: Option<TempDir>,
+    _blobs_root: TempDir,
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> Option<TestApp> {
+        Self::with_max_body_size(backend, DEFAULT_MAX_BODY_SIZE).await
+    }
+
+    pub async fn with_max_body_size(backend: Backend, max_body_size: u64) -> Option<TestApp> {
+        let (db, sqlite_dir) = match backend {
+            Backend::Sqlite => {
+                let (db, dir) = terrace::db::testing::sqlite().await;
+                (db, Some(dir))
+            }
+            Backend::Postgres => (terrace::db::testing::postgres().await?, None),
+        };
+        let blobs_root = tempfile::tempdir().unwrap();
+        let blobs_dir = blobs_root.path().join("blobs");
+        let key = terrace::crypto::generate_key().unwrap();
+        let keys = Arc::new(Keyring::from_base64(&key, &[]).unwrap());
+        let url = format!("file://{}", blobs_dir.display());
+        let blobs = BlobStore::from_url(&url, keys).unwrap();
+        let state = AppState::new(db.clone(), blobs, max_body_size);
+        let router = terrace::server::router(state.clone());
+
+        let acme = OrgName::parse(ORG).unwrap();
+        let other = OrgName::parse(OTHER_ORG).unwrap();
+        terrace::orgs::create_org(&db, &acme).await.unwrap();
+        terrace::orgs::create_org(&db, &other).await.unwrap();
+        let read_token = create_token(&db, ORG, "reader", Role::Read, None).await;
+        let write_token = create_token(&db, ORG, "writer", Role::Write, None).await;
+        let admin_token = create_token(&db, ORG, "admin", Role::Admin, None).await;
+        let other_token = create_token(&db, OTHER_ORG, "intruder", Role::Admin, None).await;
+        Some(TestApp {
+            backend,
+            router,
+            state,
+            read_token,
+            write_token,
+            admin_token,
+            other_token,
+            blobs_dir,
+            sqlite_dir,
+            _blobs_root: blobs_root,
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// The SQLite database directory, on the SQLite backend.
+    pub fn sqlite_dir(&self) -> Option<&Path> {
+        self.sqlite_dir.as_ref().map(TempDir::path)
+    }
+
+    /// Every object file under the blob directory.
+    pub fn blob_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        let mut dirs = vec![self.blobs_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// Sends one request through the router.
+    pub async fn send(&self, request: Request<Body>) -> Resp {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Resp {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// A request to the http backend address of `ws`, with Basic auth as Terraform sends it.
+    pub fn state_request(&self, method: &str, path_tail: &str, token: &str) -> RequestBuilder {
+        RequestBuilder::new(method, &format!("/state/{ORG}/{path_tail}")).basic(token)
+    }
+
+    pub async fn get_state(&self, ws: &str, token: &str) -> Resp {
+        self.send(self.state_request("GET", ws, token).build())
+            .await
+    }
+
+    /// Terraform's write: POST, with `?ID=` when it holds a lock.
+    pub async fn write_state(
+        &self,
+        ws: &str,
+        body: impl Into<Bytes>,
+        lock_id: Option<&str>,
+        token: &str,
+    ) -> Resp {
+        let tail = match lock_id {
+            Some(id) => format!("{ws}?ID={id}"),
+            None => ws.to_string(),
+        };
+        let request = self.state_request("POST", &tail, token).body(body);
+        self.send(request.build()).await
+    }
+
+    /// LOCK with a Terraform-shaped lock info body for `id`.
+    pub async fn lock(&self, ws: &str, id: &str, token: &str) -> Resp {
+        let request = self.state_request("LOCK", ws, token).body(lock_info(id));
+        self.send(request.build()).await
+    }
+
+    pub async fn unlock(&self, ws: &str, body: impl Into<Bytes>, token: &str) -> Resp {
+        let request = self.state_request("UNLOCK", ws, token).body(body);
+        self.send(request.build()).await
+    }
+
+    /// A management API call with a Bearer token and an optional JSON body.
+    pub async fn api(&self, method: &str, path: &str, token: &str, body: Option<Value>) -> Resp {
+        let mut request = RequestBuilder::new(method, path).bearer(token);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        self.send(request.build()).await
+    }
+
+    /// `/api/v1/orgs/acme/workspaces/{ws}{tail}`.
+    pub fn ws_api(ws: &str, tail: &str) -> String {
+        format!("/api/v1/orgs/{ORG}/workspaces/{ws}{tail}")
+    }
+
+    /// The versions of `ws`, newest first (the first page of up to 1000).
+    pub async fn versions(&self, ws: &str) -> Vec<Value> {
+        let resp = self
+            .api(
+                "GET",
+                &Self::ws_api(ws, "/state-versions?limit=1000"),
+                &self.admin_token,
+                None,
+            )
+            .await;
+        resp.assert_status(StatusCode::OK);
+        resp.json()["data"].as_array().unwrap().clone()
+    }
+
+    /// The current lock holder as the management API shows it, `None` when unlocked.
+    pub async fn lock_holder(&self, ws: &str) -> Option<Value> {
+        let resp = self
+            .api("GET", &Self::ws_api(ws, "/lock"), &self.read_token, None)
+            .await;
+        match resp.status {
+            StatusCode::OK => Some(resp.json()),
+            StatusCode::NOT_FOUND => None,
+            other => panic!("unexpected {other} from the lock API: {}", resp.text()),
+        }
+    }
+
+    /// Serves the router on a loopback port for tests that need a real socket.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        addr
+    }
+}
+
+/// Creates a token directly in the database, as the CLI does.
+pub async fn create_token(
+    db: &Db,
+    org: &str,
+    name: &str,
+    role: Role,
+    expires_at: Option<DateTime<Utc>>,
+) -> String {
+    let org = OrgName::parse(org).unwrap();
+    terrace::orgs::create_token(db, &Principal::System, &org, name, role, expires_at)
+        .await
+        .unwrap()
+        .token
+}
+
+/// Lock info JSON shaped like Terraform's.
+pub fn lock_info(id: &str) -> String {
+    format!(
+        r#"{{"ID":"{id}","Operation":"OperationTypeApply","Info":"","Who":"alice@laptop","Version":"1.0.3","Created":"2026-01-02T03:04:05.123456789Z","Path":""}}"#
+    )
+}
+
+/// A Terraform-shaped state document.
+pub fn state(lineage: &str, serial: i64) -> String {
+    format!(
+        "{{\n  \"version\": 4,\n  \"terraform_version\": \"1.0.3\",\n  \"serial\": {serial},\n  \"lineage\": \"{lineage}\",\n  \"outputs\": {{}},\n  \"resources\": []\n}}\n"
+    )
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+/// Whether `needle` occurs anywhere in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

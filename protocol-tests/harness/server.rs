@@ -97,7 +97,7 @@ impl Terrace {
             _process: process,
             base_url,
             tokens,
-            http: Client::new(),
+            http: plain_client(),
             _root: root,
         }
     }
@@ -359,4 +359,10 @@ impl Drop for ServerProcess {
             eprintln!("{}", self.log());
         }
     }
+}
+
+/// A client for the plain-HTTP server; reqwest is built without a default TLS provider.
+fn plain_client() -> Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Client::new()
 }

@@ -33,7 +33,8 @@ impl AppState {
             .await
             .context("connecting to the database")?;
         db.migrate().await.context("migrating the database")?;
-        let blobs = BlobStore::from_url(&config.storage_url()?, keys)?;
+        let blobs =
+            BlobStore::from_url(&config.storage_url()?, keys)?.with_cache(config.cache_size);
         let mut app = AppState::new(db, blobs, config.max_body_size);
         app.public_url = config
             .public_url

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 /// Default body cap for state uploads: 256 MiB.
 pub const DEFAULT_MAX_BODY_SIZE: u64 = 256 * 1024 * 1024;
 
+/// Default memory for decrypted state: 64 MiB.
+pub const DEFAULT_CACHE_SIZE: u64 = 64 * 1024 * 1024;
+
 /// Settings after all sources are merged.
 #[derive(Clone, Deserialize)]
 pub struct Config {
@@ -32,6 +35,9 @@ pub struct Config {
     previous_encryption_keys: Option<String>,
     #[serde(deserialize_with = "deserialize_size")]
     pub max_body_size: u64,
+    /// Memory for decrypted state kept to answer reads without the blob store (0 = off).
+    #[serde(deserialize_with = "deserialize_size")]
+    pub cache_size: u64,
     pub log_format: LogFormat,
 }
 
@@ -70,6 +76,7 @@ struct Defaults {
     listen: &'static str,
     data_dir: &'static str,
     max_body_size: u64,
+    cache_size: u64,
     log_format: LogFormat,
 }
 
@@ -92,6 +99,7 @@ impl std::fmt::Debug for Config {
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
             )
             .field("max_body_size", &self.max_body_size)
+            .field("cache_size", &self.cache_size)
             .field("log_format", &self.log_format)
             .finish()
     }
@@ -114,6 +122,7 @@ impl Config {
             listen: "127.0.0.1:8080",
             data_dir: "./terrace-data",
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            cache_size: DEFAULT_CACHE_SIZE,
             log_format: LogFormat::Pretty,
         }));
         if let Some(file) = file {
@@ -135,6 +144,7 @@ impl Config {
                 "encryption_key",
                 "previous_encryption_keys",
                 "max_body_size",
+                "cache_size",
                 "log_format",
             ]))
             .merge(Serialized::defaults(overrides));

@@ -24,6 +24,20 @@ use crate::error::{Error, Result};
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
     keys: Arc<Keyring>,
+    /// Decrypted objects by blob id. Objects are immutable, so entries never go stale, on
+    /// any replica.
+    cache: Option<Arc<PlainCache>>,
+}
+
+type PlainCache = quick_cache::sync::Cache<String, Bytes, ByteWeighter>;
+
+#[derive(Clone)]
+struct ByteWeighter;
+
+impl quick_cache::Weighter<String, Bytes> for ByteWeighter {
+    fn weight(&self, key: &String, value: &Bytes) -> u64 {
+        (key.len() + value.len()) as u64
+    }
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -99,7 +113,20 @@ impl BlobStore {
                 }
             }
         };
-        Ok(BlobStore { store, keys })
+        Ok(BlobStore {
+            store,
+            keys,
+            cache: None,
+        })
+    }
+
+    /// Keeps up to `bytes` of decrypted objects in memory (0 turns the cache off).
+    pub fn with_cache(mut self, bytes: u64) -> Self {
+        self.cache = (bytes > 0).then(|| {
+            let items = (bytes / (64 * 1024)).clamp(16, 100_000) as usize;
+            Arc::new(PlainCache::with_weighter(items, bytes, ByteWeighter))
+        });
+        self
     }
 
     pub fn keys(&self) -> &Keyring {
@@ -135,6 +162,11 @@ impl BlobStore {
 
     /// Reads and decrypts a blob.
     pub async fn get(&self, blob: &StoredBlob) -> Result<Bytes> {
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(&blob.id)
+        {
+            return Ok(hit);
+        }
         let object = self
             .store
             .get(&Path::from(blob.object_key.as_str()))
@@ -146,7 +178,11 @@ impl BlobStore {
             .keys
             .open(&blob.envelope, &mut data, blob.id.as_bytes())
             .map_err(Error::Internal)?;
-        Ok(Bytes::from(data).slice(range))
+        let plain = Bytes::from(data).slice(range);
+        if let Some(cache) = &self.cache {
+            cache.insert(blob.id.clone(), plain.clone());
+        }
+        Ok(plain)
     }
 
     /// Best-effort removal of an object that was never committed.

@@ -41,9 +41,10 @@ impl Db {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                // NORMAL in WAL mode loses at most the last commits on power loss, never
-                // consistency; FULL makes every acknowledged write durable, which we promise.
-                .synchronous(SqliteSynchronous::Full)
+                // NORMAL in WAL mode survives process crashes and never loses consistency;
+                // commits that must outlive a power loss (state versions) switch to FULL
+                // through `DurableCommits`.
+                .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
@@ -105,6 +106,32 @@ pub async fn connect_in_new_schema(url: &str) -> anyhow::Result<Db> {
     let db = Db::Postgres(pool);
     db.migrate().await?;
     Ok(db)
+}
+
+/// Makes the commits of one connection durable against power loss, or relaxes that again.
+/// PostgreSQL commits are always durable (`synchronous_commit` is the operator's choice).
+pub trait DurableCommits {
+    fn durable_commits(
+        &mut self,
+        on: bool,
+    ) -> impl std::future::Future<Output = sqlx::Result<()>> + Send;
+}
+
+impl DurableCommits for sqlx::SqliteConnection {
+    async fn durable_commits(&mut self, on: bool) -> sqlx::Result<()> {
+        let pragma = if on {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        sqlx::query(pragma).execute(self).await.map(|_| ())
+    }
+}
+
+impl DurableCommits for sqlx::PgConnection {
+    async fn durable_commits(&mut self, _on: bool) -> sqlx::Result<()> {
+        Ok(())
+    }
 }
 
 /// True when `err` is a unique-constraint violation (the same check on both drivers).

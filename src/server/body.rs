@@ -10,10 +10,6 @@ use crate::blob::PlainBuffer;
 use crate::error::{Error, Result};
 use crate::state::ReceivedState;
 
-/// Caps the first allocation so a lying Content-Length cannot reserve the whole cap up front
-/// for a short body.
-const MAX_PREALLOCATION: u64 = 16 * 1024 * 1024;
-
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -50,7 +46,9 @@ pub async fn read_state_body(headers: &HeaderMap, body: Body, limit: u64) -> Res
     let md5_expected = expected_md5(headers)?;
     let mut md5 = md5_expected.as_ref().map(|_| md5::Md5::new());
     let mut sha = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = PlainBuffer::with_capacity(length.unwrap_or(0).min(MAX_PREALLOCATION) as usize);
+    // Reserving the announced length (already capped) avoids growing by doubling, which would
+    // briefly hold two copies; pages a short body never touches are never made resident.
+    let mut buf = PlainBuffer::with_capacity(length.unwrap_or(0) as usize);
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| Error::invalid("could not read the request body"))?;

@@ -4,7 +4,6 @@
 //! encrypted state) is opaque and accepted.
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use crate::error::{Error, Result};
 
@@ -21,8 +20,7 @@ struct Probe {
     serial: Option<serde_json::Value>,
     #[serde(default)]
     lineage: Option<serde_json::Value>,
-    #[serde(flatten)]
-    _rest: std::collections::HashMap<String, IgnoredAny>,
+    // Other fields are skipped while parsing, not collected: states can be hundreds of MB.
 }
 
 /// Reads the metadata of a state body; refuses anything that is not a JSON object.

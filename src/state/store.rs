@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::blob::StoredBlob;
 use crate::crypto::Envelope;
-use crate::db::{Db, on_pool};
+use crate::db::{Db, DurableCommits, on_pool};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -243,53 +243,61 @@ pub async fn record_version(
         updated_at = $3 WHERE id = $4";
 
     on_pool!(db, p => {
-        let mut tx = p.begin().await?;
-        sqlx::query(TOUCH).bind(now).bind(new.workspace_id).execute(&mut *tx).await?;
-        let snapshot = sqlx::query_as::<_, WriteSnapshot>(SNAPSHOT)
-            .bind(new.workspace_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        match decide(&snapshot)? {
-            Decision::AlreadyCurrent => {
-                tx.rollback().await?;
-                Ok(None)
-            }
-            Decision::Insert => {
-                let version = snapshot.version_count + 1;
-                sqlx::query(INSERT_BLOB)
-                    .bind(&new.blob.id)
-                    .bind(&new.blob.object_key)
-                    .bind(new.size)
-                    .bind(new.sha256)
-                    .bind(&new.blob.envelope.key_id)
-                    .bind(&new.blob.envelope.wrapped_key)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let (id,): (i64,) = sqlx::query_as(INSERT_VERSION)
-                    .bind(new.workspace_id)
-                    .bind(version)
-                    .bind(new.serial)
-                    .bind(new.lineage)
-                    .bind(new.sha256)
-                    .bind(new.size)
-                    .bind(&new.blob.id)
-                    .bind(new.source)
-                    .bind(now)
-                    .bind(new.created_by)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                sqlx::query(MAKE_CURRENT)
-                    .bind(id)
-                    .bind(version)
-                    .bind(now)
-                    .bind(new.workspace_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(Some(version))
+        let mut conn = p.acquire().await?;
+        // An acknowledged version must survive a power loss, not only a crash.
+        (*conn).durable_commits(true).await?;
+        let result: Result<Option<i64>> = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query(TOUCH).bind(now).bind(new.workspace_id).execute(&mut *tx).await?;
+            let snapshot = sqlx::query_as::<_, WriteSnapshot>(SNAPSHOT)
+                .bind(new.workspace_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            match decide(&snapshot)? {
+                Decision::AlreadyCurrent => {
+                    tx.rollback().await?;
+                    Ok(None)
+                }
+                Decision::Insert => {
+                    let version = snapshot.version_count + 1;
+                    sqlx::query(INSERT_BLOB)
+                        .bind(&new.blob.id)
+                        .bind(&new.blob.object_key)
+                        .bind(new.size)
+                        .bind(new.sha256)
+                        .bind(&new.blob.envelope.key_id)
+                        .bind(&new.blob.envelope.wrapped_key)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let (id,): (i64,) = sqlx::query_as(INSERT_VERSION)
+                        .bind(new.workspace_id)
+                        .bind(version)
+                        .bind(new.serial)
+                        .bind(new.lineage)
+                        .bind(new.sha256)
+                        .bind(new.size)
+                        .bind(&new.blob.id)
+                        .bind(new.source)
+                        .bind(now)
+                        .bind(new.created_by)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(MAKE_CURRENT)
+                        .bind(id)
+                        .bind(version)
+                        .bind(now)
+                        .bind(new.workspace_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Some(version))
+                }
             }
         }
+        .await;
+        (*conn).durable_commits(false).await?;
+        result
     })
 }
 

@@ -8,5 +8,6 @@
 #[macro_use]
 mod harness;
 
+mod module_registry;
 mod state_backend;
 mod state_locking;

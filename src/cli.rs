@@ -57,6 +57,12 @@ enum Command {
     /// Manage master encryption keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Module registry client: publish a module directory to a Terrace server.
+    #[command(subcommand)]
+    Module(crate::registry::modules::ModuleCommand),
+    /// Provider network mirror client: upload a `terraform providers mirror` directory.
+    #[command(subcommand)]
+    Mirror(crate::registry::mirror::MirrorCommand),
 }
 
 #[derive(Debug, Args)]
@@ -199,11 +205,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Module(command) => crate::registry::modules::client::run(command).await,
+        Command::Mirror(command) => crate::registry::mirror::client::run(command).await,
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = AppState::from_config(&config).await?;
+    crate::registry::modules::spawn_flusher(app.clone());
+    crate::registry::providers::spawn_flusher(app.clone());
     let tls_files = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
             cert: cert.clone(),

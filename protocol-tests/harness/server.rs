@@ -1,6 +1,11 @@
 //! One `terrace serve` process per test, bootstrapped through the `terrace`
 //! CLI, plus the plain HTTP calls a test makes around Terraform: taking and
 //! releasing locks, reading state and the management API.
+//!
+//! [`Terrace::start`] serves plain HTTP (enough for the http backend);
+//! [`Terrace::start_tls`] serves HTTPS with the server's development CA, which
+//! registry tests need because Terraform discovers registry hosts over HTTPS
+//! only.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -10,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use reqwest::Certificate;
 use reqwest::blocking::{Client, Response};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -45,10 +51,12 @@ impl Role {
 /// A running Terrace server with an org and one token per role.
 pub struct Terrace {
     // Declared first so the process stops before its directory is removed.
-    _process: ServerProcess,
+    process: ServerProcess,
     base_url: String,
     tokens: HashMap<Role, String>,
     http: Client,
+    /// The development CA the server's certificate chains to, when serving HTTPS.
+    ca_path: Option<PathBuf>,
     _root: TempDir,
 }
 
@@ -56,6 +64,17 @@ impl Terrace {
     /// Starts `terrace serve` on a free port with a fresh data directory,
     /// then creates the org and the tokens with the CLI.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Like [`Terrace::start`], but serving HTTPS (`terrace serve --dev-tls`).
+    /// The server creates `<data dir>/tls/ca.pem`; [`Terrace::http`] trusts it
+    /// and Terraform is pointed at it through `SSL_CERT_FILE`.
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let root = tempfile::Builder::new()
             .prefix("terrace-protocol-")
             .tempdir()
@@ -64,8 +83,12 @@ impl Terrace {
         let log_path = root.path().join("server.log");
         let log = File::create(&log_path).expect("create the server log file");
 
-        let child = terrace_command(&data_dir)
-            .arg("serve")
+        let mut command = terrace_command(&data_dir);
+        command.arg("serve");
+        if tls {
+            command.arg("--dev-tls");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -93,11 +116,23 @@ impl Terrace {
             })
             .collect();
 
+        let (http, ca_path) = if tls {
+            assert!(
+                base_url.starts_with("https://"),
+                "`terrace serve --dev-tls` should listen on https, got {base_url}"
+            );
+            let ca_path = process.data_dir.join("tls").join("ca.pem");
+            (tls_client(&ca_path), Some(ca_path))
+        } else {
+            (plain_client(), None)
+        };
+
         Terrace {
-            _process: process,
+            process,
             base_url,
             tokens,
-            http: plain_client(),
+            http,
+            ca_path,
             _root: root,
         }
     }
@@ -110,6 +145,44 @@ impl Terrace {
     /// The token created for `role`.
     pub fn token(&self, role: Role) -> &str {
         &self.tokens[&role]
+    }
+
+    /// `host:port` as registry addresses and CLI `credentials` blocks name it,
+    /// e.g. `127.0.0.1:41234` (module hosts need a dot, so never `localhost`).
+    pub fn host(&self) -> String {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, rest)| rest);
+        rest.trim_end_matches('/').to_owned()
+    }
+
+    /// The CA certificate (PEM) to trust; only for servers from [`Terrace::start_tls`].
+    pub fn ca_path(&self) -> PathBuf {
+        self.ca_path
+            .clone()
+            .expect("ca_path() needs a server from Terrace::start_tls()")
+    }
+
+    /// An HTTP client for this server (trusting its CA when it serves HTTPS).
+    pub fn http(&self) -> &Client {
+        &self.http
+    }
+
+    /// The `Authorization` header value for `role`: `Bearer <token>`.
+    pub fn bearer(&self, role: Role) -> String {
+        format!("Bearer {}", self.token(role))
+    }
+
+    /// Runs a `terrace` CLI subcommand as a user would (same data directory,
+    /// no inherited `TERRACE_*` settings) and returns its output.
+    pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        terrace_command(&self.process.data_dir)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the terrace CLI")
     }
 
     /// The http backend address of `workspace`.
@@ -365,4 +438,17 @@ impl Drop for ServerProcess {
 fn plain_client() -> Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     Client::new()
+}
+
+/// A client that trusts only the server's development CA.
+fn tls_client(ca_path: &Path) -> Client {
+    // reqwest is built without a default crypto provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(ca_path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", ca_path.display()));
+    let ca = Certificate::from_pem(&pem).expect("the development CA is PEM");
+    Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .expect("build an HTTPS client trusting the development CA")
 }

@@ -26,12 +26,15 @@ const EXAMPLE_BASE_URL: &str = "https://terrace.example.com";
 /// Subcommands that accept `-input` and `-no-color`.
 const INTERACTIVE_COMMANDS: [&str; 3] = ["init", "plan", "apply"];
 
-/// A directory with a `main.tf`, plus its own empty CLI configuration.
+/// A directory with a `main.tf`, plus its own CLI configuration (empty unless
+/// a test adds to it).
 pub struct Workdir {
     root: TempDir,
     backend: String,
     password: Option<String>,
     outputs: Vec<(String, String)>,
+    /// The CA bundle Terraform trusts (`SSL_CERT_FILE`), for HTTPS servers.
+    ssl_cert_file: Option<PathBuf>,
 }
 
 impl Workdir {
@@ -93,6 +96,50 @@ impl Workdir {
         }
     }
 
+    /// A configuration that installs from `server`'s registry: `main_tf` is
+    /// written verbatim, Terraform trusts the server's CA, and the CLI
+    /// configuration holds a `credentials "<host>"` block with the token of
+    /// `role` (none when `role` is `None`, for anonymous reads).
+    pub fn registry(server: &Terrace, role: Option<Role>, main_tf: &str) -> Self {
+        let workdir = Workdir {
+            ssl_cert_file: Some(server.ca_path()),
+            ..Self::empty()
+        };
+        std::fs::write(workdir.path().join("main.tf"), main_tf).expect("write main.tf");
+        if let Some(role) = role {
+            workdir.append_cli_config(&format!(
+                "credentials {:?} {{\n  token = {:?}\n}}\n",
+                server.host(),
+                server.token(role)
+            ));
+        }
+        workdir
+    }
+
+    /// Appends `text` to the CLI configuration (`TF_CLI_CONFIG_FILE`), e.g. a
+    /// `provider_installation` block.
+    pub fn append_cli_config(&self, text: &str) {
+        let path = self.cli_config_path();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|error| panic!("open {}: {error}", path.display()));
+        file.write_all(format!("{text}\n").as_bytes())
+            .unwrap_or_else(|error| panic!("append to {}: {error}", path.display()));
+    }
+
+    /// The text of a file in the working directory, e.g.
+    /// `.terraform/modules/modules.json` or `.terraform.lock.hcl`.
+    pub fn read_file(&self, rel: &str) -> String {
+        let path = self.path().join(rel);
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
+    }
+
+    fn cli_config_path(&self) -> PathBuf {
+        self.root.path().join("cli.tfrc")
+    }
+
     /// A working directory with no configuration yet.
     fn empty() -> Self {
         let root = tempfile::Builder::new()
@@ -108,6 +155,7 @@ impl Workdir {
             backend: String::new(),
             password: None,
             outputs: Vec::new(),
+            ssl_cert_file: None,
         }
     }
 
@@ -179,7 +227,7 @@ impl Workdir {
         command
             .current_dir(self.path())
             .args(&args)
-            .env("TF_CLI_CONFIG_FILE", self.root.path().join("cli.tfrc"))
+            .env("TF_CLI_CONFIG_FILE", self.cli_config_path())
             .env("TF_IN_AUTOMATION", "1")
             .env("CHECKPOINT_DISABLE", "1")
             .stdin(stdin)
@@ -187,6 +235,10 @@ impl Workdir {
             .stderr(Stdio::piped());
         if let Some(password) = &self.password {
             command.env("TF_HTTP_PASSWORD", password);
+        }
+        if let Some(ca) = &self.ssl_cert_file {
+            // Go reads this bundle instead of the system's, so only the test CA is trusted.
+            command.env("SSL_CERT_FILE", ca);
         }
         let child = command.spawn().expect("spawn terraform");
         TerraformProcess::start(format!("terraform {}", args.join(" ")), child)

@@ -1,7 +1,10 @@
 //! Private registry: remote service discovery, the module and provider registry protocols and
 //! the provider network mirror. Namespaces are orgs.
 
+pub mod mirror;
+pub mod modules;
 pub mod namespace;
+pub mod providers;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +24,9 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/orgs/{org}/registry",
             patch(update_namespace).get(show_namespace),
         )
+        .merge(modules::routes())
+        .merge(providers::routes())
+        .merge(mirror::routes())
 }
 
 /// Remote service discovery. Paths need the leading `/` (or they resolve under

@@ -13,4 +13,6 @@ mod crash;
 mod encryption;
 mod history;
 mod limits;
+mod module_registry;
+mod provider_registry;
 mod state_backend;

@@ -1,0 +1,30 @@
+//! Module registry: publishing `.tar.gz` archives (checked, HCL metadata extracted, stored
+//! encrypted), the `modules.v1` protocol Terraform installs from, the public registry's browse
+//! endpoints, and download counts kept off the download path.
+//!
+//! Layers: `routes` (protocol, browse) and `api` (publish, delete) → `service` (rules,
+//! authorization through the namespace) → `store` (SQL). `archive` and `metadata` are pure
+//! functions over the uploaded bytes; `client` is the `terrace module publish` command.
+
+mod address;
+mod api;
+mod archive;
+pub mod client;
+mod counts;
+mod metadata;
+mod routes;
+mod service;
+mod store;
+mod views;
+
+use axum::Router;
+
+pub use client::ModuleCommand;
+pub use counts::{FLUSH_INTERVAL, flush as flush_downloads, spawn_flusher};
+
+use crate::app::AppState;
+
+/// Every module registry route: `/v1/modules/…` and `/api/v1/modules/…`.
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(routes::routes()).merge(api::routes())
+}

@@ -1,0 +1,288 @@
+//! Provider registry rules: GPG key management and the two reads of the provider registry
+//! protocol. Publishing lives in `publish`. No HTTP types here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::address::{ProviderType, ProviderVersion, shasums_filename};
+use super::{counts, keys, store};
+use crate::app::AppState;
+use crate::auth::{Action, Principal};
+use crate::error::{Error, Result};
+use crate::names::OrgName;
+use crate::pagination::{Page, Paginated};
+use crate::registry::namespace::{self, Namespace};
+
+/// A registered key as the management API shows it.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub key_id: String,
+    pub fingerprint: String,
+    pub ascii_armor: String,
+    /// `uploaded`, or `terrace` for the namespace's server-side signing key.
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+impl From<store::KeyRow> for KeyView {
+    fn from(row: store::KeyRow) -> Self {
+        KeyView {
+            key_id: row.key_id,
+            fingerprint: row.fingerprint,
+            ascii_armor: row.ascii_armor,
+            source: row.source,
+            created_at: row.created_at,
+            created_by: row.created_by,
+        }
+    }
+}
+
+async fn resolve(
+    app: &AppState,
+    principal: &Principal,
+    action: Action,
+    ns: &str,
+) -> Result<Namespace> {
+    let org = OrgName::parse(ns)?;
+    namespace::resolve(&app.db, principal, action, org.as_str()).await
+}
+
+/// Registers an ASCII-armored public key for the namespace (registry admin).
+pub async fn add_key(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    ascii_armor: &str,
+) -> Result<KeyView> {
+    let ns = resolve(app, principal, Action::RegistryAdmin, ns).await?;
+    let key = keys::parse_public_key(ascii_armor)?;
+    let armor = ascii_armor.trim().to_string() + "\n";
+    let new = store::NewKey {
+        org_id: ns.org_id,
+        key_id: &key.key_id,
+        fingerprint: &key.fingerprint,
+        ascii_armor: &armor,
+        source: "uploaded",
+        created_by: &principal.actor(),
+    };
+    Ok(store::insert_key(&app.db, &new, Utc::now()).await?.into())
+}
+
+/// The namespace's keys, one page.
+pub async fn list_keys(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    page: Page,
+) -> Result<Paginated<KeyView>> {
+    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
+    let rows = store::list_keys(&app.db, ns.org_id, page.fetch_limit(), page.offset).await?;
+    Ok(Paginated::new(rows, page).map(KeyView::from))
+}
+
+/// Removes a key. Versions signed by it can no longer be installed until re-signed, which is
+/// how a leaked key is revoked. Removing the server signing key makes Terrace generate a new
+/// one on next use.
+pub async fn delete_key(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    key_id: &str,
+) -> Result<()> {
+    let ns = resolve(app, principal, Action::RegistryAdmin, ns).await?;
+    let key_id = key_id.to_ascii_uppercase();
+    if store::delete_key(&app.db, ns.org_id, &key_id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound("gpg key"))
+    }
+}
+
+/// `GET …/versions`: `{"versions": [{"version", "protocols", "platforms"}]}`.
+#[derive(Debug, Serialize)]
+pub struct VersionList {
+    pub versions: Vec<VersionEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VersionEntry {
+    pub version: String,
+    pub protocols: Vec<String>,
+    pub platforms: Vec<PlatformEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlatformEntry {
+    pub os: String,
+    pub arch: String,
+}
+
+fn split_protocols(text: &str) -> Vec<String> {
+    text.split(',').map(str::to_string).collect()
+}
+
+/// Every version of a provider, oldest first, with protocols and platforms.
+pub async fn list_versions(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    kind: &str,
+) -> Result<VersionList> {
+    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
+    let kind = ProviderType::parse(kind).map_err(|_| Error::NotFound("provider"))?;
+    let rows = store::list_platforms(&app.db, ns.org_id, kind.as_str())
+        .await?
+        .ok_or(Error::NotFound("provider"))?;
+    let mut by_version: BTreeMap<semver::Version, VersionEntry> = BTreeMap::new();
+    for row in rows {
+        let Ok(parsed) = semver::Version::parse(&row.version) else {
+            continue;
+        };
+        let entry = by_version.entry(parsed).or_insert_with(|| VersionEntry {
+            version: row.version.clone(),
+            protocols: split_protocols(&row.protocols),
+            platforms: Vec::new(),
+        });
+        entry.platforms.push(PlatformEntry {
+            os: row.os,
+            arch: row.arch,
+        });
+    }
+    Ok(VersionList {
+        versions: by_version.into_values().collect(),
+    })
+}
+
+/// `GET …/{version}/download/{os}/{arch}`, exactly as Terraform reads it.
+#[derive(Debug, Serialize)]
+pub struct Download {
+    pub protocols: Vec<String>,
+    pub os: String,
+    pub arch: String,
+    pub filename: String,
+    pub download_url: String,
+    pub shasums_url: String,
+    pub shasums_signature_url: String,
+    pub shasum: String,
+    pub signing_keys: SigningKeys,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SigningKeys {
+    pub gpg_public_keys: Vec<GpgPublicKey>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GpgPublicKey {
+    pub key_id: String,
+    pub ascii_armor: String,
+    /// Must stay empty: Terraform checks a non-empty one against HashiCorp's partner key.
+    pub trust_signature: String,
+    pub source: String,
+    pub source_url: Option<String>,
+}
+
+/// Where a package is and how Terraform checks it. Links are signed (Terraform sends no
+/// credentials on these downloads) and absolute under `base_url`.
+pub async fn find_download(
+    app: &AppState,
+    principal: &Principal,
+    address: (&str, &str, &str),
+    os: &str,
+    arch: &str,
+    base_url: &str,
+) -> Result<Download> {
+    let (ns, kind, version) = address;
+    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
+    let not_found = || Error::NotFound("provider package");
+    let kind = ProviderType::parse(kind).map_err(|_| not_found())?;
+    let version = ProviderVersion::parse(version).map_err(|_| not_found())?;
+    let package = store::find_package(
+        &app.db,
+        ns.org_id,
+        kind.as_str(),
+        &version.to_string(),
+        os,
+        arch,
+    )
+    .await?
+    .ok_or_else(not_found)?;
+    let gpg_public_keys = store::all_keys(&app.db, ns.org_id)
+        .await?
+        .into_iter()
+        // Registration admits RSA keys only; re-checked so nothing else can reach Terraform.
+        .filter(|row| keys::parse_public_key(&row.ascii_armor).is_ok())
+        .map(|row| GpgPublicKey {
+            key_id: row.key_id,
+            ascii_armor: row.ascii_armor,
+            trust_signature: String::new(),
+            source: "Terrace".into(),
+            source_url: None,
+        })
+        .collect();
+    counts::record(app, package.package_id);
+    let sums = shasums_filename(&kind, &version);
+    let link =
+        |blob_id: &str, name: &str| crate::downloads::signed_url(app, base_url, blob_id, name);
+    Ok(Download {
+        protocols: split_protocols(&package.protocols),
+        download_url: link(&package.blob_id, &package.filename),
+        shasums_url: link(&package.shasums_blob_id, &sums),
+        shasums_signature_url: link(&package.signature_blob_id, &format!("{sums}.sig")),
+        os: package.os,
+        arch: package.arch,
+        filename: package.filename,
+        shasum: package.sha256,
+        signing_keys: SigningKeys { gpg_public_keys },
+    })
+}
+
+/// A hosted package as the network mirror lists it.
+pub struct MirrorArchive {
+    pub key: String,
+    pub filename: String,
+    pub blob_id: String,
+    pub hashes: Vec<String>,
+}
+
+/// Versions of a hosted provider, for the mirror's `index.json`.
+pub async fn mirror_versions(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    kind: &str,
+) -> Result<Vec<String>> {
+    let list = list_versions(app, principal, ns, kind).await?;
+    Ok(list.versions.into_iter().map(|v| v.version).collect())
+}
+
+/// Archives of one hosted version, for the mirror's `{version}.json`.
+pub async fn mirror_archives(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    kind: &str,
+    version: &str,
+) -> Result<Vec<MirrorArchive>> {
+    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
+    let not_found = || Error::NotFound("provider version");
+    let kind = ProviderType::parse(kind).map_err(|_| not_found())?;
+    let version = ProviderVersion::parse(version).map_err(|_| not_found())?;
+    let rows =
+        store::version_packages(&app.db, ns.org_id, kind.as_str(), &version.to_string()).await?;
+    if rows.is_empty() {
+        return Err(not_found());
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| MirrorArchive {
+            key: format!("{}_{}", row.os, row.arch),
+            hashes: vec![row.h1, format!("zh:{}", row.sha256)],
+            filename: row.filename,
+            blob_id: row.blob_id,
+        })
+        .collect())
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::blob::BlobStore;
+use crate::cache::TtlCache;
 use crate::config::Config;
 use crate::crypto::Keyring;
 use crate::db::Db;
@@ -21,6 +22,15 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Whether this process serves HTTPS (for building absolute URLs without `public_url`).
     pub tls: bool,
+    /// Valid tokens by hash, so hot paths skip the token query.
+    pub tokens: Arc<TtlCache<Vec<u8>, CachedToken>>,
+}
+
+/// A token that was valid when cached, and when it stops being valid.
+#[derive(Clone, Debug)]
+pub struct CachedToken {
+    pub principal: crate::auth::Principal,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl AppState {
@@ -52,6 +62,7 @@ impl AppState {
             max_body_size,
             public_url: None,
             tls: false,
+            tokens: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod blob;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -8,7 +8,7 @@ use base64::Engine;
 use chrono::Utc;
 
 use super::{Role, store, token};
-use crate::app::AppState;
+use crate::app::{AppState, CachedToken};
 use crate::error::{Error, Result};
 
 /// Who is making a request.
@@ -41,9 +41,16 @@ impl Principal {
         }
     }
 
-    /// Resolves a presented token secret.
+    /// Resolves a presented token secret (cached for a moment; revocation through this
+    /// process clears the cache at once).
     pub async fn from_token(app: &AppState, secret: &str) -> Result<Principal> {
         let hash = token::hash(secret);
+        if let Some(cached) = app.tokens.get(&hash) {
+            if cached.expires_at.is_some_and(|at| at <= Utc::now()) {
+                return Err(Error::Unauthenticated);
+            }
+            return Ok(cached.principal);
+        }
         let row = store::find_token_by_hash(&app.db, &hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
@@ -54,13 +61,21 @@ impl Principal {
             return Err(Error::Unauthenticated);
         }
         let role = row.role.parse().map_err(|_| Error::Unauthenticated)?;
-        Ok(Principal::Token(TokenPrincipal {
+        let principal = Principal::Token(TokenPrincipal {
             token_id: row.id,
             org_id: row.org_id,
             org_name: row.org_name,
             role,
             name: row.name,
-        }))
+        });
+        app.tokens.insert(
+            hash,
+            CachedToken {
+                principal: principal.clone(),
+                expires_at: row.expires_at,
+            },
+        );
+        Ok(principal)
     }
 }
 

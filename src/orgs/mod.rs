@@ -153,6 +153,7 @@ pub async fn revoke_token(
     )
     .await?;
     if store::revoke_token(&app.db, org_id, id, Utc::now()).await? {
+        app.tokens.clear();
         Ok(())
     } else {
         Err(Error::NotFound("token"))

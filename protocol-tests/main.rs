@@ -9,5 +9,6 @@
 mod harness;
 
 mod module_registry;
+mod provider_registry;
 mod state_backend;
 mod state_locking;

@@ -6,6 +6,7 @@
 //! for the refusals); signatures are made here with the same OpenPGP crate the server uses,
 //! and checked the way Terraform checks them.
 
+mod caps;
 mod gpg_keys;
 mod mirror;
 mod publish;
@@ -49,8 +50,11 @@ pub fn public_key(armor: &str) -> SignedPublicKey {
 
 /// A binary detached signature as `gpg --detach-sign` makes it.
 pub fn sign_with(signer: &impl SigningKey, data: &[u8]) -> Vec<u8> {
-    let mut config =
-        SignatureConfig::v4(SignatureType::Binary, signer.algorithm(), HashAlgorithm::Sha256);
+    let mut config = SignatureConfig::v4(
+        SignatureType::Binary,
+        signer.algorithm(),
+        HashAlgorithm::Sha256,
+    );
     config.hashed_subpackets = vec![
         Subpacket::regular(SubpacketData::SignatureCreationTime(Timestamp::now())).unwrap(),
         Subpacket::regular(SubpacketData::IssuerFingerprint(signer.fingerprint())).unwrap(),
@@ -128,7 +132,10 @@ impl Release {
             .iter()
             .map(|p| {
                 let (os, arch) = p.split_once('_').unwrap();
-                (package_name(version, p), package_zip(TYPE, version, os, arch))
+                (
+                    package_name(version, p),
+                    package_zip(TYPE, version, os, arch),
+                )
             })
             .collect();
         let sums = zips
@@ -198,7 +205,7 @@ impl Part {
     }
 }
 
-const BOUNDARY: &str = "terrace-test-boundary-7MA4YWxkTrZu0gW";
+pub const BOUNDARY: &str = "terrace-test-boundary-7MA4YWxkTrZu0gW";
 
 pub fn multipart_body(parts: &[Part]) -> Vec<u8> {
     let mut body = Vec::new();
@@ -254,7 +261,9 @@ pub async fn seed(app: &TestApp, version: &str, platforms: &[&str]) -> Release {
         .await
         .assert_status(StatusCode::CREATED);
     let release = Release::signed(version, platforms);
-    publish(app, &release).await.assert_status(StatusCode::CREATED);
+    publish(app, &release)
+        .await
+        .assert_status(StatusCode::CREATED);
     release
 }
 

@@ -190,6 +190,14 @@ pub fn parse_protocols(text: &str) -> Result<Vec<String>> {
         } else {
             format!("{item}.0")
         };
+        // Terraform (0.12 up to today) speaks plugin protocols 5 and 6 only and refuses a
+        // package that offers neither.
+        if !(item.starts_with("5.") || item.starts_with("6.")) {
+            return Err(Error::invalid(format!(
+                "unsupported protocol version {item}: Terraform installs providers speaking \
+                 plugin protocol 5 or 6"
+            )));
+        }
         if !protocols.contains(&item) {
             protocols.push(item);
         }
@@ -263,6 +271,7 @@ mod tests {
         assert_eq!(parse_protocols("5, 6.0,5.0").unwrap(), vec!["5.0", "6.0"]);
         assert!(parse_protocols("").is_err());
         assert!(parse_protocols("five").is_err());
+        assert!(parse_protocols("4.0").is_err());
     }
 
     #[test]

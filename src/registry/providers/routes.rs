@@ -95,10 +95,11 @@ async fn publish(
     ApiPath(p): ApiPath<VersionPath>,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<Response> {
+    // Authorization and the version check come before anything about the body.
+    let mut release = Publish::begin(&app, &principal, &p.namespace, &p.kind, &p.version).await?;
     let mut multipart = multipart.map_err(|_| {
         Error::invalid("expected a multipart/form-data body with one part per release file")
     })?;
-    let mut release = Publish::begin(&app, &principal, &p.namespace, &p.kind, &p.version).await?;
     if let Err(err) = receive(&mut release, &mut multipart).await {
         release.abort().await;
         return Err(err);

@@ -22,8 +22,9 @@ use crate::crypto::Envelope;
 use crate::error::{Error, Result};
 use crate::registry::namespace::Namespace;
 
-/// RSA modulus size of generated keys. 2048 keeps generation to about a second in release
-/// builds (a debug build takes far longer); Terraform accepts any RSA size.
+/// RSA modulus size of generated keys. Generation happens once per namespace, off the async
+/// runtime: well under a second in release builds, a few seconds in debug builds (the tests).
+/// Terraform accepts any RSA size.
 pub const KEY_BITS: u32 = 2048;
 
 /// How a generated key is labelled in `gpg_keys.source`.

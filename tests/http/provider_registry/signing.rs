@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::{Release, TYPE, follow, get, publish, sign, verifies, SIGNING_SECRET};
+use super::{Release, SIGNING_SECRET, TYPE, follow, get, publish, sign, verifies};
 use crate::support::{ORG, TestApp};
 
 on_both_databases! {
@@ -38,7 +38,12 @@ async fn terrace_signs_releases_when_the_namespace_lets_it(app: TestApp) {
 
     // The generated key is registered as one of the namespace's keys.
     let keys = app
-        .api("GET", &format!("/api/v1/orgs/{ORG}/gpg-keys"), &app.read_token, None)
+        .api(
+            "GET",
+            &format!("/api/v1/orgs/{ORG}/gpg-keys"),
+            &app.read_token,
+            None,
+        )
         .await
         .json();
     assert_eq!(keys["data"][0]["key_id"], key_id.as_str());
@@ -50,16 +55,24 @@ async fn terrace_signs_releases_when_the_namespace_lets_it(app: TestApp) {
     let listed = &download["signing_keys"]["gpg_public_keys"];
     assert_eq!(listed[0]["key_id"], key_id.as_str());
     let armor = listed[0]["ascii_armor"].as_str().unwrap();
-    let sums = follow(&app, download["shasums_url"].as_str().unwrap()).await.body;
-    let sig = follow(&app, download["shasums_signature_url"].as_str().unwrap()).await.body;
+    let sums = follow(&app, download["shasums_url"].as_str().unwrap())
+        .await
+        .body;
+    let sig = follow(&app, download["shasums_signature_url"].as_str().unwrap())
+        .await
+        .body;
     assert_eq!(&sums[..], &release.sums[..]);
     assert!(verifies(armor, &sums, &sig));
 
     // A user-signed SHA256SUMS Terraform cannot read is rewritten and signed by Terrace; the
     // same key is used again.
-    super::add_key(&app, super::SIGNING_PUBLIC).await.assert_status(StatusCode::CREATED);
+    super::add_key(&app, super::SIGNING_PUBLIC)
+        .await
+        .assert_status(StatusCode::CREATED);
     let base = Release::unsigned("1.1.0", &["linux_amd64"]);
-    let starred = String::from_utf8(base.sums.clone()).unwrap().replace("  ", " *");
+    let starred = String::from_utf8(base.sums.clone())
+        .unwrap()
+        .replace("  ", " *");
     let mut release = base.with_sums(starred.clone().into_bytes());
     release.sig = Some(sign(SIGNING_SECRET, starred.as_bytes()));
     let resp = publish(&app, &release).await;
@@ -68,7 +81,9 @@ async fn terrace_signs_releases_when_the_namespace_lets_it(app: TestApp) {
     assert_eq!(resp.json()["signed_by"], key_id.as_str());
     let path = format!("/v1/providers/{ORG}/{TYPE}/1.1.0/download/linux/amd64");
     let download = get(&app, &path, Some(&app.read_token)).await.json();
-    let sums = follow(&app, download["shasums_url"].as_str().unwrap()).await.body;
+    let sums = follow(&app, download["shasums_url"].as_str().unwrap())
+        .await
+        .body;
     assert!(!sums.contains(&b'*'));
     assert_eq!(String::from_utf8_lossy(&sums), starred.replace(" *", "  "));
 

@@ -1,0 +1,319 @@
+//! The provider registry and the network mirror with the real Terraform over HTTPS: install
+//! a GPG-signed provider (keys and signatures from real `gpg`), install a public provider
+//! through the mirror, refuse a release signed by an unregistered key, and refuse
+//! unauthenticated reads.
+//!
+//! The provider zip holds a shell script: `terraform init` never runs it.
+
+#[macro_use]
+mod gpg;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use reqwest::StatusCode;
+use reqwest::blocking::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::harness::{Role, Terrace, Workdir};
+use gpg::{Gpg, gpg_available};
+
+/// The platform of the Terraform build the tests run (1.0.3 linux_amd64).
+const PLATFORM: (&str, &str) = ("linux", "amd64");
+
+/// `…_SHA256SUMS.sig` next to `…_SHA256SUMS` (versions have dots, so not `with_extension`).
+fn signature_path(file: &Path) -> PathBuf {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// A provider package zip holding an executable named as Terraform expects.
+fn package_zip(kind: &str, version: &str) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    writer
+        .start_file(format!("terraform-provider-{kind}_v{version}"), options)
+        .expect("start a zip entry");
+    writer
+        .write_all(b"#!/bin/sh\necho 'not a real provider'\nexit 1\n")
+        .expect("write a zip entry");
+    writer.finish().expect("finish the zip").into_inner()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
+}
+
+/// A goreleaser-style release of `acme/dummy` in a directory: two platform zips,
+/// SHA256SUMS and its signature by `gpg`.
+struct Release {
+    /// Keeps the files below alive.
+    _dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+    zip_sha256: Vec<String>,
+}
+
+fn release(gpg: &Gpg, version: &str) -> Release {
+    let dir = tempfile::tempdir().expect("create a release directory");
+    let mut files = Vec::new();
+    let mut sums = String::new();
+    let mut zip_sha256 = Vec::new();
+    let linux = format!("{}_{}", PLATFORM.0, PLATFORM.1);
+    for platform in [linux.as_str(), "darwin_arm64"] {
+        let name = format!("terraform-provider-dummy_{version}_{platform}.zip");
+        // Different contents per platform, as real builds have.
+        let mut zip = package_zip("dummy", version);
+        if platform != linux {
+            zip = package_zip("dummy", &format!("{version}-{platform}"));
+        }
+        sums.push_str(&format!("{}  {name}\n", sha256_hex(&zip)));
+        zip_sha256.push(sha256_hex(&zip));
+        let path = dir.path().join(&name);
+        std::fs::write(&path, zip).expect("write a zip");
+        files.push(path);
+    }
+    let sums_path = dir
+        .path()
+        .join(format!("terraform-provider-dummy_{version}_SHA256SUMS"));
+    std::fs::write(&sums_path, sums).expect("write SHA256SUMS");
+    gpg.detach_sign(&sums_path);
+    files.push(sums_path.clone());
+    files.push(signature_path(&sums_path));
+    Release {
+        _dir: dir,
+        files,
+        zip_sha256,
+    }
+}
+
+fn api(server: &Terrace, path: &str) -> String {
+    format!("{}{path}", server.base_url())
+}
+
+fn register_key(server: &Terrace, gpg: &Gpg) {
+    let url = api(server, "/api/v1/orgs/acme/gpg-keys");
+    let response = server
+        .http()
+        .post(&url)
+        .header("Authorization", server.bearer(Role::Admin))
+        .json(&json!({ "ascii_armor": gpg.public_key() }))
+        .send()
+        .expect("send POST gpg-keys");
+    let status = response.status();
+    let body: Value = response.json().expect("JSON answer");
+    assert_eq!(status, StatusCode::CREATED, "POST {url}: {body}");
+    assert_eq!(body["key_id"], gpg.key_id.as_str());
+}
+
+/// Uploads the release files as goreleaser names them; returns status and body.
+fn publish(server: &Terrace, release: &Release, version: &str) -> (StatusCode, Value) {
+    let mut form = Form::new();
+    for path in &release.files {
+        let name = path
+            .file_name()
+            .expect("release files have names")
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(path).expect("read a release file");
+        form = form.part("file", Part::bytes(bytes).file_name(name));
+    }
+    let url = api(server, &format!("/api/v1/providers/acme/dummy/{version}"));
+    let response = server
+        .http()
+        .post(&url)
+        .header("Authorization", server.bearer(Role::Write))
+        .multipart(form)
+        .send()
+        .expect("send POST provider version");
+    let status = response.status();
+    (status, response.json().expect("JSON answer"))
+}
+
+fn dummy_main_tf(server: &Terrace, version: &str) -> String {
+    format!(
+        "terraform {{\n  required_providers {{\n    dummy = {{\n      source  = \"{}/acme/dummy\"\n      version = \"{version}\"\n    }}\n  }}\n}}\n",
+        server.host()
+    )
+}
+
+#[test]
+fn a_gpg_signed_provider_installs_and_the_lock_file_records_its_hashes() {
+    require_terraform!();
+    require_gpg!();
+    let server = Terrace::start_tls();
+    let gpg = Gpg::new("release");
+    register_key(&server, &gpg);
+    let release = release(&gpg, "1.0.0");
+    let (status, body) = publish(&server, &release, "1.0.0");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let workdir = Workdir::registry(&server, Some(Role::Read), &dummy_main_tf(&server, "1.0.0"));
+    let init = workdir.terraform(&["init"]);
+    init.assert_success();
+    assert!(
+        init.stdout.contains(&format!(
+            "Installed {}/acme/dummy v1.0.0 (self-signed, key ID {})",
+            server.host(),
+            gpg.key_id
+        )),
+        "{init}"
+    );
+
+    // One zh: per SHA256SUMS line (both platforms), and Terraform's own h1: of the package,
+    // which must equal the h1: Terrace computed at publish time.
+    let lock = workdir.read_file(".terraform.lock.hcl");
+    for sha in &release.zip_sha256 {
+        assert!(lock.contains(&format!("\"zh:{sha}\"")), "{lock}");
+    }
+    let url = api(
+        &server,
+        &format!("/v1/mirror/{}/acme/dummy/1.0.0.json", server.host()),
+    );
+    let document: Value = server
+        .http()
+        .get(&url)
+        .header("Authorization", server.bearer(Role::Read))
+        .send()
+        .expect("send GET mirror document")
+        .json()
+        .expect("JSON answer");
+    let key = format!("{}_{}", PLATFORM.0, PLATFORM.1);
+    let h1 = document["archives"][&key]["hashes"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no h1 in {document}"));
+    assert!(lock.contains(&format!("\"{h1}\"")), "{h1} not in\n{lock}");
+}
+
+#[test]
+fn a_provider_installs_through_the_network_mirror() {
+    require_terraform!();
+    let server = Terrace::start_tls();
+    // A `terraform providers mirror` directory, imported with the CLI.
+    let mirror = tempfile::tempdir().expect("create a mirror directory");
+    let type_dir = mirror.path().join("registry.terraform.io/hashicorp/null");
+    std::fs::create_dir_all(&type_dir).expect("create the mirror layout");
+    let zip = package_zip("null", "3.1.0");
+    let name = format!(
+        "terraform-provider-null_3.1.0_{}_{}.zip",
+        PLATFORM.0, PLATFORM.1
+    );
+    std::fs::write(type_dir.join(&name), &zip).expect("write the mirrored zip");
+    let dir_arg = mirror.path().display().to_string();
+    let ca = server.ca_path().display().to_string();
+    let args = [
+        "mirror",
+        "import",
+        &dir_arg,
+        "--url",
+        server.base_url(),
+        "--ca-cert",
+        &ca,
+    ];
+    let output = server.cli(&args, &[("TERRACE_TOKEN", server.token(Role::Admin))]);
+    assert!(
+        output.status.success(),
+        "`terrace mirror import` failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let main_tf = "terraform {\n  required_providers {\n    null = {\n      source  = \"hashicorp/null\"\n      version = \"3.1.0\"\n    }\n  }\n}\n";
+    let mirror_block = format!(
+        "provider_installation {{\n  network_mirror {{\n    url = \"https://{}/v1/mirror/\"\n  }}\n}}\n",
+        server.host()
+    );
+
+    // Without credentials for the mirror host, the mirror refuses to answer.
+    let anonymous = Workdir::registry(&server, None, main_tf);
+    anonymous.append_cli_config(&mirror_block);
+    let refused = anonymous.terraform(&["init"]);
+    refused.assert_failure();
+    // Terraform wraps its messages; compare with the line breaks removed.
+    let stderr = refused
+        .stderr
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(stderr.contains("authentication credentials"), "{refused}");
+
+    let workdir = Workdir::registry(&server, Some(Role::Read), main_tf);
+    workdir.append_cli_config(&mirror_block);
+    let init = workdir.terraform(&["init"]);
+    init.assert_success();
+    assert!(
+        init.stdout
+            .contains("Installed hashicorp/null v3.1.0 (verified checksum)"),
+        "{init}"
+    );
+    let lock = workdir.read_file(".terraform.lock.hcl");
+    assert!(
+        lock.contains("provider \"registry.terraform.io/hashicorp/null\""),
+        "{lock}"
+    );
+    let url = api(
+        &server,
+        "/v1/mirror/registry.terraform.io/hashicorp/null/3.1.0.json",
+    );
+    let document: Value = server
+        .http()
+        .get(&url)
+        .header("Authorization", server.bearer(Role::Read))
+        .send()
+        .expect("send GET mirror document")
+        .json()
+        .expect("JSON answer");
+    let key = format!("{}_{}", PLATFORM.0, PLATFORM.1);
+    let h1 = document["archives"][&key]["hashes"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no h1 in {document}"));
+    assert!(lock.contains(&format!("\"{h1}\"")), "{h1} not in\n{lock}");
+}
+
+#[test]
+fn a_provider_signed_by_an_unregistered_key_is_refused() {
+    require_terraform!();
+    require_gpg!();
+    let server = Terrace::start_tls();
+    let registered = Gpg::new("registered");
+    register_key(&server, &registered);
+    let stranger = Gpg::new("stranger");
+    let release = release(&stranger, "1.0.0");
+
+    let (status, body) = publish(&server, &release, "1.0.0");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let message = body["errors"][0].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&stranger.key_id) && message.contains("not registered"),
+        "{body}"
+    );
+
+    // Nothing was published, so there is nothing for Terraform to install.
+    let workdir = Workdir::registry(&server, Some(Role::Read), &dummy_main_tf(&server, "1.0.0"));
+    workdir.terraform(&["init"]).assert_failure();
+}
+
+#[test]
+fn an_unauthenticated_read_is_refused() {
+    require_terraform!();
+    require_gpg!();
+    let server = Terrace::start_tls();
+    let gpg = Gpg::new("release");
+    register_key(&server, &gpg);
+    let release = release(&gpg, "1.0.0");
+    let (status, body) = publish(&server, &release, "1.0.0");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let workdir = Workdir::registry(&server, None, &dummy_main_tf(&server, "1.0.0"));
+    let refused = workdir.terraform(&["init"]);
+    refused.assert_failure();
+    let stderr = refused
+        .stderr
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        stderr.contains("requires authentication credentials"),
+        "{refused}"
+    );
+    assert!(!workdir.path().join(".terraform.lock.hcl").exists());
+}

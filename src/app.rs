@@ -24,6 +24,10 @@ pub struct AppState {
     pub tls: bool,
     /// Valid tokens by hash, so hot paths skip the token query.
     pub tokens: Arc<TtlCache<Vec<u8>, CachedToken>>,
+    /// Registry namespaces by name (`None`: no such namespace).
+    pub namespaces: Arc<TtlCache<String, Option<crate::registry::namespace::Namespace>>>,
+    /// Sorted module versions by (org id, name, system), for the protocol's hottest read.
+    pub module_versions: Arc<TtlCache<(i64, String, String), Vec<String>>>,
 }
 
 /// A token that was valid when cached, and when it stops being valid.
@@ -63,6 +67,8 @@ impl AppState {
             public_url: None,
             tls: false,
             tokens: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
+            namespaces: Arc::new(TtlCache::new(1_000, crate::cache::DEFAULT_TTL)),
+            module_versions: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
         }
     }
 

@@ -44,7 +44,7 @@ async fn show_namespace(
     ApiPath(org): ApiPath<String>,
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
-    let ns = namespace::resolve(&app.db, &principal, Action::RegistryRead, org.as_str()).await?;
+    let ns = namespace::resolve(&app, &principal, Action::RegistryRead, org.as_str()).await?;
     Ok(Json(ns).into_response())
 }
 
@@ -55,5 +55,5 @@ async fn update_namespace(
     ApiJson(changes): ApiJson<namespace::NamespaceSettings>,
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
-    Ok(Json(namespace::update(&app.db, &principal, org.as_str(), changes).await?).into_response())
+    Ok(Json(namespace::update(&app, &principal, org.as_str(), changes).await?).into_response())
 }

@@ -4,6 +4,7 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
+use crate::app::AppState;
 use crate::auth::store::find_org;
 use crate::auth::{Action, Principal, Resource, authorize};
 use crate::db::{Db, on_pool};
@@ -36,44 +37,50 @@ pub struct NamespaceSettings {
 /// Finds namespace `name` and authorizes `action` on it. An unknown namespace looks exactly
 /// like a private one to a caller without a token, so existence is not revealed.
 pub async fn resolve(
-    db: &Db,
+    app: &AppState,
     principal: &Principal,
     action: Action,
     name: &str,
 ) -> Result<Namespace> {
+    let found = match app.namespaces.get(&name.to_string()) {
+        Some(found) => found,
+        None => {
+            let found = load(&app.db, name).await?;
+            app.namespaces.insert(name.to_string(), found.clone());
+            found
+        }
+    };
+    let public = found.as_ref().is_some_and(|ns| ns.public);
+    authorize(principal, action, Resource::Namespace { org: name, public })?;
+    found.ok_or(Error::NotFound("namespace"))
+}
+
+async fn load(db: &Db, name: &str) -> Result<Option<Namespace>> {
     let Some(org) = find_org(db, name).await? else {
-        authorize(
-            principal,
-            action,
-            Resource::Namespace {
-                org: name,
-                public: false,
-            },
-        )?;
-        return Err(Error::NotFound("namespace"));
+        return Ok(None);
     };
     const SQL: &str = "SELECT public, server_signing FROM registry_namespaces WHERE org_id = $1";
     let settings = on_pool!(db, p => sqlx::query_as::<_, SettingsRow>(SQL)
         .bind(org.id).fetch_optional(p).await)?;
     let (public, server_signing) =
         settings.map_or((false, false), |s| (s.public, s.server_signing));
-    authorize(principal, action, Resource::Namespace { org: name, public })?;
-    Ok(Namespace {
+    Ok(Some(Namespace {
         org_id: org.id,
         name: org.name,
         public,
         server_signing,
-    })
+    }))
 }
 
 /// Changes namespace settings (registry admin).
 pub async fn update(
-    db: &Db,
+    app: &AppState,
     principal: &Principal,
     name: &str,
     changes: NamespaceSettings,
 ) -> Result<Namespace> {
-    let current = resolve(db, principal, Action::RegistryAdmin, name).await?;
+    let db = &app.db;
+    let current = resolve(app, principal, Action::RegistryAdmin, name).await?;
     let public = changes.public.unwrap_or(current.public);
     let server_signing = changes.server_signing.unwrap_or(current.server_signing);
     const SQL: &str = "INSERT INTO registry_namespaces (org_id, public, server_signing, updated_at) \
@@ -82,6 +89,7 @@ pub async fn update(
     on_pool!(db, p => sqlx::query(SQL)
         .bind(current.org_id).bind(public).bind(server_signing).bind(Utc::now())
         .execute(p).await.map(|_| ()))?;
+    app.namespaces.remove(&name.to_string());
     Ok(Namespace {
         public,
         server_signing,

@@ -34,7 +34,7 @@ pub async fn prepare_publish(
     version: &ModuleVersion,
 ) -> Result<Namespace> {
     let ns = namespace::resolve(
-        &app.db,
+        app,
         principal,
         Action::RegistryPublish,
         addr.namespace.as_str(),
@@ -118,6 +118,7 @@ pub async fn publish_module_version(
             other => other,
         });
     }
+    app.module_versions.remove(&versions_key(ns, addr));
     let row = find(app, ns, addr, version)
         .await?
         .ok_or(Error::NotFound("module version"))?;
@@ -139,7 +140,7 @@ pub async fn delete_module_version(
     version: &ModuleVersion,
 ) -> Result<()> {
     let ns = namespace::resolve(
-        &app.db,
+        app,
         principal,
         Action::RegistryAdmin,
         addr.namespace.as_str(),
@@ -155,6 +156,7 @@ pub async fn delete_module_version(
     )
     .await?
     .ok_or(Error::NotFound("module version"))?;
+    app.module_versions.remove(&versions_key(&ns, addr));
     app.blobs.discard(&blob).await;
     tracing::info!(module = %addr, version = %version, actor = %principal.actor(), "module version deleted");
     Ok(())
@@ -166,7 +168,7 @@ async fn readable(
     addr: &ModuleAddress,
 ) -> Result<Namespace> {
     namespace::resolve(
-        &app.db,
+        app,
         principal,
         Action::RegistryRead,
         addr.namespace.as_str(),
@@ -174,8 +176,31 @@ async fn readable(
     .await
 }
 
-/// Every version of a module, oldest first (unparsable strings cannot be stored).
+fn versions_key(ns: &Namespace, addr: &ModuleAddress) -> (i64, String, String) {
+    (
+        ns.org_id,
+        addr.name.as_str().to_string(),
+        addr.system.as_str().to_string(),
+    )
+}
+
+/// Every version of a module, oldest first (unparsable strings cannot be stored). Cached
+/// briefly: this is what every `terraform init` asks first.
 async fn sorted_versions(
+    app: &AppState,
+    ns: &Namespace,
+    addr: &ModuleAddress,
+) -> Result<Vec<String>> {
+    let key = versions_key(ns, addr);
+    if let Some(versions) = app.module_versions.get(&key) {
+        return Ok(versions);
+    }
+    let versions = load_sorted_versions(app, ns, addr).await?;
+    app.module_versions.insert(key, versions.clone());
+    Ok(versions)
+}
+
+async fn load_sorted_versions(
     app: &AppState,
     ns: &Namespace,
     addr: &ModuleAddress,
@@ -299,8 +324,8 @@ pub async fn list_modules(
         ..ListFilter::default()
     };
     if let Some(namespace) = request.namespace {
-        let ns = namespace::resolve(&app.db, principal, Action::RegistryRead, namespace.as_str())
-            .await?;
+        let ns =
+            namespace::resolve(app, principal, Action::RegistryRead, namespace.as_str()).await?;
         filter.org_id = Some(ns.org_id);
     }
     let rows = if request.verified_only {

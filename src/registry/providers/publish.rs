@@ -84,8 +84,7 @@ impl Publish {
         version: &str,
     ) -> Result<Publish> {
         let org = OrgName::parse(namespace)?;
-        let ns =
-            namespace::resolve(&app.db, principal, Action::RegistryPublish, org.as_str()).await?;
+        let ns = namespace::resolve(app, principal, Action::RegistryPublish, org.as_str()).await?;
         let kind = ProviderType::parse(kind)?;
         let version = ProviderVersion::parse(version)?;
         if store::version_exists(&app.db, ns.org_id, kind.as_str(), &version.to_string()).await? {

@@ -47,7 +47,7 @@ async fn resolve(
     ns: &str,
 ) -> Result<Namespace> {
     let org = OrgName::parse(ns)?;
-    namespace::resolve(&app.db, principal, action, org.as_str()).await
+    namespace::resolve(app, principal, action, org.as_str()).await
 }
 
 /// Registers an ASCII-armored public key for the namespace (registry admin).

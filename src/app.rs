@@ -7,6 +7,7 @@ use anyhow::Context;
 use crate::blob::BlobStore;
 use crate::cache::TtlCache;
 use crate::config::Config;
+use crate::counts::PendingCounts;
 use crate::crypto::Keyring;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -28,6 +29,10 @@ pub struct AppState {
     pub namespaces: Arc<TtlCache<String, Option<crate::registry::namespace::Namespace>>>,
     /// Sorted module versions by (org id, name, system), for the protocol's hottest read.
     pub module_versions: Arc<TtlCache<(i64, String, String), Vec<String>>>,
+    /// Module downloads not yet written, by version blob id.
+    pub module_downloads: Arc<PendingCounts<String>>,
+    /// Provider downloads not yet written, by package id.
+    pub provider_downloads: Arc<PendingCounts<i64>>,
 }
 
 /// A token that was valid when cached, and when it stops being valid.
@@ -69,6 +74,8 @@ impl AppState {
             tokens: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
             namespaces: Arc::new(TtlCache::new(1_000, crate::cache::DEFAULT_TTL)),
             module_versions: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
+            module_downloads: Arc::default(),
+            provider_downloads: Arc::default(),
         }
     }
 

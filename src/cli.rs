@@ -212,8 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = AppState::from_config(&config).await?;
-    crate::registry::modules::spawn_flusher(app.clone());
-    crate::registry::providers::spawn_flusher(app.clone());
+    crate::registry::spawn_download_flusher(app.clone());
     let tls_files = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
             cert: cert.clone(),

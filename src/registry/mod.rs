@@ -17,6 +17,24 @@ use crate::error::Result;
 use crate::names::OrgName;
 use crate::server::extract::{ApiJson, ApiPath};
 
+/// Starts the task that writes download counts every [`crate::counts::FLUSH_INTERVAL`].
+pub fn spawn_download_flusher(app: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(crate::counts::FLUSH_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if let Err(err) = modules::flush_downloads(&app).await {
+                tracing::warn!(error = %err, "could not flush module download counts; will retry");
+            }
+            if let Err(err) = providers::flush_download_counts(&app).await {
+                tracing::warn!(error = %err, "could not flush provider download counts; will retry");
+            }
+        }
+    })
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/.well-known/terraform.json", get(discovery))

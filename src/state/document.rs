@@ -25,8 +25,11 @@ struct Probe {
 
 /// Reads the metadata of a state body; refuses anything that is not a JSON object.
 pub fn inspect(body: &[u8]) -> Result<StateMeta> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::invalid("state body is empty"));
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(Error::invalid("state body is empty")),
+        // A derived struct would also accept a JSON array; a state is always an object.
+        Some(b'{') => {}
+        Some(_) => return Err(Error::invalid("state must be a JSON object")),
     }
     let probe: Probe = serde_json::from_slice(body)
         .map_err(|e| Error::invalid(format!("state is not a valid JSON object: {e}")))?;
@@ -83,6 +86,8 @@ mod tests {
         for bad in [
             &b"{"[..],
             b"[1,2]",
+            b"[]",
+            br#"[3, "lineage"]"#,
             b"",
             b"  ",
             br#"{"serial":-1}"#,

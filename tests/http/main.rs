@@ -16,3 +16,4 @@ mod limits;
 mod module_registry;
 mod provider_registry;
 mod state_backend;
+mod wire_formats;

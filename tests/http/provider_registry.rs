@@ -8,7 +8,7 @@
 
 mod caps;
 mod gpg_keys;
-mod mirror;
+pub(crate) mod mirror;
 mod publish;
 mod reads;
 mod signing;

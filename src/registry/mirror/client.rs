@@ -99,20 +99,6 @@ pub fn scan(dir: &Path) -> anyhow::Result<Vec<FoundArchive>> {
     Ok(found)
 }
 
-fn error_text(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v["errors"].as_array().cloned())
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|e| e.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .unwrap_or_else(|| body.to_string())
-}
-
 async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let token = args
         .token
@@ -128,17 +114,7 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             args.dir.display()
         );
     }
-    // reqwest is built without a default crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut client =
-        reqwest::Client::builder().user_agent(concat!("terrace/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &args.ca_cert {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
-        client = client.tls_certs_merge([cert]);
-    }
-    let client = client.build().context("building the HTTP client")?;
+    let client = crate::client::http_client(args.ca_cert.as_deref())?;
     let base = args.url.trim_end_matches('/');
     let mut failed = 0;
     for archive in &archives {
@@ -168,7 +144,10 @@ async fn import(args: ImportArgs) -> anyhow::Result<()> {
             200 => eprintln!("already mirrored {what}"),
             _ => {
                 failed += 1;
-                eprintln!("failed {what}: {status}: {}", error_text(&body));
+                eprintln!(
+                    "failed {what}: {status}: {}",
+                    crate::client::error_text(&body)
+                );
             }
         }
     }

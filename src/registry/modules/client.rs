@@ -131,17 +131,7 @@ fn is_executable(metadata: &std::fs::Metadata) -> bool {
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone();
     let archive = tokio::task::spawn_blocking(move || pack(&dir)).await??;
-    // reqwest is built without a default crypto provider.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut client =
-        reqwest::Client::builder().user_agent(concat!("terrace/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &args.ca_cert {
-        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        let cert = reqwest::Certificate::from_pem(&pem)
-            .with_context(|| format!("{} is not a PEM certificate", ca.display()))?;
-        client = client.tls_certs_merge([cert]);
-    }
-    let client = client.build().context("building the HTTP client")?;
+    let client = crate::client::http_client(args.ca_cert.as_deref())?;
     let url = format!(
         "{}/api/v1/modules/{}/{}/{}/{}",
         args.url.trim_end_matches('/'),
@@ -162,17 +152,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
     if !status.is_success() {
-        let reason = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["errors"].as_array().cloned())
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or(body);
+        let reason = crate::client::error_text(&body);
         bail!("publishing failed with {status}: {reason}");
     }
     let published: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

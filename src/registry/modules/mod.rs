@@ -20,7 +20,7 @@ mod views;
 use axum::Router;
 
 pub use client::ModuleCommand;
-pub use counts::{FLUSH_INTERVAL, flush as flush_downloads, spawn_flusher};
+pub use counts::flush as flush_downloads;
 
 use crate::app::AppState;
 

@@ -13,5 +13,5 @@ pub mod signing;
 mod store;
 pub mod sums;
 
-pub use counts::{flush as flush_download_counts, spawn_flusher};
+pub use counts::flush as flush_download_counts;
 pub use routes::routes;

@@ -76,12 +76,12 @@ async fn publish_as(app: &TestApp, path: &str, body: Vec<u8>, token: Option<&str
     app.send(request.build()).await
 }
 
-async fn publish(app: &TestApp, module: &str, version: &str) -> Resp {
+pub(crate) async fn publish(app: &TestApp, module: &str, version: &str) -> Resp {
     let path = format!("{ORG}/{module}/{version}");
     publish_as(app, &path, module_archive(version), Some(&app.write_token)).await
 }
 
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Resp {
+pub(crate) async fn get(app: &TestApp, path: &str, token: Option<&str>) -> Resp {
     let mut request = RequestBuilder::new("GET", path);
     if let Some(token) = token {
         request = request.bearer(token);

@@ -17,7 +17,7 @@ on_both_databases! {
 
 const NULL: &str = "/api/v1/mirror/registry.terraform.io/hashicorp/null";
 
-async fn upload(app: &TestApp, tail: &str, zip: Vec<u8>, token: Option<&str>) -> Resp {
+pub(crate) async fn upload(app: &TestApp, tail: &str, zip: Vec<u8>, token: Option<&str>) -> Resp {
     let mut request = RequestBuilder::new("PUT", &format!("{NULL}/{tail}")).body(zip);
     if let Some(token) = token {
         request = request.bearer(token);
@@ -25,7 +25,7 @@ async fn upload(app: &TestApp, tail: &str, zip: Vec<u8>, token: Option<&str>) ->
     app.send(request.build()).await
 }
 
-fn null_zip(version: &str, os: &str, arch: &str) -> Vec<u8> {
+pub(crate) fn null_zip(version: &str, os: &str, arch: &str) -> Vec<u8> {
     package_zip("null", version, os, arch)
 }
 

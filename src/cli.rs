@@ -160,7 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Org(OrgCommand::Create { name }) => {
-            let name = OrgName::parse(&name)?;
+            let name = OrgName::parse_new(&name)?;
             let db = database(&config).await?;
             crate::orgs::create_org(&db, &name).await?;
             eprintln!("created organization {name}");

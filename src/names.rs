@@ -45,11 +45,31 @@ macro_rules! name_type {
 }
 
 name_type!(OrgName, "organization");
+
+impl OrgName {
+    /// Org names are also registry namespaces, which Terraform lowercases; refusing capitals
+    /// here keeps an org from being unreachable through the registry.
+    pub fn parse_new(value: &str) -> Result<Self> {
+        let name = Self::parse(value)?;
+        if value.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                "organization names must be lowercase: they are also registry namespaces",
+            ));
+        }
+        Ok(name)
+    }
+}
 name_type!(WorkspaceName, "workspace");
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_orgs_must_be_lowercase() {
+        assert!(OrgName::parse_new("acme-2").is_ok());
+        assert!(OrgName::parse_new("Acme").is_err());
+    }
 
     #[test]
     fn names_accept_the_usual_shapes_and_refuse_the_rest() {

@@ -33,6 +33,9 @@ pub struct AppState {
     pub module_downloads: Arc<PendingCounts<String>>,
     /// Provider downloads not yet written, by package id.
     pub provider_downloads: Arc<PendingCounts<i64>>,
+    /// SQLite admits one writer at a time and makes the others sleep and retry; queueing the
+    /// hot writers here instead keeps concurrent lock cycles fast and their latency flat.
+    sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// A token that was valid when cached, and when it stops being valid.
@@ -64,7 +67,9 @@ impl AppState {
     }
 
     pub fn new(db: Db, blobs: BlobStore, max_body_size: u64) -> AppState {
+        let sqlite_writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
         AppState {
+            sqlite_writer,
             db,
             blobs,
             metrics: Arc::new(Metrics::new()),
@@ -76,6 +81,14 @@ impl AppState {
             module_versions: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
             module_downloads: Arc::default(),
             provider_downloads: Arc::default(),
+        }
+    }
+
+    /// Waits for this process's turn to write when the database is SQLite.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
         }
     }
 

@@ -202,7 +202,10 @@ async fn commit(
         source: source.as_str(),
         created_by: &actor,
     };
-    match store::record_version(&app.db, new, Utc::now(), decide).await {
+    let turn = app.write_turn().await;
+    let recorded = store::record_version(&app.db, new, Utc::now(), decide).await;
+    drop(turn);
+    match recorded {
         Ok(Some(version)) => {
             app.metrics.state_bytes_in.inc_by(size as u64);
             app.metrics.state_versions_written.inc();
@@ -277,7 +280,11 @@ pub async fn acquire_lock(
     let info = LockInfo::parse(body)?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
     let actor = principal.actor();
-    match store::insert_lock(&app.db, workspace.id, &info.id, body, &actor, Utc::now()).await? {
+    let turn = app.write_turn().await;
+    let holder =
+        store::insert_lock(&app.db, workspace.id, &info.id, body, &actor, Utc::now()).await?;
+    drop(turn);
+    match holder {
         None => {
             tracing::info!(lock_id = %info.id, operation = %info.operation, "locked");
             Ok(())
@@ -311,7 +318,10 @@ pub async fn release_lock(
         return Ok(());
     }
     let info = LockInfo::parse(body)?;
-    if store::delete_lock(&app.db, workspace.id, Some(&info.id)).await? {
+    let turn = app.write_turn().await;
+    let released = store::delete_lock(&app.db, workspace.id, Some(&info.id)).await?;
+    drop(turn);
+    if released {
         return Ok(());
     }
     match store::find_lock(&app.db, workspace.id).await? {

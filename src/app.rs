@@ -21,6 +21,8 @@ pub struct AppState {
     pub max_body_size: u64,
     /// Externally visible base URL without a trailing `/`, when configured.
     pub public_url: Option<String>,
+    /// The org whose admins manage the provider mirror.
+    pub mirror_org: Option<String>,
     /// Whether this process serves HTTPS (for building absolute URLs without `public_url`).
     pub tls: bool,
     /// Valid tokens by hash, so hot paths skip the token query.
@@ -63,6 +65,7 @@ impl AppState {
             .as_ref()
             .map(|u| u.trim_end_matches('/').to_string());
         app.tls = config.tls_cert.is_some() || config.dev_tls;
+        app.mirror_org = config.mirror_org.clone();
         Ok(app)
     }
 
@@ -75,6 +78,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             max_body_size,
             public_url: None,
+            mirror_org: None,
             tls: false,
             tokens: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
             namespaces: Arc::new(TtlCache::new(1_000, crate::cache::DEFAULT_TTL)),

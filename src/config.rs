@@ -25,6 +25,8 @@ pub struct Config {
     pub database_url: Option<String>,
     pub storage_url: Option<String>,
     pub public_url: Option<String>,
+    /// The org whose admins may upload to the provider mirror (uploads are refused when unset).
+    pub mirror_org: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Serve HTTPS with a generated local CA and certificate (for trials).
@@ -91,6 +93,7 @@ impl std::fmt::Debug for Config {
             )
             .field("storage_url", &self.storage_url)
             .field("public_url", &self.public_url)
+            .field("mirror_org", &self.mirror_org)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
             .field("dev_tls", &self.dev_tls)
@@ -138,6 +141,7 @@ impl Config {
                 "database_url",
                 "storage_url",
                 "public_url",
+                "mirror_org",
                 "tls_cert",
                 "tls_key",
                 "dev_tls",

@@ -335,7 +335,8 @@ fn terrace_command(data_dir: &Path) -> Command {
     }
     command
         .env("TERRACE_LISTEN", "127.0.0.1:0")
-        .env("TERRACE_DATA_DIR", data_dir);
+        .env("TERRACE_DATA_DIR", data_dir)
+        .env("TERRACE_MIRROR_ORG", ORG);
     command
 }
 

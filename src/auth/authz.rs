@@ -59,6 +59,10 @@ pub enum Action {
     RegistryPublish,
     /// Delete versions, manage signing keys and namespace settings.
     RegistryAdmin,
+    /// Install from the provider network mirror.
+    MirrorRead,
+    /// Upload archives to the provider network mirror.
+    MirrorUpload,
 }
 
 impl Action {
@@ -67,6 +71,8 @@ impl Action {
             Action::OrgRead | Action::StateRead | Action::RegistryRead => Role::Read,
             Action::StateLock | Action::StateWrite | Action::RegistryPublish => Role::Write,
             Action::StateAdmin | Action::OrgAdmin | Action::RegistryAdmin => Role::Admin,
+            Action::MirrorRead => Role::Read,
+            Action::MirrorUpload => Role::Admin,
         }
     }
 }
@@ -84,6 +90,10 @@ pub enum Resource<'a> {
         org: &'a str,
         public: bool,
     },
+    /// The instance-wide provider mirror, managed by the admins of the `mirror_org` setting.
+    Mirror {
+        owner: Option<&'a str>,
+    },
 }
 
 impl Resource<'_> {
@@ -92,6 +102,7 @@ impl Resource<'_> {
             Resource::Org(org)
             | Resource::Workspace { org, .. }
             | Resource::Namespace { org, .. } => org,
+            Resource::Mirror { owner } => owner.unwrap_or(""),
         }
     }
 }
@@ -106,6 +117,17 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
     match principal {
         Principal::System => Ok(()),
         Principal::Anonymous => Err(Error::Unauthenticated),
+        // The mirror serves public providers to every org; only its owner's admins change it.
+        Principal::Token(_) if action == Action::MirrorRead => Ok(()),
+        Principal::Token(token) if matches!(resource, Resource::Mirror { .. }) => {
+            let owner =
+                matches!(resource, Resource::Mirror { owner: Some(o) } if o == token.org_name);
+            if owner && token.role >= action.minimum_role() {
+                Ok(())
+            } else {
+                Err(Error::Forbidden)
+            }
+        }
         Principal::Token(token) => {
             if token.org_name != resource.org() {
                 return Err(Error::NotFound("organization"));
@@ -192,6 +214,24 @@ mod tests {
             public: false,
         };
         let anonymous = authorize(&Principal::Anonymous, Action::RegistryRead, private);
+        assert!(matches!(anonymous, Err(Error::Unauthenticated)));
+    }
+
+    #[test]
+    fn only_the_mirror_owners_admins_upload_but_every_token_reads() {
+        let mirror = Resource::Mirror {
+            owner: Some("acme"),
+        };
+        assert!(authorize(&token("other", Role::Read), Action::MirrorRead, mirror).is_ok());
+        assert!(authorize(&token("acme", Role::Admin), Action::MirrorUpload, mirror).is_ok());
+        for (org, role) in [("acme", Role::Write), ("other", Role::Admin)] {
+            let result = authorize(&token(org, role), Action::MirrorUpload, mirror);
+            assert!(matches!(result, Err(Error::Forbidden)), "{org} {role:?}");
+        }
+        let unowned = Resource::Mirror { owner: None };
+        let result = authorize(&token("acme", Role::Admin), Action::MirrorUpload, unowned);
+        assert!(matches!(result, Err(Error::Forbidden)));
+        let anonymous = authorize(&Principal::Anonymous, Action::MirrorRead, mirror);
         assert!(matches!(anonymous, Err(Error::Unauthenticated)));
     }
 

@@ -8,7 +8,7 @@
 //!   `terrace mirror import DIR`.
 //!
 //! The mirror is instance-wide: reading uploaded archives takes a token of any org (any
-//! role), uploading takes an admin token of any org. Terraform cannot reach providers whose
+//! role), uploading takes an admin token of the org named by the `mirror_org` setting. Terraform cannot reach providers whose
 //! hostname has a port through a mirror.
 
 pub mod client;

@@ -125,7 +125,7 @@ async fn upload(
     body: Body,
 ) -> Result<Response> {
     // Refuse before reading what may be hundreds of megabytes.
-    service::require_uploader(&principal)?;
+    service::require_uploader(&app, &principal)?;
     let origin = Origin::parse(&p.hostname, &p.namespace, &p.kind)?;
     let received = read_state_body(&headers, body, app.max_body_size).await?;
     let uploaded = service::upload(

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::store::{self, Address, NewArchive};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Action, Principal, Resource, authorize};
 use crate::blob::{BlobKey, BlobKind, PlainBuffer};
 use crate::error::{Error, Result};
 use crate::registry::providers::address::{
@@ -65,21 +65,16 @@ impl Origin {
 
 /// Reading mirrored archives needs a token of any org (any role): the mirror serves public
 /// providers to the whole instance, but not to anonymous callers.
-fn require_reader(principal: &Principal) -> Result<()> {
-    match principal {
-        Principal::Anonymous => Err(Error::Unauthenticated),
-        Principal::Token(_) | Principal::System => Ok(()),
-    }
+fn require_reader(app: &AppState, principal: &Principal) -> Result<()> {
+    let owner = app.mirror_org.as_deref();
+    authorize(principal, Action::MirrorRead, Resource::Mirror { owner })
 }
 
-/// Uploading needs an admin token of any org: the mirror is instance-wide, and what it serves
-/// every org will install.
-pub fn require_uploader(principal: &Principal) -> Result<()> {
-    match principal {
-        Principal::Anonymous => Err(Error::Unauthenticated),
-        Principal::Token(t) if t.role < Role::Admin => Err(Error::Forbidden),
-        Principal::Token(_) | Principal::System => Ok(()),
-    }
+/// Uploading needs an admin token of the `mirror_org`: what the mirror serves, every org
+/// installs.
+pub fn require_uploader(app: &AppState, principal: &Principal) -> Result<()> {
+    let owner = app.mirror_org.as_deref();
+    authorize(principal, Action::MirrorUpload, Resource::Mirror { owner })
 }
 
 /// `index.json`'s versions. `own_host` says whether the origin is this server, whose hosted
@@ -94,7 +89,7 @@ pub async fn versions(
         return hosted::mirror_versions(app, principal, &origin.namespace, origin.kind.as_str())
             .await;
     }
-    require_reader(principal)?;
+    require_reader(app, principal)?;
     let mut versions = store::versions(&app.db, &origin.address()).await?;
     if versions.is_empty() {
         return Err(Error::NotFound("provider"));
@@ -140,7 +135,7 @@ pub async fn archives(
             })
             .collect());
     }
-    require_reader(principal)?;
+    require_reader(app, principal)?;
     let version = ProviderVersion::parse(version).map_err(|_| Error::NotFound("version"))?;
     let rows = store::archives(&app.db, &origin.address(), &version.to_string()).await?;
     if rows.is_empty() {
@@ -185,7 +180,7 @@ pub async fn upload(
     platform: &str,
     buf: PlainBuffer,
 ) -> Result<Uploaded> {
-    require_uploader(principal)?;
+    require_uploader(app, principal)?;
     let version = ProviderVersion::parse(version)?;
     let platform = Platform::parse_pair(platform)?;
     let filename = package_filename(&origin.kind, &version, &platform);

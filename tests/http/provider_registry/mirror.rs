@@ -10,7 +10,7 @@ use crate::support::{ORG, RequestBuilder, Resp, TestApp, sha256_hex};
 on_both_databases! {
     an_uploaded_archive_is_served_with_h1_and_zh_hashes,
     uploads_are_idempotent_and_never_replace_different_bytes,
-    only_admin_tokens_upload_and_any_token_reads,
+    only_the_mirror_orgs_admins_upload_and_any_token_reads,
     hosted_providers_are_mirrored_under_the_servers_own_host,
     unknown_mirror_documents_are_404,
 }
@@ -153,7 +153,7 @@ async fn uploads_are_idempotent_and_never_replace_different_bytes(app: TestApp) 
         .assert_status(StatusCode::BAD_REQUEST);
 }
 
-async fn only_admin_tokens_upload_and_any_token_reads(app: TestApp) {
+async fn only_the_mirror_orgs_admins_upload_and_any_token_reads(app: TestApp) {
     let zip = null_zip("3.1.0", "linux", "amd64");
     upload(&app, "3.1.0/linux_amd64", zip.clone(), None)
         .await
@@ -166,8 +166,16 @@ async fn only_admin_tokens_upload_and_any_token_reads(app: TestApp) {
     )
     .await
     .assert_status(StatusCode::FORBIDDEN);
-    // The mirror is instance-wide: an admin of any org may fill it.
-    upload(&app, "3.1.0/linux_amd64", zip, Some(&app.other_token))
+    // Every org installs what the mirror serves: only the mirror org's admins fill it.
+    upload(
+        &app,
+        "3.1.0/linux_amd64",
+        zip.clone(),
+        Some(&app.other_token),
+    )
+    .await
+    .assert_status(StatusCode::FORBIDDEN);
+    upload(&app, "3.1.0/linux_amd64", zip, Some(&app.admin_token))
         .await
         .assert_status(StatusCode::CREATED);
 

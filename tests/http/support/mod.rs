@@ -137,7 +137,8 @@ impl TestApp {
         let keys = Arc::new(Keyring::from_base64(&key, &[]).unwrap());
         let url = format!("file://{}", blobs_dir.display());
         let blobs = BlobStore::from_url(&url, keys).unwrap();
-        let state = AppState::new(db.clone(), blobs, max_body_size);
+        let mut state = AppState::new(db.clone(), blobs, max_body_size);
+        state.mirror_org = Some("acme".into());
         let router = terrace::server::router(state.clone());
 
         let acme = OrgName::parse(ORG).unwrap();

@@ -268,3 +268,98 @@ fn crash_and_recover(root: &Path, env: &[(&str, &str)]) {
         next = serial + 1;
     }
 }
+
+/// Reads from `stream` until `needle` has arrived; returns everything read.
+fn read_until(stream: &mut std::net::TcpStream, needle: &str) -> String {
+    use std::io::Read;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "connection closed before {needle:?}; got {seen:?}");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_write_finish_and_then_exits() {
+    use base64::Engine;
+    use std::io::Write;
+    use std::net::TcpStream;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let log = root.path().join("server.log");
+    cli(&data, &[], &["org", "create", "acme"]);
+    let token = cli(
+        &data,
+        &[],
+        &["token", "create", "--org", "acme", "--role", "write"],
+    );
+    let mut server = start(&data, &[], &log);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let body = body_for(1);
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("terraform:{token}"));
+
+    // `Expect: 100-continue` makes the server say when the handler starts reading the body,
+    // so the request is known to be in flight before the signal.
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /state/acme/{WS} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    read_until(&mut stream, "100 Continue\r\n\r\n");
+    stream.write_all(first).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the server kept accepting after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stream.write_all(rest).unwrap();
+    let response = read_until(&mut stream, "\r\n\r\n");
+    drop(stream);
+
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "exit status {status}");
+    let restarted = start(&data, &[], &log);
+    let client = {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Client::new()
+    };
+    let stored = client
+        .get(format!("{}/state/acme/{WS}", restarted.base))
+        .basic_auth("terraform", Some(&token))
+        .send()
+        .unwrap();
+    assert_eq!(stored.status(), StatusCode::OK);
+    assert_eq!(stored.text().unwrap(), body);
+}

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::service::{self, Settings};
+use super::management::{self, Settings};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::Result;
@@ -67,7 +67,7 @@ async fn list_workspaces(
     ApiQuery(page): ApiQuery<PageRequest>,
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
-    let list = service::list_workspaces(&app, &principal, &org, page.validate()?).await?;
+    let list = management::list_workspaces(&app, &principal, &org, page.validate()?).await?;
     Ok(Json(list).into_response())
 }
 
@@ -77,7 +77,7 @@ async fn show_workspace(
     ApiPath(p): ApiPath<WsPath>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    Ok(Json(service::workspace(&app, &principal, &org, &ws).await?).into_response())
+    Ok(Json(management::workspace(&app, &principal, &org, &ws).await?).into_response())
 }
 
 async fn update_workspace(
@@ -88,7 +88,7 @@ async fn update_workspace(
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
     Ok(
-        Json(service::update_settings(&app, &principal, &org, &ws, settings).await?)
+        Json(management::update_settings(&app, &principal, &org, &ws, settings).await?)
             .into_response(),
     )
 }
@@ -100,7 +100,7 @@ async fn list_versions(
     ApiQuery(page): ApiQuery<PageRequest>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    let list = service::list_versions(&app, &principal, &org, &ws, page.validate()?).await?;
+    let list = management::list_versions(&app, &principal, &org, &ws, page.validate()?).await?;
     Ok(Json(list).into_response())
 }
 
@@ -115,7 +115,7 @@ async fn upload_version(
     let (org, ws) = names(&p.org, &p.workspace)?;
     let body = read_state_body(&headers, body, app.max_body_size).await?;
     let lock_id = params.id.as_deref().filter(|id| !id.is_empty());
-    let version = service::upload(&app, &principal, &org, &ws, body, lock_id).await?;
+    let version = management::upload(&app, &principal, &org, &ws, body, lock_id).await?;
     Ok((StatusCode::CREATED, Json(version)).into_response())
 }
 
@@ -125,7 +125,7 @@ async fn download_version(
     ApiPath(p): ApiPath<VersionPath>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    let bytes = service::read_version(&app, &principal, &org, &ws, p.serial).await?;
+    let bytes = management::read_version(&app, &principal, &org, &ws, p.serial).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
@@ -135,7 +135,7 @@ async fn rollback(
     ApiPath(p): ApiPath<VersionPath>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    let version = service::rollback(&app, &principal, &org, &ws, p.serial).await?;
+    let version = management::rollback(&app, &principal, &org, &ws, p.serial).await?;
     Ok((StatusCode::CREATED, Json(version)).into_response())
 }
 
@@ -145,7 +145,7 @@ async fn show_lock(
     ApiPath(p): ApiPath<WsPath>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    Ok(Json(service::lock_holder(&app, &principal, &org, &ws).await?).into_response())
+    Ok(Json(management::lock_holder(&app, &principal, &org, &ws).await?).into_response())
 }
 
 async fn force_unlock(
@@ -154,6 +154,6 @@ async fn force_unlock(
     ApiPath(p): ApiPath<WsPath>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    service::force_unlock(&app, &principal, &org, &ws).await?;
+    management::force_unlock(&app, &principal, &org, &ws).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

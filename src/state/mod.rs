@@ -1,9 +1,10 @@
-//! Terraform HTTP state backend: versions, locks, lineage/serial protection, and the
+//! Terraform HTTP state backend: versions, locks, lineage/serial protection (`service`), and the
 //! management API over them. SQL stays in `store`, private to this feature.
 
 pub mod api;
 mod document;
 mod lock;
+pub mod management;
 pub mod routes;
 pub mod service;
 mod store;

@@ -2,19 +2,17 @@
 //! protection, immutable versions. No HTTP and no SQL here.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
 use super::document::{self, StateMeta};
 use super::lock::LockInfo;
-use super::store::{self, Decision, NewVersion, VersionRow, WriteSnapshot};
+use super::store::{self, Decision, NewVersion, WriteSnapshot};
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Resource};
 use crate::blob::{BlobKey, PlainBuffer};
 use crate::error::{Error, Result};
 use crate::names::{OrgName, WorkspaceName};
 use crate::orgs;
-use crate::pagination::{Page, Paginated};
 
 /// A state body as received: plaintext with room for encryption, and its SHA-256.
 pub struct ReceivedState {
@@ -33,7 +31,7 @@ impl ReceivedState {
 
 /// Where a write came from, recorded with the version.
 #[derive(Clone, Copy, Debug)]
-pub enum Source {
+pub(super) enum Source {
     Terraform,
     Upload,
     Rollback,
@@ -49,73 +47,14 @@ impl Source {
     }
 }
 
-/// One state version as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct StateVersion {
-    pub version: i64,
-    pub serial: Option<i64>,
-    pub lineage: Option<String>,
-    pub sha256: String,
-    pub size: i64,
-    pub source: String,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-}
-
-impl From<VersionRow> for StateVersion {
-    fn from(row: VersionRow) -> Self {
-        StateVersion {
-            version: row.version,
-            serial: row.serial,
-            lineage: row.lineage,
-            sha256: row.sha256,
-            size: row.size,
-            source: row.source,
-            created_at: row.created_at,
-            created_by: row.created_by,
-        }
-    }
-}
-
-/// Who holds a lock, as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct LockHolder {
-    pub id: String,
-    pub who: String,
-    pub operation: String,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-    /// The lock info JSON exactly as the holder sent it.
-    pub info: serde_json::Value,
-}
-
-/// One workspace in a listing.
-#[derive(Debug, Serialize)]
-pub struct WorkspaceSummary {
-    pub name: String,
-    pub serial: Option<i64>,
-    pub size: Option<i64>,
-    pub versions: i64,
-    pub updated_at: DateTime<Utc>,
-    pub lineage_protection: bool,
-    pub lock: Option<serde_json::Value>,
-}
-
-/// Workspace settings an admin can change.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub lineage_protection: Option<bool>,
-}
-
-fn ws_resource<'a>(org: &'a OrgName, ws: &'a WorkspaceName) -> Resource<'a> {
+pub(super) fn ws_resource<'a>(org: &'a OrgName, ws: &'a WorkspaceName) -> Resource<'a> {
     Resource::Workspace {
         org: org.as_str(),
         workspace: ws.as_str(),
     }
 }
 
-async fn workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
+pub(super) async fn workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
     Ok(store::find_workspace(&app.db, org_id, ws.as_str())
         .await?
         .ok_or(Error::NotFound("workspace"))?
@@ -177,7 +116,7 @@ pub async fn write_state(
 }
 
 /// Encrypts and stores the body, then records it if `decide` agrees.
-async fn commit(
+pub(super) async fn commit(
     app: &AppState,
     principal: &Principal,
     workspace_id: i64,
@@ -221,7 +160,7 @@ async fn commit(
 
 /// While locked, only the holder's ID may write; an ID that holds nothing means the lock
 /// was force-released under the writer, whose view of the state may be stale.
-fn check_lock(snap: &WriteSnapshot, lock_id: Option<&str>) -> Result<()> {
+pub(super) fn check_lock(snap: &WriteSnapshot, lock_id: Option<&str>) -> Result<()> {
     match (&snap.lock_id, lock_id) {
         (Some(holder), Some(id)) if holder == id => Ok(()),
         (Some(_), _) => Err(Error::Locked(Bytes::from(
@@ -346,228 +285,4 @@ pub async fn delete_state(
         return Err(Error::Locked(holder.info_bytes()));
     }
     store::clear_current(&app.db, id, Utc::now()).await
-}
-
-/// The org's workspaces by name.
-pub async fn list_workspaces(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    page: Page,
-) -> Result<Paginated<WorkspaceSummary>> {
-    let org_id = orgs::resolve(
-        &app.db,
-        principal,
-        Action::OrgRead,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
-    let rows = store::list_workspaces(&app.db, org_id, page.fetch_limit(), page.offset).await?;
-    Ok(Paginated::new(rows, page).map(|row| WorkspaceSummary {
-        name: row.name,
-        serial: row.serial,
-        size: row.size,
-        versions: row.version_count,
-        updated_at: row.updated_at,
-        lineage_protection: row.lineage_protection,
-        lock: row
-            .lock_info
-            .and_then(|info| serde_json::from_slice(&info).ok()),
-    }))
-}
-
-/// One workspace.
-pub async fn workspace(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-) -> Result<WorkspaceSummary> {
-    let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
-    let row = store::find_workspace(&app.db, org_id, ws.as_str())
-        .await?
-        .ok_or(Error::NotFound("workspace"))?;
-    let current = store::current_version(&app.db, org_id, ws.as_str()).await?;
-    let lock = store::find_lock(&app.db, row.id).await?;
-    Ok(WorkspaceSummary {
-        name: row.name,
-        serial: current.as_ref().and_then(|c| c.serial),
-        size: current.as_ref().map(|c| c.size),
-        versions: row.version_count,
-        updated_at: row.updated_at,
-        lineage_protection: row.lineage_protection,
-        lock: lock.and_then(|l| serde_json::from_slice(&l.info).ok()),
-    })
-}
-
-/// Changes workspace settings (admin).
-pub async fn update_settings(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-    settings: Settings,
-) -> Result<WorkspaceSummary> {
-    let org_id =
-        orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
-    let id = workspace_id(app, org_id, ws).await?;
-    if let Some(on) = settings.lineage_protection {
-        store::set_lineage_protection(&app.db, id, on, Utc::now()).await?;
-        tracing::warn!(on, by = %principal.actor(), "lineage protection changed");
-    }
-    workspace(app, principal, org, ws).await
-}
-
-/// Versions newest first.
-pub async fn list_versions(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-    page: Page,
-) -> Result<Paginated<StateVersion>> {
-    let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
-    let id = workspace_id(app, org_id, ws).await?;
-    let rows = store::list_versions(&app.db, id, page.fetch_limit(), page.offset).await?;
-    Ok(Paginated::new(rows, page).map(StateVersion::from))
-}
-
-async fn find_version(
-    app: &AppState,
-    org_id: i64,
-    ws: &WorkspaceName,
-    serial: i64,
-) -> Result<(i64, VersionRow)> {
-    let id = workspace_id(app, org_id, ws).await?;
-    let row = store::version_by_serial(&app.db, id, serial)
-        .await?
-        .ok_or(Error::NotFound("state version"))?;
-    Ok((id, row))
-}
-
-/// The bytes of the newest version with `serial`.
-pub async fn read_version(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-    serial: i64,
-) -> Result<Bytes> {
-    let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
-    let (_, row) = find_version(app, org_id, ws, serial).await?;
-    let bytes = app.blobs.get(&row.blob()).await?;
-    app.metrics.state_bytes_out.inc_by(bytes.len() as u64);
-    Ok(bytes)
-}
-
-/// Writes the content of version `serial` as a new version with the next serial, so that
-/// Terraform, which only moves forward, accepts it as the newest state.
-pub async fn rollback(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-    serial: i64,
-) -> Result<StateVersion> {
-    let org_id =
-        orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
-    let (id, row) = find_version(app, org_id, ws, serial).await?;
-    let old = app.blobs.get(&row.blob()).await?;
-    let current = store::current_version(&app.db, org_id, ws.as_str()).await?;
-    let next_serial = current.and_then(|c| c.serial).unwrap_or(serial).max(serial) + 1;
-    let content = match row.serial {
-        Some(_) => document::with_serial(&old, next_serial)?,
-        None => old.to_vec(),
-    };
-    let body = ReceivedState::from_bytes(&content);
-    let meta = document::inspect(body.buf.plaintext())?;
-    let version = commit(app, principal, id, body, meta, Source::Rollback, |snap| {
-        check_lock(snap, None)?;
-        Ok(Decision::Insert)
-    })
-    .await?;
-    tracing::warn!(from_serial = serial, ?version, by = %principal.actor(), "state rolled back");
-    latest(app, org_id, ws).await
-}
-
-/// Stores a body as the newest version without lineage or serial checks (admin escape hatch).
-pub async fn upload(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-    body: ReceivedState,
-    lock_id: Option<&str>,
-) -> Result<StateVersion> {
-    let org_id =
-        orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
-    let meta = document::inspect(body.buf.plaintext())?;
-    let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
-    let sha256 = body.sha256.clone();
-    commit(
-        app,
-        principal,
-        workspace.id,
-        body,
-        meta,
-        Source::Upload,
-        |snap| {
-            check_lock(snap, lock_id)?;
-            if snap.current_sha256.as_deref() == Some(sha256.as_str()) {
-                return Ok(Decision::AlreadyCurrent);
-            }
-            Ok(Decision::Insert)
-        },
-    )
-    .await?;
-    latest(app, org_id, ws).await
-}
-
-async fn latest(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<StateVersion> {
-    store::current_version(&app.db, org_id, ws.as_str())
-        .await?
-        .map(StateVersion::from)
-        .ok_or(Error::NotFound("state version"))
-}
-
-/// The current lock holder, if any.
-pub async fn lock_holder(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-) -> Result<LockHolder> {
-    let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
-    let id = workspace_id(app, org_id, ws).await?;
-    let row = store::find_lock(&app.db, id)
-        .await?
-        .ok_or(Error::NotFound("lock"))?;
-    let info = LockInfo::parse(&row.info).ok();
-    let raw = serde_json::from_slice(&row.info).unwrap_or(serde_json::Value::Null);
-    Ok(LockHolder {
-        info: raw,
-        id: row.lock_id,
-        who: info.as_ref().map(|i| i.who.clone()).unwrap_or_default(),
-        operation: info.map(|i| i.operation).unwrap_or_default(),
-        created_at: row.created_at,
-        created_by: row.created_by,
-    })
-}
-
-/// Releases any lock (admin, through the API).
-pub async fn force_unlock(
-    app: &AppState,
-    principal: &Principal,
-    org: &OrgName,
-    ws: &WorkspaceName,
-) -> Result<()> {
-    let org_id =
-        orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
-    let id = workspace_id(app, org_id, ws).await?;
-    if store::delete_lock(&app.db, id, None).await? {
-        tracing::warn!(by = %principal.actor(), "lock force-released through the API");
-        Ok(())
-    } else {
-        Err(Error::NotFound("lock"))
-    }
 }

@@ -37,7 +37,7 @@ struct GlobalArgs {
     /// sqlite://… or postgres://… [default: sqlite in the data dir].
     #[arg(long, global = true)]
     database_url: Option<String>,
-    /// file:///…, s3://bucket/prefix, gs://…, az://… [default: blobs/ in the data dir].
+    /// file:///… [default: blobs/ in the data dir].
     #[arg(long, global = true)]
     storage_url: Option<String>,
 }

@@ -90,7 +90,8 @@ impl PlainBuffer {
 }
 
 impl BlobStore {
-    /// Builds the store from `file:///dir`, `memory://`, `s3://…`, `gs://…` or `az://…`.
+    /// Builds the store from `file:///dir` or `memory://` (any other scheme `object_store`
+    /// was built with).
     pub fn from_url(url: &str, keys: Arc<Keyring>) -> anyhow::Result<Self> {
         let parsed = url::Url::parse(url).with_context(|| format!("invalid storage URL {url}"))?;
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {

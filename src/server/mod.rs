@@ -39,6 +39,7 @@ pub fn router(app: AppState) -> Router {
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .layer(middleware::map_request(host_from_authority))
         .layer(
             // Span fields never include headers or bodies: tokens and state stay out of logs.
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -58,6 +59,20 @@ pub fn router(app: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(app)
+}
+
+/// HTTP/2 carries the host in the `:authority` pseudo-header, not in `Host`; links built from
+/// the request (download URLs) read `Host`, so fill it in.
+async fn host_from_authority(mut req: Request) -> Request {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(value) = req
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, value);
+    }
+    req
 }
 
 /// Counts requests by matched route and status, and times them.

@@ -11,6 +11,33 @@ on_both_databases! {
     download_is_204_with_a_signed_archive_link_that_needs_no_credentials,
     reads_need_a_token_of_the_org_unless_the_namespace_is_public,
     download_counts_reach_the_database_only_when_flushed,
+    an_http2_request_without_a_host_header_gets_links_to_its_authority,
+}
+
+/// HTTP/2 clients (newer Terraform) send `:authority` and no `Host` header; the archive link
+/// must still point at the host and port they used.
+async fn an_http2_request_without_a_host_header_gets_links_to_its_authority(app: TestApp) {
+    publish(&app, "vpc/aws", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let request = axum::http::Request::builder()
+        .method("GET")
+        .uri(format!(
+            "https://registry.example.com:8443/v1/modules/{ORG}/vpc/aws/1.0.0/download"
+        ))
+        .version(axum::http::Version::HTTP_2)
+        .header("authorization", format!("Bearer {}", app.read_token))
+        .body(axum::body::Body::empty())
+        .unwrap();
+
+    let resp = app.send(request).await;
+
+    resp.assert_status(StatusCode::NO_CONTENT);
+    let location = resp.headers["x-terraform-get"].to_str().unwrap();
+    assert!(
+        location.starts_with("http://registry.example.com:8443/dl/"),
+        "{location}"
+    );
 }
 
 async fn versions_lists_every_version_in_terraforms_shape(app: TestApp) {

@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -74,7 +74,6 @@ async fn download(
     State(app): State<AppState>,
     ApiPath((blob_id, filename)): ApiPath<(String, String)>,
     ApiQuery(params): ApiQuery<LinkParams>,
-    _headers: HeaderMap,
 ) -> Result<Response> {
     let path = link_path(&blob_id, &filename);
     crate::links::verify(app.blobs.keys(), &path, params.expires, &params.signature)?;

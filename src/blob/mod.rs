@@ -46,6 +46,27 @@ impl std::fmt::Debug for BlobStore {
     }
 }
 
+/// Records a stored blob's row (size, SHA-256 of the plaintext, wrapped data key) inside the
+/// caller's transaction, the one that commits the row pointing at the blob:
+/// `insert_blob_row!(&mut *tx, &blob, size, sha256, now).await?`.
+macro_rules! insert_blob_row {
+    ($tx:expr, $blob:expr, $size:expr, $sha256:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&$blob.id)
+        .bind(&$blob.object_key)
+        .bind($size)
+        .bind($sha256)
+        .bind(&$blob.envelope.key_id)
+        .bind(&$blob.envelope.wrapped_key)
+        .bind($now)
+        .execute($tx)
+    };
+}
+pub(crate) use insert_blob_row;
+
 /// What the metadata row must remember about a stored blob.
 #[derive(Clone, Debug)]
 pub struct StoredBlob {

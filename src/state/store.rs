@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::blob::StoredBlob;
+use crate::blob::{StoredBlob, insert_blob_row};
 use crate::crypto::Envelope;
 use crate::db::{Db, DurableCommits, on_pool};
 use crate::error::{Error, Result};
@@ -234,8 +234,6 @@ pub async fn record_version(
         l.lock_id, l.info AS lock_info \
         FROM workspaces w LEFT JOIN state_versions v ON v.id = w.current_version_id \
         LEFT JOIN state_locks l ON l.workspace_id = w.id WHERE w.id = $1";
-    const INSERT_BLOB: &str = "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, \
-        created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     const INSERT_VERSION: &str = "INSERT INTO state_versions (workspace_id, version, serial, lineage, \
         sha256, size, blob_id, source, created_at, created_by) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
@@ -260,16 +258,7 @@ pub async fn record_version(
                 }
                 Decision::Insert => {
                     let version = snapshot.version_count + 1;
-                    sqlx::query(INSERT_BLOB)
-                        .bind(&new.blob.id)
-                        .bind(&new.blob.object_key)
-                        .bind(new.size)
-                        .bind(new.sha256)
-                        .bind(&new.blob.envelope.key_id)
-                        .bind(&new.blob.envelope.wrapped_key)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
                     let (id,): (i64,) = sqlx::query_as(INSERT_VERSION)
                         .bind(new.workspace_id)
                         .bind(version)

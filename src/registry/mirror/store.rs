@@ -82,17 +82,12 @@ pub async fn find_archive(
 /// Records an archive and its blob in one transaction; `Conflict` when the platform of that
 /// version is already mirrored.
 pub async fn insert_archive(db: &Db, new: &NewArchive<'_>, now: DateTime<Utc>) -> Result<()> {
-    const BLOB: &str = "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, \
-        created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     const ARCHIVE: &str = "INSERT INTO mirror_packages (hostname, namespace, name, version, os, \
         arch, filename, sha256, h1, size, blob_id, created_at, created_by) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
     let result: std::result::Result<(), sqlx::Error> = on_pool!(db, p => {
         let mut tx = p.begin().await?;
-        sqlx::query(BLOB)
-            .bind(&new.blob.id).bind(&new.blob.object_key).bind(new.size).bind(new.sha256)
-            .bind(&new.blob.envelope.key_id).bind(&new.blob.envelope.wrapped_key).bind(now)
-            .execute(&mut *tx).await?;
+        crate::blob::insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
         sqlx::query(ARCHIVE)
             .bind(new.address.hostname).bind(new.address.namespace).bind(new.address.name)
             .bind(new.version).bind(new.os).bind(new.arch).bind(new.filename)

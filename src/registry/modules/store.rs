@@ -208,8 +208,6 @@ pub async fn insert_version(db: &Db, new: NewVersion<'_>, now: DateTime<Utc>) ->
     const UPSERT_MODULE: &str = "INSERT INTO modules (org_id, name, system, created_at, updated_at) \
         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (org_id, name, system) \
         DO UPDATE SET updated_at = $4 RETURNING id";
-    const INSERT_BLOB: &str = "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, \
-        created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     const INSERT_VERSION: &str = "INSERT INTO module_versions (module_id, version, blob_id, \
         sha256, size, description, metadata, created_at, created_by) \
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
@@ -224,16 +222,7 @@ pub async fn insert_version(db: &Db, new: NewVersion<'_>, now: DateTime<Utc>) ->
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query(INSERT_BLOB)
-            .bind(&new.blob.id)
-            .bind(&new.blob.object_key)
-            .bind(new.size)
-            .bind(new.sha256)
-            .bind(&new.blob.envelope.key_id)
-            .bind(&new.blob.envelope.wrapped_key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        crate::blob::insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
         sqlx::query(INSERT_VERSION)
             .bind(module_id)
             .bind(new.version)

@@ -89,22 +89,10 @@ pub struct SigningKeyRow {
     pub wrapped_key: Vec<u8>,
 }
 
-const INSERT_BLOB: &str = "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, \
-    created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
 /// Inserts a `blobs` row inside a transaction.
 macro_rules! insert_blob {
     ($tx:expr, $new:expr, $now:expr) => {
-        sqlx::query(INSERT_BLOB)
-            .bind(&$new.blob.id)
-            .bind(&$new.blob.object_key)
-            .bind($new.size)
-            .bind($new.sha256)
-            .bind(&$new.blob.envelope.key_id)
-            .bind(&$new.blob.envelope.wrapped_key)
-            .bind($now)
-            .execute($tx)
-            .await?
+        crate::blob::insert_blob_row!($tx, $new.blob, $new.size, $new.sha256, $now).await?
     };
 }
 

@@ -166,23 +166,11 @@ fn a_gpg_signed_provider_installs_and_the_lock_file_records_its_hashes() {
     for sha in &release.zip_sha256 {
         assert!(lock.contains(&format!("\"zh:{sha}\"")), "{lock}");
     }
-    let url = api(
+    assert_lock_records_mirror_h1(
         &server,
         &format!("/v1/mirror/{}/acme/dummy/1.0.0.json", server.host()),
+        &lock,
     );
-    let document: Value = server
-        .http()
-        .get(&url)
-        .header("Authorization", server.bearer(Role::Read))
-        .send()
-        .expect("send GET mirror document")
-        .json()
-        .expect("JSON answer");
-    let key = format!("{}_{}", PLATFORM.0, PLATFORM.1);
-    let h1 = document["archives"][&key]["hashes"][0]
-        .as_str()
-        .unwrap_or_else(|| panic!("no h1 in {document}"));
-    assert!(lock.contains(&format!("\"{h1}\"")), "{h1} not in\n{lock}");
 }
 
 #[test]
@@ -250,23 +238,11 @@ fn a_provider_installs_through_the_network_mirror() {
         lock.contains("provider \"registry.terraform.io/hashicorp/null\""),
         "{lock}"
     );
-    let url = api(
+    assert_lock_records_mirror_h1(
         &server,
         "/v1/mirror/registry.terraform.io/hashicorp/null/3.1.0.json",
+        &lock,
     );
-    let document: Value = server
-        .http()
-        .get(&url)
-        .header("Authorization", server.bearer(Role::Read))
-        .send()
-        .expect("send GET mirror document")
-        .json()
-        .expect("JSON answer");
-    let key = format!("{}_{}", PLATFORM.0, PLATFORM.1);
-    let h1 = document["archives"][&key]["hashes"][0]
-        .as_str()
-        .unwrap_or_else(|| panic!("no h1 in {document}"));
-    assert!(lock.contains(&format!("\"{h1}\"")), "{h1} not in\n{lock}");
 }
 
 #[test]
@@ -316,4 +292,23 @@ fn an_unauthenticated_read_is_refused() {
         "{refused}"
     );
     assert!(!workdir.path().join(".terraform.lock.hcl").exists());
+}
+
+/// The lock file holds the `h1:` hash that the mirror document at `path` gives for PLATFORM:
+/// Terraform computed its own and it must equal what Terrace computed at upload time.
+fn assert_lock_records_mirror_h1(server: &Terrace, path: &str, lock: &str) {
+    let url = api(server, path);
+    let document: Value = server
+        .http()
+        .get(&url)
+        .header("Authorization", server.bearer(Role::Read))
+        .send()
+        .expect("send GET mirror document")
+        .json()
+        .expect("JSON answer");
+    let key = format!("{}_{}", PLATFORM.0, PLATFORM.1);
+    let h1 = document["archives"][&key]["hashes"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no h1 in {document}"));
+    assert!(lock.contains(&format!("\"{h1}\"")), "{h1} not in\n{lock}");
 }

@@ -35,6 +35,12 @@ pub struct AppState {
     pub module_downloads: Arc<PendingCounts<String>>,
     /// Provider downloads not yet written, by package id.
     pub provider_downloads: Arc<PendingCounts<i64>>,
+    /// Signing keys of login tokens.
+    pub login_keys: Arc<crate::auth::jwt::LoginKeys>,
+    /// `terraform login` settings and attempt limits.
+    pub login: Arc<crate::login::LoginState>,
+    /// The audit trail's writer.
+    pub audit: crate::audit::AuditSink,
     /// SQLite admits one writer at a time and makes the others sleep and retry; queueing the
     /// hot writers here instead keeps concurrent lock cycles fast and their latency flat.
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -66,6 +72,9 @@ impl AppState {
             .map(|u| u.trim_end_matches('/').to_string());
         app.tls = config.tls_cert.is_some() || config.dev_tls;
         app.mirror_org = config.mirror_org.clone();
+        app.login = Arc::new(crate::login::LoginState::new(
+            crate::login::LoginSettings::from_config(config)?,
+        ));
         Ok(app)
     }
 
@@ -73,6 +82,9 @@ impl AppState {
         let sqlite_writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
         AppState {
             sqlite_writer,
+            audit: crate::audit::AuditSink::new(db.clone()),
+            login_keys: Arc::default(),
+            login: Arc::new(crate::login::LoginState::new(crate::login::LoginSettings::default())),
             db,
             blobs,
             metrics: Arc::new(Metrics::new()),

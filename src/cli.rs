@@ -54,6 +54,9 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Manage master encryption keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -99,7 +102,7 @@ enum TokenCommand {
     Create {
         #[arg(long)]
         org: String,
-        #[arg(long, value_parser = ["admin", "write", "read"])]
+        #[arg(long, value_parser = ["admin", "write", "plan", "read", "outputs"])]
         role: String,
         /// A label to recognise the token by.
         #[arg(long, default_value = "cli")]
@@ -107,6 +110,25 @@ enum TokenCommand {
         /// Lifetime such as 30d or 12h; no expiry when absent.
         #[arg(long)]
         expires_in: Option<String>,
+        /// Act for this team: its role (capped by --role) and policies apply.
+        #[arg(long)]
+        team: Option<String>,
+        /// Limit the token to resources matching a glob, e.g. `workspace:prod-*` (repeatable).
+        #[arg(long)]
+        scope: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user (or add an existing one to another org). The password is read from
+    /// stdin; when stdin is empty or a terminal, an invitation link is printed instead.
+    Create {
+        name: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = ["admin", "write", "plan", "read", "outputs"])]
+        role: String,
     },
 }
 
@@ -118,6 +140,12 @@ enum KeysCommand {
     Rotate,
     /// Show which master key ids wrap how many blobs.
     Status,
+    /// Start signing login tokens with a new key. Tokens signed by older keys keep working
+    /// until they expire, unless `--retire-previous` revokes them all at once.
+    RotateLogin {
+        #[arg(long)]
+        retire_previous: bool,
+    },
 }
 
 impl Cli {
@@ -171,15 +199,59 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             role,
             name,
             expires_in,
+            team,
+            scope,
         }) => {
             let org = OrgName::parse(&org)?;
             let role: Role = role.parse()?;
             let expires_at = crate::orgs::routes::expiry_from(expires_in.as_deref())?;
             let db = database(&config).await?;
+            let spec = crate::orgs::TokenSpec {
+                team: team.as_deref(),
+                scopes: (!scope.is_empty()).then_some(scope),
+                expires_at,
+                ..crate::orgs::TokenSpec::new(&name, role)
+            };
             let created =
-                crate::orgs::create_token(&db, &Principal::System, &org, &name, role, expires_at)
-                    .await?;
+                crate::orgs::create_token(&db, &Principal::System, &org, spec).await?;
             println!("{}", created.token);
+            Ok(())
+        }
+        Command::User(UserCommand::Create { name, org, role }) => {
+            let org = OrgName::parse(&org)?;
+            let name = crate::names::UserName::parse(&name)?;
+            let role: Role = role.parse()?;
+            let password = read_password_from_stdin()?;
+            let db = database(&config).await?;
+            let base_url = config.public_url.clone().unwrap_or_else(|| {
+                let scheme = if config.tls_cert.is_some() || config.dev_tls {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", config.listen)
+            });
+            let created = crate::identity::users::add_member(
+                &db,
+                &Principal::System,
+                &org,
+                &name,
+                role,
+                password.as_deref(),
+                base_url.trim_end_matches('/'),
+            )
+            .await?;
+            match created.invitation_url {
+                Some(url) => println!("{url}"),
+                None => eprintln!("created user {name} in {org} as {}", role.as_str()),
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::RotateLogin { retire_previous }) => {
+            let keys = load_keyring(&config)?;
+            let db = database(&config).await?;
+            let kid = crate::auth::jwt::rotate(&db, &keys, retire_previous).await?;
+            eprintln!("login tokens are now signed with key {kid}");
             Ok(())
         }
         Command::Keys(KeysCommand::Generate) => {
@@ -247,4 +319,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     crate::server::serve(listener, app, tls, crate::server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The whole of stdin without its trailing newline; `None` when empty or a terminal.
+fn read_password_from_stdin() -> anyhow::Result<Option<String>> {
+    use std::io::{IsTerminal, Read};
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(None);
+    }
+    let mut text = String::new();
+    stdin.read_to_string(&mut text)?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    Ok((!password.is_empty()).then_some(password))
 }

@@ -41,6 +41,10 @@ pub struct Config {
     #[serde(deserialize_with = "deserialize_size")]
     pub cache_size: u64,
     pub log_format: LogFormat,
+    /// Loopback ports `terraform login` may listen on, `MIN-MAX` (Terraform never picks MAX).
+    pub login_ports: String,
+    /// Lifetime of tokens issued by `terraform login`, such as `30d`.
+    pub login_token_ttl: String,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -80,6 +84,8 @@ struct Defaults {
     max_body_size: u64,
     cache_size: u64,
     log_format: LogFormat,
+    login_ports: &'static str,
+    login_token_ttl: &'static str,
 }
 
 impl std::fmt::Debug for Config {
@@ -104,6 +110,8 @@ impl std::fmt::Debug for Config {
             .field("max_body_size", &self.max_body_size)
             .field("cache_size", &self.cache_size)
             .field("log_format", &self.log_format)
+            .field("login_ports", &self.login_ports)
+            .field("login_token_ttl", &self.login_token_ttl)
             .finish()
     }
 }
@@ -127,6 +135,8 @@ impl Config {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             cache_size: DEFAULT_CACHE_SIZE,
             log_format: LogFormat::Pretty,
+            login_ports: "10000-10010",
+            login_token_ttl: "30d",
         }));
         if let Some(file) = file {
             if !file.exists() {
@@ -150,6 +160,8 @@ impl Config {
                 "max_body_size",
                 "cache_size",
                 "log_format",
+                "login_ports",
+                "login_token_ttl",
             ]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;

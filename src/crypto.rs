@@ -31,6 +31,17 @@ struct MasterKey {
     key: LessSafeKey,
     /// Signs short-lived download links; derived, so replicas sharing the master key agree.
     link_key: ring::hmac::Key,
+    /// Source of further derived secrets (login-token signing keys).
+    prk: ring::hkdf::Prk,
+}
+
+/// Output length for HKDF expansion into a plain byte array.
+struct SecretLen;
+
+impl ring::hkdf::KeyType for SecretLen {
+    fn len(&self) -> usize {
+        32
+    }
 }
 
 /// Where a blob's data key is: wrapped by master key `key_id`.
@@ -62,12 +73,17 @@ impl MasterKey {
         let key = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, raw).map_err(|_| anyhow!("invalid AES key"))?,
         );
-        let link_key: ring::hmac::Key = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"terrace")
-            .extract(raw)
+        let prk = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"terrace").extract(raw);
+        let link_key: ring::hmac::Key = prk
             .expand(&[b"download-links"], ring::hmac::HMAC_SHA256)
             .map_err(|_| anyhow!("key derivation failed"))?
             .into();
-        Ok(MasterKey { id, key, link_key })
+        Ok(MasterKey {
+            id,
+            key,
+            link_key,
+            prk,
+        })
     }
 
     fn from_base64(text: &str) -> anyhow::Result<Self> {
@@ -113,6 +129,18 @@ impl Keyring {
     /// The HMAC key for signed download links.
     pub fn link_key(&self) -> &ring::hmac::Key {
         &self.current.link_key
+    }
+
+    /// A secret derived from master key `key_id` for `purpose`; replicas sharing the key
+    /// derive the same one, and nothing secret needs storing.
+    pub fn derive_secret(&self, key_id: &str, purpose: &[u8]) -> anyhow::Result<[u8; 32]> {
+        let mut out = [0u8; 32];
+        self.master(key_id)?
+            .prk
+            .expand(&[b"derived:", purpose], SecretLen)
+            .and_then(|okm| okm.fill(&mut out))
+            .map_err(|_| anyhow!("key derivation failed"))?;
+        Ok(out)
     }
 
     fn master(&self, id: &str) -> anyhow::Result<&MasterKey> {

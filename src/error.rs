@@ -28,6 +28,12 @@ pub enum Error {
     Forbidden,
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Too many attempts; carries the seconds until the next one may succeed.
+    #[error("too many attempts; retry later")]
+    TooManyRequests(u64),
+    /// An OAuth token-endpoint refusal (RFC 6749 §5.2 `error` code and description).
+    #[error("{1}")]
+    OAuth(&'static str, &'static str),
     /// A dependency (database, blob store) is unreachable; clients should retry.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -55,6 +61,8 @@ impl Error {
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Error::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::OAuth(_, _) => StatusCode::BAD_REQUEST,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -91,9 +99,22 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
+        let retry_after = match &self {
+            Error::TooManyRequests(secs) => Some(*secs),
+            Error::Unavailable(_) => Some(2),
+            _ => None,
+        };
         let mut response = match self {
             Error::Locked(holder) => {
                 (status, [(header::CONTENT_TYPE, "application/json")], holder).into_response()
+            }
+            Error::OAuth(code, description) => {
+                let body = serde_json::json!({
+                    "error": code,
+                    "error_description": description,
+                    "errors": [description],
+                });
+                (status, axum::Json(body)).into_response()
             }
             other => {
                 let body = serde_json::json!({ "errors": [other.to_string()] });
@@ -107,8 +128,8 @@ impl IntoResponse for Error {
                 HeaderValue::from_static("Basic realm=\"terrace\", Bearer realm=\"terrace\""),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         response
     }

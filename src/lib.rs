@@ -6,6 +6,7 @@
 //! `db` and `blob` know no feature; `error`, `config` and `telemetry` are leaves.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod blob;
 pub mod cache;
@@ -17,8 +18,10 @@ pub mod crypto;
 pub mod db;
 pub mod downloads;
 pub mod error;
+pub mod identity;
 pub mod keys;
 pub mod links;
+pub mod login;
 pub mod metrics;
 pub mod names;
 pub mod orgs;

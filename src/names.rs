@@ -45,6 +45,42 @@ macro_rules! name_type {
 }
 
 name_type!(OrgName, "organization");
+name_type!(TeamName, "team");
+name_type!(PolicyName, "policy");
+
+/// A user name: an email address or a login, compared case-insensitively (kept lowercase).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UserName(String);
+
+impl UserName {
+    pub fn parse(value: &str) -> Result<Self> {
+        let lower = value.trim().to_lowercase();
+        let valid = !lower.is_empty()
+            && lower.len() <= 100
+            && lower.as_bytes()[0].is_ascii_alphanumeric()
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'+'));
+        if valid {
+            Ok(UserName(lower))
+        } else {
+            Err(Error::invalid(
+                "invalid user name: use 1-100 letters, digits, '-', '_', '.', '@' or '+', \
+                 starting with a letter or digit",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl OrgName {
     /// Org names are also registry namespaces, which Terraform lowercases; refusing capitals

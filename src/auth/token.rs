@@ -7,16 +7,23 @@ use subtle::ConstantTimeEq;
 /// Every token starts with this, so secret scanners can recognise leaked Terrace tokens.
 pub const PREFIX: &str = "trc_";
 
-/// A new token secret: the prefix and 32 random bytes, base64url.
-pub fn mint() -> anyhow::Result<String> {
-    let mut raw = [0u8; 32];
+/// `N` bytes from the system's secure random source.
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut raw = [0u8; N];
     SystemRandom::new()
         .fill(&mut raw)
         .map_err(|_| anyhow::anyhow!("no randomness"))?;
-    Ok(format!(
-        "{PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-    ))
+    Ok(raw)
+}
+
+/// 32 random bytes, base64url: for codes, CSRF tokens and invitations.
+pub fn random_secret() -> anyhow::Result<String> {
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?))
+}
+
+/// A new token secret: the prefix and 32 random bytes, base64url.
+pub fn mint() -> anyhow::Result<String> {
+    Ok(format!("{PREFIX}{}", random_secret()?))
 }
 
 /// The stored form of a token. The secret has 256 bits of entropy, so a fast hash suffices.

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::app::AppState;
 use crate::auth::store::{self, NewToken};
+use crate::auth::policy::Scopes;
 use crate::auth::{Action, Principal, Resource, Role, authorize, token};
 use crate::db::{Db, is_unique_violation};
 use crate::error::{Error, Result};
@@ -21,10 +22,11 @@ pub async fn resolve(
     resource: Resource<'_>,
 ) -> Result<i64> {
     authorize(principal, action, resource)?;
-    match principal {
-        // A token of this org carries its id; anyone else (system, public reads) looks it up.
-        Principal::Token(token) if token.org_name == resource.org() => Ok(token.org_id),
-        _ => {
+    // A caller with a grant in this org carries its id; anyone else (system, public reads)
+    // looks it up.
+    match principal.caller().and_then(|c| c.grant(resource.org())) {
+        Some(grant) => Ok(grant.org_id),
+        None => {
             let org = resource.org();
             Ok(store::find_org(db, org)
                 .await?
@@ -56,6 +58,8 @@ pub struct TokenView {
     pub id: i64,
     pub name: String,
     pub role: String,
+    pub team: Option<String>,
+    pub scopes: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub expires_at: Option<DateTime<Utc>>,
@@ -71,14 +75,37 @@ pub struct CreatedToken {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Creates an org token with `role`.
+/// What an API token is for.
+#[derive(Debug, Clone)]
+pub struct TokenSpec<'a> {
+    pub name: &'a str,
+    /// The token's role; for a team token, a ceiling under the team's own role.
+    pub role: Role,
+    /// Act for this team: the team's role and policies apply.
+    pub team: Option<&'a str>,
+    /// Limit the token to resources matching these globs (`workspace:prod-*`).
+    pub scopes: Option<Vec<String>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> TokenSpec<'a> {
+    pub fn new(name: &'a str, role: Role) -> Self {
+        TokenSpec {
+            name,
+            role,
+            team: None,
+            scopes: None,
+            expires_at: None,
+        }
+    }
+}
+
+/// Creates an org or team API token.
 pub async fn create_token(
     app_db: &Db,
     principal: &Principal,
     org: &OrgName,
-    name: &str,
-    role: Role,
-    expires_at: Option<DateTime<Utc>>,
+    spec: TokenSpec<'_>,
 ) -> Result<CreatedToken> {
     let org_id = resolve(
         app_db,
@@ -87,9 +114,28 @@ pub async fn create_token(
         Resource::Org(org.as_str()),
     )
     .await?;
+    let name = spec.name;
     if name.is_empty() || name.len() > 100 {
         return Err(Error::invalid("token name must be 1-100 characters"));
     }
+    let scopes = match spec.scopes {
+        Some(patterns) => {
+            let scopes = Scopes::parse(patterns)?;
+            Some(serde_json::to_string(scopes.patterns()).map_err(anyhow::Error::from)?)
+        }
+        None => None,
+    };
+    let team_id = match spec.team {
+        Some(team) => Some(
+            crate::identity::store::find_team(app_db, org_id, team)
+                .await?
+                .ok_or(Error::NotFound("team"))?
+                .id,
+        ),
+        None => None,
+    };
+    let role = spec.role;
+    let expires_at = spec.expires_at;
     let secret = token::mint()?;
     let hash = token::hash(&secret);
     let created_by = principal.actor();
@@ -102,6 +148,8 @@ pub async fn create_token(
             token_hash: &hash,
             created_by: &created_by,
             expires_at,
+            team_id,
+            scopes,
         },
         Utc::now(),
     )
@@ -132,6 +180,8 @@ pub async fn list_tokens(
         id: row.id,
         name: row.name,
         role: row.role,
+        team: row.team_name,
+        scopes: row.scopes.and_then(|s| serde_json::from_str(&s).ok()),
         created_at: row.created_at,
         created_by: row.created_by,
         expires_at: row.expires_at,

@@ -29,6 +29,8 @@ pub fn routes() -> Router<AppState> {
 struct CreateTokenRequest {
     name: String,
     role: Role,
+    team: Option<String>,
+    scopes: Option<Vec<String>>,
     /// A duration such as `30d` or `12h`.
     expires_in: Option<String>,
 }
@@ -54,15 +56,13 @@ async fn create_token(
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
     let expires_at = expiry_from(request.expires_in.as_deref())?;
-    let created = super::create_token(
-        &app.db,
-        &principal,
-        &org,
-        &request.name,
-        request.role,
+    let spec = super::TokenSpec {
+        team: request.team.as_deref(),
+        scopes: request.scopes,
         expires_at,
-    )
-    .await?;
+        ..super::TokenSpec::new(&request.name, request.role)
+    };
+    let created = super::create_token(&app.db, &principal, &org, spec).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 

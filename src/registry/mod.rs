@@ -49,10 +49,11 @@ pub fn routes() -> Router<AppState> {
 
 /// Remote service discovery. Paths need the leading `/` (or they resolve under
 /// `/.well-known/`) and the trailing `/` (the provider client does not add it).
-async fn discovery() -> impl IntoResponse {
+async fn discovery(State(app): State<AppState>) -> impl IntoResponse {
     Json(serde_json::json!({
         "modules.v1": "/v1/modules/",
         "providers.v1": "/v1/providers/",
+        "login.v1": app.login.settings.discovery(),
     }))
 }
 

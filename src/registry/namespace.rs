@@ -34,13 +34,32 @@ pub struct NamespaceSettings {
     pub server_signing: Option<bool>,
 }
 
-/// Finds namespace `name` and authorizes `action` on it. An unknown namespace looks exactly
-/// like a private one to a caller without a token, so existence is not revealed.
+/// What in a namespace an action is about, for policies such as `module:network/*`.
+#[derive(Clone, Copy, Debug)]
+pub enum Item<'a> {
+    Whole,
+    Module { name: &'a str, system: &'a str },
+    Provider { name: &'a str },
+}
+
+/// Finds namespace `name` and authorizes `action` on it as a whole.
 pub async fn resolve(
     app: &AppState,
     principal: &Principal,
     action: Action,
     name: &str,
+) -> Result<Namespace> {
+    resolve_item(app, principal, action, name, Item::Whole).await
+}
+
+/// Finds namespace `name` and authorizes `action` on `item` in it. An unknown namespace looks
+/// exactly like a private one to a caller without a token, so existence is not revealed.
+pub async fn resolve_item(
+    app: &AppState,
+    principal: &Principal,
+    action: Action,
+    name: &str,
+    item: Item<'_>,
 ) -> Result<Namespace> {
     let found = match app.namespaces.get(&name.to_string()) {
         Some(found) => found,
@@ -51,7 +70,24 @@ pub async fn resolve(
         }
     };
     let public = found.as_ref().is_some_and(|ns| ns.public);
-    authorize(principal, action, Resource::Namespace { org: name, public })?;
+    let resource = match item {
+        Item::Whole => Resource::Namespace { org: name, public },
+        Item::Module {
+            name: module,
+            system,
+        } => Resource::Module {
+            org: name,
+            public,
+            name: module,
+            system,
+        },
+        Item::Provider { name: provider } => Resource::Provider {
+            org: name,
+            public,
+            name: provider,
+        },
+    };
+    authorize(principal, action, resource)?;
     found.ok_or(Error::NotFound("namespace"))
 }
 

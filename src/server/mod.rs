@@ -4,6 +4,7 @@ pub mod body;
 pub mod extract;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -19,7 +20,7 @@ use crate::app::AppState;
 use crate::error::Error;
 use crate::metrics::{RequestLabels, RouteLabels};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// JSON bodies of the management API are small; state bodies are read with their own cap.
 pub(crate) const JSON_BODY_LIMIT: usize = 1024 * 1024;
@@ -30,14 +31,22 @@ pub fn router(app: AppState) -> Router {
         .merge(crate::state::routes::routes())
         .merge(crate::state::api::routes())
         .merge(crate::orgs::routes::routes())
+        .merge(crate::identity::routes())
+        .merge(crate::login::routes())
         .merge(crate::downloads::routes())
         .merge(crate::registry::routes())
+        .merge(crate::audit::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        // Inside `observe` (so its time counts) and inside SetRequestIdLayer (so the id is set).
+        .layer(middleware::from_fn_with_state(
+            app.audit.clone(),
+            crate::audit::record,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .layer(middleware::map_request(host_from_authority))
         .layer(
@@ -140,15 +149,29 @@ async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Serves (over TLS when `tls` is given) until `shutdown` completes, then drains in-flight
-/// requests.
+/// requests and writes out the audit events they queued.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: AppState,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let audit = app.audit.clone();
+    let served = serve_until(listener, app, tls, shutdown).await;
+    audit.flush().await;
+    served
+}
+
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Connect info gives handlers and the audit trail the peer address.
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
     let Some(tls) = tls else {
-        return axum::serve(listener, router(app))
+        return axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
     };
@@ -160,7 +183,7 @@ pub async fn serve(
     });
     axum_server::from_tcp_rustls(listener.into_std()?, tls)?
         .handle(handle)
-        .serve(router(app).into_make_service())
+        .serve(service)
         .await
 }
 

@@ -63,9 +63,50 @@ pub fn with_serial(body: &[u8], serial: i64) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// The state as an outputs-only reader sees it: the same document with every resource (and
+/// whatever else may hold secrets) removed. `None` when the body is not a Terraform state
+/// (e.g. client-side encrypted), since its outputs cannot be told apart.
+pub fn outputs_only(body: &[u8]) -> Option<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Outputs {
+        version: serde_json::Value,
+        #[serde(default)]
+        terraform_version: Option<serde_json::Value>,
+        serial: serde_json::Value,
+        lineage: serde_json::Value,
+        outputs: serde_json::Value,
+    }
+    let state: Outputs = serde_json::from_slice(body).ok()?;
+    let filtered = serde_json::json!({
+        "version": state.version,
+        "terraform_version": state.terraform_version,
+        "serial": state.serial,
+        "lineage": state.lineage,
+        "outputs": state.outputs,
+        "resources": [],
+    });
+    let mut out = serde_json::to_vec_pretty(&filtered).ok()?;
+    out.push(b'\n');
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_only_keeps_outputs_and_drops_resources() {
+        let body = br#"{"version":4,"terraform_version":"1.0.3","serial":7,"lineage":"l",
+            "outputs":{"vpc":{"value":"vpc-1","type":"string"}},
+            "resources":[{"type":"aws_db_instance","instances":[{"attributes":{"password":"hunter2"}}]}]}"#;
+        let filtered = String::from_utf8(outputs_only(body).unwrap()).unwrap();
+        assert!(filtered.contains("vpc-1"));
+        assert!(!filtered.contains("hunter2"));
+        assert!(!filtered.contains("aws_db_instance"));
+        let meta = inspect(filtered.as_bytes()).unwrap();
+        assert_eq!(meta.serial, Some(7));
+        assert!(outputs_only(br#"{"encrypted_data":"AAAA"}"#).is_none());
+    }
 
     #[test]
     fn terraform_state_yields_serial_and_lineage() {

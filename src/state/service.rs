@@ -69,11 +69,27 @@ pub async fn read_state(
     org: &OrgName,
     ws: &WorkspaceName,
 ) -> Result<Option<Bytes>> {
-    let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
+    let resource = ws_resource(org, ws);
+    // Callers allowed only outputs (`terraform_remote_state` consumers) get a filtered copy.
+    let (org_id, whole) = match orgs::resolve(&app.db, principal, Action::StateRead, resource).await
+    {
+        Ok(org_id) => (org_id, true),
+        Err(Error::Forbidden) => {
+            let org_id =
+                orgs::resolve(&app.db, principal, Action::StateReadOutputs, resource).await?;
+            (org_id, false)
+        }
+        Err(e) => return Err(e),
+    };
     let Some(current) = store::current_version(&app.db, org_id, ws.as_str()).await? else {
         return Ok(None);
     };
-    let bytes = app.blobs.get(&current.blob()).await?;
+    let mut bytes = app.blobs.get(&current.blob()).await?;
+    if !whole {
+        bytes = super::document::outputs_only(&bytes)
+            .map(Bytes::from)
+            .ok_or(Error::Forbidden)?;
+    }
     app.metrics.state_bytes_out.inc_by(bytes.len() as u64);
     Ok(Some(bytes))
 }

@@ -9,6 +9,7 @@
 mod support;
 
 mod access;
+mod audit;
 mod crash;
 mod encryption;
 mod history;
@@ -16,4 +17,5 @@ mod limits;
 mod module_registry;
 mod provider_registry;
 mod state_backend;
+mod teams_policies;
 mod wire_formats;

@@ -33,11 +33,12 @@ pub async fn prepare_publish(
     addr: &ModuleAddress,
     version: &ModuleVersion,
 ) -> Result<Namespace> {
-    let ns = namespace::resolve(
+    let ns = namespace::resolve_item(
         app,
         principal,
         Action::RegistryPublish,
         addr.namespace.as_str(),
+        module_item(addr),
     )
     .await?;
     if find(app, &ns, addr, version).await?.is_some() {
@@ -139,11 +140,12 @@ pub async fn delete_module_version(
     addr: &ModuleAddress,
     version: &ModuleVersion,
 ) -> Result<()> {
-    let ns = namespace::resolve(
+    let ns = namespace::resolve_item(
         app,
         principal,
         Action::RegistryAdmin,
         addr.namespace.as_str(),
+        module_item(addr),
     )
     .await?;
     let blob = store::delete_version(
@@ -167,13 +169,21 @@ async fn readable(
     principal: &Principal,
     addr: &ModuleAddress,
 ) -> Result<Namespace> {
-    namespace::resolve(
+    namespace::resolve_item(
         app,
         principal,
         Action::RegistryRead,
         addr.namespace.as_str(),
+        module_item(addr),
     )
     .await
+}
+
+fn module_item(addr: &ModuleAddress) -> namespace::Item<'_> {
+    namespace::Item::Module {
+        name: addr.name.as_str(),
+        system: addr.system.as_str(),
+    }
 }
 
 fn versions_key(ns: &Namespace, addr: &ModuleAddress) -> (i64, String, String) {
@@ -314,10 +324,7 @@ pub async fn list_modules(
 ) -> Result<ModuleList> {
     let mut filter = ListFilter {
         everything: matches!(principal, Principal::System),
-        caller_org: match principal {
-            Principal::Token(token) => Some(token.org_id),
-            _ => None,
-        },
+        caller_orgs: principal.org_ids_allowing(Action::RegistryRead, "namespace"),
         name: request.name.map(str::to_string),
         system: request.system.map(str::to_string),
         pattern: request.query.map(like_pattern),

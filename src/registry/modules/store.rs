@@ -55,9 +55,9 @@ pub struct NewVersion<'a> {
 /// Which modules a listing may show and how it narrows them.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
-    /// Every module (the system principal); otherwise only `caller_org` and public ones.
+    /// Every module (the system principal); otherwise only `caller_orgs` and public ones.
     pub everything: bool,
-    pub caller_org: Option<i64>,
+    pub caller_orgs: Vec<i64>,
     pub org_id: Option<i64>,
     pub name: Option<String>,
     pub system: Option<String>,
@@ -134,6 +134,15 @@ pub async fn list_systems(db: &Db, org_id: i64, name: &str) -> Result<Vec<String
     Ok(rows.into_iter().map(|(s,)| s).collect())
 }
 
+/// `,1,2,`: a list of ids one SQL text can test on both databases.
+fn org_list(ids: &[i64]) -> String {
+    let mut list = String::from(",");
+    for id in ids {
+        list.push_str(&format!("{id},"));
+    }
+    list
+}
+
 /// Modules with their latest version, oldest module first.
 pub async fn list_modules(
     db: &Db,
@@ -145,7 +154,7 @@ pub async fn list_modules(
         v.description, v.created_at FROM modules m JOIN orgs o ON o.id = m.org_id \
         JOIN module_versions v ON v.id = m.latest_version_id \
         LEFT JOIN registry_namespaces ns ON ns.org_id = m.org_id \
-        WHERE ($1 OR m.org_id = $2 OR COALESCE(ns.public, FALSE)) \
+        WHERE ($1 OR $2 LIKE '%,' || CAST(m.org_id AS TEXT) || ',%' OR COALESCE(ns.public, FALSE)) \
         AND ($3 IS NULL OR m.org_id = $3) AND ($4 IS NULL OR m.name = $4) \
         AND ($5 IS NULL OR m.system = $5) \
         AND ($6 IS NULL OR m.name LIKE $6 ESCAPE '\\' OR LOWER(o.name) LIKE $6 ESCAPE '\\' \
@@ -153,7 +162,7 @@ pub async fn list_modules(
         ORDER BY m.id LIMIT $7 OFFSET $8";
     Ok(on_pool!(db, p => sqlx::query_as::<_, ModuleSummaryRow>(SQL)
         .bind(filter.everything)
-        .bind(filter.caller_org.unwrap_or(-1))
+        .bind(org_list(&filter.caller_orgs))
         .bind(filter.org_id)
         .bind(filter.name.as_deref())
         .bind(filter.system.as_deref())

@@ -84,8 +84,17 @@ impl Publish {
         version: &str,
     ) -> Result<Publish> {
         let org = OrgName::parse(namespace)?;
-        let ns = namespace::resolve(app, principal, Action::RegistryPublish, org.as_str()).await?;
         let kind = ProviderType::parse(kind)?;
+        let ns = namespace::resolve_item(
+            app,
+            principal,
+            Action::RegistryPublish,
+            org.as_str(),
+            namespace::Item::Provider {
+                name: kind.as_str(),
+            },
+        )
+        .await?;
         let version = ProviderVersion::parse(version)?;
         if store::version_exists(&app.db, ns.org_id, kind.as_str(), &version.to_string()).await? {
             return Err(Error::conflict(format!(

@@ -50,6 +50,24 @@ async fn resolve(
     namespace::resolve(app, principal, action, org.as_str()).await
 }
 
+/// Authorizes reading provider `kind` (which must parse, else `missing`).
+async fn resolve_provider(
+    app: &AppState,
+    principal: &Principal,
+    ns: &str,
+    kind: &str,
+    missing: &'static str,
+) -> Result<(Namespace, ProviderType)> {
+    let org = OrgName::parse(ns)?;
+    let kind = ProviderType::parse(kind).map_err(|_| Error::NotFound(missing))?;
+    let item = namespace::Item::Provider {
+        name: kind.as_str(),
+    };
+    let ns = namespace::resolve_item(app, principal, Action::RegistryRead, org.as_str(), item)
+        .await?;
+    Ok((ns, kind))
+}
+
 /// Registers an ASCII-armored public key for the namespace (registry admin).
 pub async fn add_key(
     app: &AppState,
@@ -131,8 +149,7 @@ pub async fn list_versions(
     ns: &str,
     kind: &str,
 ) -> Result<VersionList> {
-    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
-    let kind = ProviderType::parse(kind).map_err(|_| Error::NotFound("provider"))?;
+    let (ns, kind) = resolve_provider(app, principal, ns, kind, "provider").await?;
     let rows = store::list_platforms(&app.db, ns.org_id, kind.as_str())
         .await?
         .ok_or(Error::NotFound("provider"))?;
@@ -196,9 +213,8 @@ pub async fn find_download(
     base_url: &str,
 ) -> Result<Download> {
     let (ns, kind, version) = address;
-    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
     let not_found = || Error::NotFound("provider package");
-    let kind = ProviderType::parse(kind).map_err(|_| not_found())?;
+    let (ns, kind) = resolve_provider(app, principal, ns, kind, "provider package").await?;
     let version = ProviderVersion::parse(version).map_err(|_| not_found())?;
     let package = store::find_package(
         &app.db,
@@ -267,9 +283,8 @@ pub async fn mirror_archives(
     kind: &str,
     version: &str,
 ) -> Result<Vec<MirrorArchive>> {
-    let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
     let not_found = || Error::NotFound("provider version");
-    let kind = ProviderType::parse(kind).map_err(|_| not_found())?;
+    let (ns, kind) = resolve_provider(app, principal, ns, kind, "provider version").await?;
     let version = ProviderVersion::parse(version).map_err(|_| not_found())?;
     let rows =
         store::version_packages(&app.db, ns.org_id, kind.as_str(), &version.to_string()).await?;

@@ -303,7 +303,11 @@ pub async fn create_token(
     expires_at: Option<DateTime<Utc>>,
 ) -> String {
     let org = OrgName::parse(org).unwrap();
-    terrace::orgs::create_token(db, &Principal::System, &org, name, role, expires_at)
+    let spec = terrace::orgs::TokenSpec {
+        expires_at,
+        ..terrace::orgs::TokenSpec::new(name, role)
+    };
+    terrace::orgs::create_token(db, &Principal::System, &org, spec)
         .await
         .unwrap()
         .token

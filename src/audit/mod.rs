@@ -1,0 +1,317 @@
+//! Append-only audit trail of every mutation and every state read.
+//!
+//! The `record` middleware opens a per-request note (a task-local); authentication fills in
+//! the actor and authorization the action and resource; after the response the note and the
+//! status become one `audit_events` row, written in batches off the request path.
+
+mod routes;
+mod sink;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+
+use crate::app::AppState;
+
+pub use sink::AuditSink;
+
+tokio::task_local! {
+    static NOTE: Arc<Mutex<Note>>;
+}
+
+/// What authentication and authorization learned about the current request.
+#[derive(Debug, Default)]
+struct Note {
+    actor: Option<String>,
+    token_id: Option<String>,
+    access: Option<Access>,
+}
+
+#[derive(Debug)]
+struct Access {
+    action: &'static str,
+    resource: String,
+    org_id: Option<i64>,
+}
+
+fn with_note(f: impl FnOnce(&mut Note)) {
+    // Outside a request scope (CLI, background jobs) there is nothing to note.
+    let _ = NOTE.try_with(|note| f(&mut note.lock().unwrap_or_else(PoisonError::into_inner)));
+}
+
+/// Records who is calling (set by authentication).
+pub fn note_actor(actor: String, token_id: Option<String>) {
+    with_note(|note| {
+        note.actor = Some(actor);
+        note.token_id = token_id;
+    });
+}
+
+/// Records what the request does to what (set by authorization, allowed or not). The last
+/// decision of a request wins.
+pub fn note_access(action: &'static str, resource: String, org_id: Option<i64>) {
+    with_note(|note| {
+        note.access = Some(Access {
+            action,
+            resource,
+            org_id,
+        });
+    });
+}
+
+pub fn routes() -> Router<AppState> {
+    routes::routes()
+}
+
+/// One row of the trail.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub org_id: Option<i64>,
+    pub occurred_at: DateTime<Utc>,
+    pub actor: String,
+    pub token_id: Option<String>,
+    pub action: String,
+    pub resource: String,
+    pub outcome: &'static str,
+    pub status: u16,
+    pub source: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The outcomes the trail knows, as stored and filtered on.
+pub const OUTCOMES: [&str; 4] = ["success", "denied", "rate_limited", "failed"];
+
+/// Classifies a response status.
+pub fn outcome(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=399 => "success",
+        401 | 403 | 404 => "denied",
+        429 => "rate_limited",
+        _ => "failed",
+    }
+}
+
+/// Routes whose GET returns state bytes; other reads are not recorded.
+const STATE_READS: [&str; 2] = [
+    "/state/{org}/{workspace}",
+    "/api/v1/orgs/{org}/workspaces/{workspace}/state-versions/{serial}",
+];
+
+/// Never recorded: probes and scrapes would drown the trail.
+const UNRECORDED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+fn is_recorded(method: &Method, route: Option<&str>) -> bool {
+    if route.is_some_and(|r| UNRECORDED.contains(&r)) {
+        return false;
+    }
+    match *method {
+        Method::GET => route.is_some_and(|r| STATE_READS.contains(&r)),
+        Method::HEAD | Method::OPTIONS => false,
+        _ => true,
+    }
+}
+
+/// Client-sent values are capped so one request cannot bloat the trail.
+const MAX_FIELD: usize = 512;
+
+fn capped(text: &str) -> String {
+    let mut end = text.len().min(MAX_FIELD);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// What the middleware knows before the handler runs: the fallbacks for a request that never
+/// reached authentication or authorization.
+#[derive(Debug)]
+struct Draft {
+    method: String,
+    path: String,
+    source: Option<String>,
+    request_id: Option<String>,
+}
+
+impl Draft {
+    fn finish(self, note: &Mutex<Note>, status: StatusCode) -> AuditEvent {
+        let note = std::mem::take(&mut *note.lock().unwrap_or_else(PoisonError::into_inner));
+        let (action, resource, org_id) = match note.access {
+            Some(a) => (a.action.to_string(), a.resource, a.org_id),
+            None => (format!("http:{}", self.method), self.path, None),
+        };
+        AuditEvent {
+            org_id,
+            occurred_at: Utc::now(),
+            actor: note.actor.unwrap_or_else(|| "anonymous".into()),
+            token_id: note.token_id,
+            action,
+            resource,
+            outcome: outcome(status),
+            status: status.as_u16(),
+            source: self.source,
+            request_id: self.request_id,
+        }
+    }
+}
+
+/// Records the request if the handler's future is dropped before it answers (the client went
+/// away mid-request): the mutation may have happened, so the attempt must still be on record.
+struct Unanswered {
+    sink: AuditSink,
+    note: Arc<Mutex<Note>>,
+    draft: Option<Draft>,
+}
+
+/// nginx's "client closed request": no real response status exists.
+const CLIENT_CLOSED: u16 = 499;
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(draft) = self.draft.take() else {
+            return;
+        };
+        let status = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
+        let event = draft.finish(&self.note, status);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let sink = self.sink.clone();
+                runtime.spawn(async move { sink.send(event).await });
+            }
+            Err(_) => tracing::error!(?event, "audit event lost: no runtime"),
+        }
+    }
+}
+
+/// Middleware: opens the note, runs the request, queues the event.
+pub async fn record(State(sink): State<AuditSink>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    if !is_recorded(req.method(), route) {
+        return next.run(req).await;
+    }
+    let draft = Draft {
+        method: req.method().as_str().to_ascii_lowercase(),
+        // The path only: query strings may carry signatures and lock ids.
+        path: capped(req.uri().path()),
+        // The peer itself; forwarding headers are client-controlled.
+        source: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_canonical().to_string()),
+        request_id: req
+            .headers()
+            .get(crate::server::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(capped),
+    };
+    let note = Arc::new(Mutex::new(Note::default()));
+    let mut pending = Unanswered {
+        sink: sink.clone(),
+        note: note.clone(),
+        draft: Some(draft),
+    };
+    let response = NOTE.scope(note.clone(), next.run(req)).await;
+    if let Some(draft) = pending.draft.take() {
+        sink.send(draft.finish(&note, response.status())).await;
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_the_status() {
+        assert_eq!(outcome(StatusCode::OK), "success");
+        assert_eq!(outcome(StatusCode::CREATED), "success");
+        assert_eq!(outcome(StatusCode::FOUND), "success");
+        assert_eq!(outcome(StatusCode::UNAUTHORIZED), "denied");
+        assert_eq!(outcome(StatusCode::FORBIDDEN), "denied");
+        assert_eq!(outcome(StatusCode::NOT_FOUND), "denied");
+        assert_eq!(outcome(StatusCode::TOO_MANY_REQUESTS), "rate_limited");
+        assert_eq!(outcome(StatusCode::CONFLICT), "failed");
+        assert_eq!(outcome(StatusCode::INTERNAL_SERVER_ERROR), "failed");
+    }
+
+    #[test]
+    fn mutations_and_state_reads_are_recorded() {
+        let lock = Method::from_bytes(b"LOCK").unwrap();
+        assert!(is_recorded(&lock, Some("/state/{org}/{workspace}")));
+        assert!(is_recorded(&Method::POST, Some("/oauth/token")));
+        assert!(is_recorded(&Method::DELETE, None));
+        assert!(is_recorded(&Method::GET, Some("/state/{org}/{workspace}")));
+        assert!(!is_recorded(
+            &Method::HEAD,
+            Some("/state/{org}/{workspace}")
+        ));
+        assert!(!is_recorded(
+            &Method::GET,
+            Some("/api/v1/orgs/{org}/workspaces")
+        ));
+        assert!(!is_recorded(&Method::GET, None));
+        assert!(!is_recorded(&Method::POST, Some("/healthz")));
+    }
+
+    #[test]
+    fn notes_outside_a_request_are_ignored() {
+        note_actor("user:alice".into(), None);
+        note_access("state:read", "workspace:prod".into(), Some(1));
+    }
+
+    #[tokio::test]
+    async fn the_last_decision_wins() {
+        let note = Arc::new(Mutex::new(Note::default()));
+        NOTE.scope(note.clone(), async {
+            note_actor("token:ci#12".into(), Some("12".into()));
+            note_access("state:read", "workspace:prod".into(), Some(1));
+            note_access("state:read-outputs", "workspace:prod".into(), Some(1));
+        })
+        .await;
+        let draft = Draft {
+            method: "get".into(),
+            path: "/state/acme/prod".into(),
+            source: None,
+            request_id: Some("r1".into()),
+        };
+        let event = draft.finish(&note, StatusCode::OK);
+        assert_eq!(event.actor, "token:ci#12");
+        assert_eq!(event.token_id.as_deref(), Some("12"));
+        assert_eq!(event.action, "state:read-outputs");
+        assert_eq!(event.org_id, Some(1));
+        assert_eq!(event.outcome, "success");
+    }
+
+    #[test]
+    fn without_a_decision_the_method_and_path_stand_in() {
+        let draft = Draft {
+            method: "post".into(),
+            path: "/state/acme/prod".into(),
+            source: Some("10.0.0.1".into()),
+            request_id: None,
+        };
+        let event = draft.finish(&Mutex::default(), StatusCode::UNAUTHORIZED);
+        assert_eq!(event.actor, "anonymous");
+        assert_eq!(event.action, "http:post");
+        assert_eq!(event.resource, "/state/acme/prod");
+        assert_eq!(event.org_id, None);
+        assert_eq!(event.outcome, "denied");
+    }
+
+    #[test]
+    fn long_values_are_capped_on_a_char_boundary() {
+        let text = "é".repeat(MAX_FIELD);
+        let capped = capped(&text);
+        assert!(capped.len() <= MAX_FIELD);
+        assert!(capped.chars().all(|c| c == 'é'));
+    }
+}

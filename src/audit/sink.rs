@@ -1,0 +1,130 @@
+//! The audit writer: a bounded queue drained by one background task in batches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::{AuditEvent, store};
+use crate::db::Db;
+
+/// Events queued before senders wait: bursts pass, a stuck database pushes back.
+const QUEUE: usize = 4096;
+/// Events per transaction at most.
+const BATCH: usize = 256;
+/// Attempts per batch before its events go to the error log instead.
+const ATTEMPTS: u32 = 8;
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+enum Message {
+    Event(Box<AuditEvent>),
+    /// Answered once every event queued before it is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Queues audit events for the background writer.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Message>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Event(e) => f.debug_tuple("Event").field(e).finish(),
+            Message::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+impl AuditSink {
+    /// Starts the writer on the current tokio runtime.
+    pub fn new(db: Db) -> AuditSink {
+        AuditSink::with_write_lock(db, None)
+    }
+
+    /// Like [`AuditSink::new`], taking `write_lock` around each batch (SQLite's single-writer
+    /// queue, see `AppState::write_turn`).
+    pub fn with_write_lock(db: Db, write_lock: Option<Arc<Mutex<()>>>) -> AuditSink {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(run(db, write_lock, rx));
+            }
+            // No runtime, no requests to record; `send` reports the closed queue.
+            Err(_) => drop(rx),
+        }
+        AuditSink { tx }
+    }
+
+    /// Queues one event, waiting while the queue is full.
+    pub async fn send(&self, event: AuditEvent) {
+        if let Err(mpsc::error::SendError(message)) =
+            self.tx.send(Message::Event(Box::new(event))).await
+        {
+            tracing::error!(?message, "audit writer is gone; event not recorded");
+        }
+    }
+
+    /// Returns once every event queued before the call is committed (or logged as lost).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+async fn run(db: Db, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Receiver<Message>) {
+    let mut messages = Vec::with_capacity(BATCH);
+    let mut events = Vec::with_capacity(BATCH);
+    // Whatever queued up while the last batch was written forms the next one, so a quiet
+    // server writes at once and a busy one in large transactions.
+    while rx.recv_many(&mut messages, BATCH).await > 0 {
+        for message in messages.drain(..) {
+            match message {
+                Message::Event(event) => events.push(*event),
+                Message::Flush(done) => {
+                    write(&db, write_lock.as_deref(), &mut events).await;
+                    let _ = done.send(());
+                }
+            }
+        }
+        write(&db, write_lock.as_deref(), &mut events).await;
+    }
+}
+
+/// Commits `events` in one transaction, retrying transient failures; drains `events`.
+async fn write(db: &Db, write_lock: Option<&Mutex<()>>, events: &mut Vec<AuditEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let mut backoff = Duration::from_millis(50);
+    for attempt in 1..=ATTEMPTS {
+        let result = {
+            let _turn = match write_lock {
+                Some(lock) => Some(lock.lock().await),
+                None => None,
+            };
+            store::insert(db, events).await
+        };
+        match result {
+            Ok(()) => {
+                events.clear();
+                return;
+            }
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "writing audit events failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                // Never dropped silently: the log keeps what the table could not.
+                tracing::error!(error = %e, count = events.len(), "audit events not written");
+                for event in events.drain(..) {
+                    tracing::error!(?event, "unwritten audit event");
+                }
+            }
+        }
+    }
+}

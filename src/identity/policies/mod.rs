@@ -1,0 +1,277 @@
+//! Custom policies: named JSON documents of allow/deny statements (`auth::policy`), attached to
+//! teams, users or API tokens of the same org. Admin only.
+//!
+//! Every change that can alter a grant clears the API-token cache, so it applies at once.
+
+mod routes;
+pub mod store;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use routes::routes;
+
+use crate::app::AppState;
+use crate::auth::policy::PolicyDocument;
+use crate::auth::{Action, Principal, Resource};
+use crate::db::is_unique_violation;
+use crate::error::{Error, Result};
+use crate::identity::store::{find_member, find_team};
+use crate::names::{OrgName, PolicyName, TeamName, UserName};
+use crate::orgs::resolve;
+use crate::pagination::{Page, Paginated};
+
+#[derive(Debug, Serialize)]
+pub struct PolicyView {
+    pub name: String,
+    pub document: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<store::PolicyRow> for PolicyView {
+    type Error = Error;
+
+    fn try_from(row: store::PolicyRow) -> Result<Self> {
+        let document = serde_json::from_str(&row.document)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("stored policy {}: {e}", row.name)))?;
+        Ok(PolicyView {
+            name: row.name,
+            document,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// What to attach a policy to.
+#[derive(Debug, Clone)]
+pub enum AttachTarget {
+    Team(TeamName),
+    User(UserName),
+    /// An API token of the org, by id.
+    Token(i64),
+}
+
+/// An attachment: its id and exactly one of `team`, `user`, `token`.
+#[derive(Debug, Serialize)]
+pub struct AttachmentView {
+    pub id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<i64>,
+}
+
+impl From<store::AttachmentRow> for AttachmentView {
+    fn from(row: store::AttachmentRow) -> Self {
+        AttachmentView {
+            id: row.id,
+            team: row.team_name,
+            user: row.user_name,
+            token: row.token_id,
+        }
+    }
+}
+
+/// Validates a submitted document and returns the text to store.
+fn document_text(document: &Value) -> Result<String> {
+    let text = serde_json::to_string(document).map_err(anyhow::Error::from)?;
+    PolicyDocument::parse(&text)?;
+    Ok(text)
+}
+
+fn unique_violation(e: &Error) -> bool {
+    matches!(e, Error::Internal(e) if e.downcast_ref::<sqlx::Error>().is_some_and(is_unique_violation))
+}
+
+async fn org_id(app: &AppState, principal: &Principal, org: &OrgName) -> Result<i64> {
+    resolve(
+        &app.db,
+        principal,
+        Action::OrgAdmin,
+        Resource::Org(org.as_str()),
+    )
+    .await
+}
+
+async fn policy(app: &AppState, org_id: i64, name: &PolicyName) -> Result<store::PolicyRow> {
+    store::find_policy(&app.db, org_id, name.as_str())
+        .await?
+        .ok_or(Error::NotFound("policy"))
+}
+
+pub async fn create_policy(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+    document: &Value,
+) -> Result<PolicyView> {
+    let org_id = org_id(app, principal, org).await?;
+    let text = document_text(document)?;
+    match store::insert_policy(&app.db, org_id, name.as_str(), &text, Utc::now()).await {
+        Ok(row) => row.try_into(),
+        Err(e) if unique_violation(&e) => Err(Error::conflict(format!(
+            "policy {name} already exists in {org}"
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn list_policies(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    page: Page,
+) -> Result<Paginated<PolicyView>> {
+    let org_id = org_id(app, principal, org).await?;
+    let rows = store::list_policies(&app.db, org_id, page.fetch_limit(), page.offset).await?;
+    let page = Paginated::new(rows, page);
+    Ok(Paginated {
+        data: page
+            .data
+            .into_iter()
+            .map(PolicyView::try_from)
+            .collect::<Result<_>>()?,
+        meta: page.meta,
+    })
+}
+
+pub async fn show_policy(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+) -> Result<PolicyView> {
+    let org_id = org_id(app, principal, org).await?;
+    policy(app, org_id, name).await?.try_into()
+}
+
+/// Replaces a policy's document; it applies at once wherever the policy is attached.
+pub async fn replace_document(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+    document: &Value,
+) -> Result<PolicyView> {
+    let org_id = org_id(app, principal, org).await?;
+    let mut row = policy(app, org_id, name).await?;
+    let text = document_text(document)?;
+    let now = Utc::now();
+    store::set_document(&app.db, row.id, &text, now).await?;
+    app.tokens.clear();
+    row.document = text;
+    row.updated_at = now;
+    row.try_into()
+}
+
+pub async fn delete_policy(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+) -> Result<()> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = policy(app, org_id, name).await?;
+    if !store::delete_policy(&app.db, row.id).await? {
+        return Err(Error::NotFound("policy"));
+    }
+    app.tokens.clear();
+    Ok(())
+}
+
+/// Attaches a policy to a team, member or API token of the same org.
+pub async fn attach(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+    target: AttachTarget,
+) -> Result<AttachmentView> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = policy(app, org_id, name).await?;
+    let mut view = AttachmentView {
+        id: 0,
+        team: None,
+        user: None,
+        token: None,
+    };
+    // Each target is looked up within this org, so another org's ids and names are "not found".
+    let ids = match &target {
+        AttachTarget::Team(team) => {
+            let team = find_team(&app.db, org_id, team.as_str())
+                .await?
+                .ok_or(Error::NotFound("team"))?;
+            view.team = Some(team.name);
+            store::Target {
+                team_id: Some(team.id),
+                ..Default::default()
+            }
+        }
+        AttachTarget::User(user) => {
+            let member = find_member(&app.db, org_id, user.as_str())
+                .await?
+                .ok_or(Error::NotFound("user"))?;
+            view.user = Some(member.name);
+            store::Target {
+                user_id: Some(member.user_id),
+                ..Default::default()
+            }
+        }
+        AttachTarget::Token(id) => {
+            let id = store::find_org_token(&app.db, org_id, *id)
+                .await?
+                .ok_or(Error::NotFound("token"))?;
+            view.token = Some(id);
+            store::Target {
+                token_id: Some(id),
+                ..Default::default()
+            }
+        }
+    };
+    view.id = match store::insert_attachment(&app.db, row.id, ids).await {
+        Ok(id) => id,
+        Err(e) if unique_violation(&e) => {
+            return Err(Error::conflict(format!(
+                "policy {name} is already attached there"
+            )));
+        }
+        Err(e) => return Err(e),
+    };
+    app.tokens.clear();
+    Ok(view)
+}
+
+pub async fn list_attachments(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+    page: Page,
+) -> Result<Paginated<AttachmentView>> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = policy(app, org_id, name).await?;
+    let rows = store::list_attachments(&app.db, row.id, page.fetch_limit(), page.offset).await?;
+    Ok(Paginated::new(rows, page).map(AttachmentView::from))
+}
+
+pub async fn detach(
+    app: &AppState,
+    principal: &Principal,
+    org: &OrgName,
+    name: &PolicyName,
+    id: i64,
+) -> Result<()> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = policy(app, org_id, name).await?;
+    if !store::delete_attachment(&app.db, row.id, id).await? {
+        return Err(Error::NotFound("attachment"));
+    }
+    app.tokens.clear();
+    Ok(())
+}

@@ -8,6 +8,7 @@
 #[macro_use]
 mod harness;
 
+mod login;
 mod module_registry;
 mod provider_registry;
 mod state_backend;

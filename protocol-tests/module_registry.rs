@@ -43,7 +43,7 @@ fn targz(files: &[(&str, String)]) -> Vec<u8> {
 }
 
 /// Publishes a version through the API, as CI pipelines would.
-fn publish(server: &Terrace, version: &str) {
+pub(crate) fn publish(server: &Terrace, version: &str) {
     let url = format!(
         "{}/api/v1/modules/acme/vpc/aws/{version}",
         server.base_url()
@@ -99,7 +99,7 @@ fn publish_with_cli(server: &Terrace, version: &str) {
 }
 
 /// A root module calling `acme/vpc/aws` from `server` with each `(name, constraint)`.
-fn main_tf(server: &Terrace, calls: &[(&str, &str)]) -> String {
+pub(crate) fn main_tf(server: &Terrace, calls: &[(&str, &str)]) -> String {
     let mut config = String::new();
     for (name, constraint) in calls {
         config.push_str(&format!(
@@ -112,7 +112,7 @@ fn main_tf(server: &Terrace, calls: &[(&str, &str)]) -> String {
 }
 
 /// `.terraform/modules/modules.json`: the version installed for each module call.
-fn installed(workdir: &Workdir) -> Value {
+pub(crate) fn installed(workdir: &Workdir) -> Value {
     let manifest: Value =
         serde_json::from_str(&workdir.read_file(".terraform/modules/modules.json"))
             .expect("modules.json is JSON");

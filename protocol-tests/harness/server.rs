@@ -74,7 +74,16 @@ impl Terrace {
         Self::start_with(true)
     }
 
+    /// Like [`Terrace::start_tls`], with extra `TERRACE_*` settings for the server.
+    pub fn start_tls_with(settings: &[(&str, &str)]) -> Self {
+        Self::start_configured(true, settings)
+    }
+
     fn start_with(tls: bool) -> Self {
+        Self::start_configured(tls, &[])
+    }
+
+    fn start_configured(tls: bool, settings: &[(&str, &str)]) -> Self {
         let root = tempfile::Builder::new()
             .prefix("terrace-protocol-")
             .tempdir()
@@ -84,7 +93,7 @@ impl Terrace {
         let log = File::create(&log_path).expect("create the server log file");
 
         let mut command = terrace_command(&data_dir);
-        command.arg("serve");
+        command.arg("serve").envs(settings.iter().copied());
         if tls {
             command.arg("--dev-tls");
         }
@@ -183,6 +192,25 @@ impl Terrace {
             .stdin(Stdio::null())
             .output()
             .expect("run the terrace CLI")
+    }
+
+    /// Like [`Terrace::cli`], with `input` written to the command's stdin.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = terrace_command(&self.process.data_dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the terrace CLI");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input.as_bytes())
+            .expect("write the CLI's stdin");
+        child.wait_with_output().expect("run the terrace CLI")
     }
 
     /// The http backend address of `workspace`.

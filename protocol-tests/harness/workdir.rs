@@ -35,6 +35,9 @@ pub struct Workdir {
     outputs: Vec<(String, String)>,
     /// The CA bundle Terraform trusts (`SSL_CERT_FILE`), for HTTPS servers.
     ssl_cert_file: Option<PathBuf>,
+    /// A private `HOME` whose `~/.terraform.d` Terraform reads (no `TF_CLI_CONFIG_FILE`,
+    /// which would hide it), for `terraform login`.
+    home: Option<PathBuf>,
 }
 
 impl Workdir {
@@ -156,7 +159,33 @@ impl Workdir {
             password: None,
             outputs: Vec::new(),
             ssl_cert_file: None,
+            home: None,
         }
+    }
+
+    /// Gives Terraform its own `HOME` with an empty `~/.terraform.d` (which `terraform login`
+    /// needs but does not create) and leaves `TF_CLI_CONFIG_FILE` unset, so the credentials
+    /// that `terraform login` saves there are used.
+    pub fn with_own_home(mut self) -> Self {
+        let home = self.root.path().join("home");
+        std::fs::create_dir_all(home.join(".terraform.d")).expect("create ~/.terraform.d");
+        self.home = Some(home);
+        self
+    }
+
+    /// The `HOME` from [`Workdir::with_own_home`].
+    pub fn home(&self) -> PathBuf {
+        self.home.clone().expect("home() needs Workdir::with_own_home()")
+    }
+
+    /// Makes Terraform trust `server`'s CA (for an http backend on an HTTPS server).
+    pub fn trust(&mut self, server: &Terrace) {
+        self.ssl_cert_file = Some(server.ca_path());
+    }
+
+    /// Sends `password` as the http backend's password (`TF_HTTP_PASSWORD`).
+    pub fn set_password(&mut self, password: &str) {
+        self.password = Some(password.to_owned());
     }
 
     /// Switches the configuration to the http backend of `workspace`.
@@ -227,12 +256,15 @@ impl Workdir {
         command
             .current_dir(self.path())
             .args(&args)
-            .env("TF_CLI_CONFIG_FILE", self.cli_config_path())
             .env("TF_IN_AUTOMATION", "1")
             .env("CHECKPOINT_DISABLE", "1")
             .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        match &self.home {
+            Some(home) => command.env("HOME", home),
+            None => command.env("TF_CLI_CONFIG_FILE", self.cli_config_path()),
+        };
         if let Some(password) = &self.password {
             command.env("TF_HTTP_PASSWORD", password);
         }
@@ -332,6 +364,11 @@ impl TerraformProcess {
                 }
             }
         }
+    }
+
+    /// Everything read from stdout so far.
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
     /// Writes `text` to the process's stdin.

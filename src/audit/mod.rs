@@ -161,24 +161,27 @@ impl Draft {
     }
 }
 
-/// Records the request if the handler's future is dropped before it answers (the client went
-/// away mid-request): the mutation may have happened, so the attempt must still be on record.
-struct Unanswered {
+/// Keeps the request on record if its future is dropped early: before the handler answered
+/// (the client went away; the mutation may still have happened) or while the event waited
+/// for room in the queue.
+struct Pending {
     sink: AuditSink,
     note: Arc<Mutex<Note>>,
     draft: Option<Draft>,
+    event: Option<AuditEvent>,
 }
 
 /// nginx's "client closed request": no real response status exists.
 const CLIENT_CLOSED: u16 = 499;
 
-impl Drop for Unanswered {
+impl Drop for Pending {
     fn drop(&mut self) {
-        let Some(draft) = self.draft.take() else {
-            return;
-        };
         let status = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
-        let event = draft.finish(&self.note, status);
+        let event = match (self.event.take(), self.draft.take()) {
+            (Some(event), _) => event,
+            (None, Some(draft)) => draft.finish(&self.note, status),
+            (None, None) => return,
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let sink = self.sink.clone();
@@ -214,15 +217,18 @@ pub async fn record(State(sink): State<AuditSink>, req: Request, next: Next) -> 
             .map(capped),
     };
     let note = Arc::new(Mutex::new(Note::default()));
-    let mut pending = Unanswered {
+    let mut pending = Pending {
         sink: sink.clone(),
         note: note.clone(),
         draft: Some(draft),
+        event: None,
     };
     let response = NOTE.scope(note.clone(), next.run(req)).await;
-    if let Some(draft) = pending.draft.take() {
-        sink.send(draft.finish(&note, response.status())).await;
-    }
+    pending.event = pending
+        .draft
+        .take()
+        .map(|draft| draft.finish(&note, response.status()));
+    sink.send_from(&mut pending.event).await;
     response
 }
 

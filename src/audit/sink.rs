@@ -28,15 +28,6 @@ pub struct AuditSink {
     tx: mpsc::Sender<Message>,
 }
 
-impl std::fmt::Debug for Message {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Message::Event(e) => f.debug_tuple("Event").field(e).finish(),
-            Message::Flush(_) => f.write_str("Flush"),
-        }
-    }
-}
-
 impl AuditSink {
     /// Starts the writer on the current tokio runtime.
     pub fn new(db: Db) -> AuditSink {
@@ -59,10 +50,17 @@ impl AuditSink {
 
     /// Queues one event, waiting while the queue is full.
     pub async fn send(&self, event: AuditEvent) {
-        if let Err(mpsc::error::SendError(message)) =
-            self.tx.send(Message::Event(Box::new(event))).await
-        {
-            tracing::error!(?message, "audit writer is gone; event not recorded");
+        self.send_from(&mut Some(event)).await;
+    }
+
+    /// Queues the event in `slot`, waiting while the queue is full. Cancel-safe: the event
+    /// leaves `slot` only once it is queued.
+    pub(super) async fn send_from(&self, slot: &mut Option<AuditEvent>) {
+        let permit = self.tx.reserve().await;
+        let Some(event) = slot.take() else { return };
+        match permit {
+            Ok(permit) => permit.send(Message::Event(Box::new(event))),
+            Err(_) => tracing::error!(?event, "audit writer is gone; event not recorded"),
         }
     }
 

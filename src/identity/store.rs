@@ -101,7 +101,7 @@ pub async fn find_member(db: &Db, org_id: i64, name: &str) -> Result<Option<Memb
 pub async fn list_members(db: &Db, org_id: i64, limit: i64, offset: i64) -> Result<Vec<MemberRow>> {
     const SQL: &str = const_format::concatcp!(
         MEMBER_SELECT,
-        " WHERE m.org_id = $1 ORDER BY u.name LIMIT $2 OFFSET $3"
+        " WHERE m.org_id = $1 ORDER BY m.user_id LIMIT $2 OFFSET $3"
     );
     Ok(on_pool!(db, p => sqlx::query_as::<_, MemberRow>(SQL)
         .bind(org_id).bind(limit).bind(offset).fetch_all(p).await)?)

@@ -76,6 +76,9 @@ fn b(action: &str, resource: &str, outcome: &str) -> (String, String, String) {
 async fn a_state_write_and_read_are_recorded(app: TestApp) {
     let writer = token_id(&app, "writer").await;
     let reader = token_id(&app, "reader").await;
+    app.lock("prod", "secret-lock-id", &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
     let write = app
         .state_request("POST", "prod?ID=secret-lock-id", &app.write_token)
         .header("x-request-id", "req-write-1")
@@ -95,22 +98,35 @@ async fn a_state_write_and_read_are_recorded(app: TestApp) {
         )
         .await;
     version.assert_status(StatusCode::OK);
-    app.lock("prod", "l1", &app.write_token)
-        .await
-        .assert_status(StatusCode::OK);
 
     let events = events(&app, "").await;
 
     assert_eq!(
         briefs(&events),
         [
-            b("state:lock", "workspace:prod", "success"),
             b("state:read", "workspace:prod", "success"),
             b("state:read", "workspace:prod", "success"),
             b("state:write", "workspace:prod", "success"),
+            b("state:lock", "workspace:prod", "success"),
         ]
     );
-    let w = &events[3];
+    let w = &events[2];
+    let keys: Vec<&str> = w.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "occurred_at",
+            "actor",
+            "token_id",
+            "action",
+            "resource",
+            "outcome",
+            "status",
+            "source",
+            "request_id"
+        ]
+    );
     assert_eq!(w["actor"], format!("token:writer#{writer}"));
     assert_eq!(w["token_id"], writer.to_string());
     assert_eq!(w["status"], 200);
@@ -119,11 +135,12 @@ async fn a_state_write_and_read_are_recorded(app: TestApp) {
     assert_eq!(w["source"], Value::Null);
     let at: DateTime<Utc> = w["occurred_at"].as_str().unwrap().parse().unwrap();
     assert!((Utc::now() - at).num_seconds().abs() < 60, "{at}");
-    let r = &events[2];
+    let r = &events[1];
     assert_eq!(r["actor"], format!("token:reader#{reader}"));
     assert_eq!(r["token_id"], reader.to_string());
     assert_eq!(r["request_id"], read_id.as_str());
-    assert_eq!(events[1]["actor"], format!("token:reader#{reader}"));
+    assert_eq!(events[0]["actor"], format!("token:reader#{reader}"));
+    assert_eq!(events[3]["actor"], format!("token:writer#{writer}"));
     let ids: Vec<i64> = events.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
     assert!(

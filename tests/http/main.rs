@@ -14,6 +14,7 @@ mod crash;
 mod encryption;
 mod history;
 mod limits;
+mod login;
 mod module_registry;
 mod provider_registry;
 mod state_backend;

@@ -8,6 +8,7 @@
 #[macro_use]
 mod harness;
 
+mod access_roles;
 mod login;
 mod module_registry;
 mod provider_registry;

@@ -23,6 +23,9 @@ pub const API_AUDIENCE: &str = "terrace-api";
 pub const BROWSER_AUDIENCE: &str = "terrace-browser";
 /// How often an unknown key id may trigger a reload (another replica may have rotated).
 const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// How long loaded keys are trusted: a rotation or retirement by `terrace keys rotate-login`
+/// reaches every running server within this time.
+const MAX_KEY_AGE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -85,6 +88,11 @@ pub async fn rotate(db: &Db, keyring: &Keyring, retire_others: bool) -> Result<S
 }
 
 impl LoginKeys {
+    /// Forgets the loaded keys, so the next use reads them again (after a rotation here).
+    pub async fn forget(&self) {
+        *self.keys.write().await = KeySet::default();
+    }
+
     async fn reload(&self, db: &Db, keyring: &Keyring) -> Result<()> {
         let mut rows = active_keys(db).await?;
         if rows.is_empty() {
@@ -118,9 +126,7 @@ impl LoginKeys {
     async fn signing_key(&self, db: &Db, keyring: &Keyring) -> Result<(String, [u8; 32])> {
         {
             let keys = self.keys.read().await;
-            let fresh = keys
-                .loaded_at
-                .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+            let fresh = keys.loaded_at.is_some_and(|at| at.elapsed() < MAX_KEY_AGE);
             if let Some(kid) = keys.current.as_ref().filter(|_| fresh)
                 && let Some(secret) = keys.secrets.get(kid)
             {
@@ -138,11 +144,13 @@ impl LoginKeys {
     async fn verifying_key(&self, db: &Db, keyring: &Keyring, kid: &str) -> Result<[u8; 32]> {
         let may_reload = {
             let keys = self.keys.read().await;
-            if let Some(secret) = keys.secrets.get(kid) {
+            let age = keys.loaded_at.map(|at| at.elapsed());
+            if let Some(secret) = keys.secrets.get(kid)
+                && age.is_some_and(|age| age < MAX_KEY_AGE)
+            {
                 return Ok(*secret);
             }
-            keys.loaded_at
-                .is_none_or(|at| at.elapsed() >= RELOAD_INTERVAL)
+            age.is_none_or(|age| age >= RELOAD_INTERVAL)
         };
         if may_reload {
             self.reload(db, keyring).await?;

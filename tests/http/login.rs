@@ -637,4 +637,28 @@ on_both_databases!(
     disabling_a_user_stops_their_tokens_at_once,
     users_list_and_revoke_their_tokens_and_admins_revoke_anyones,
     users_change_their_password_and_admins_manage_membership,
+    rotating_the_login_key_keeps_old_tokens_until_retired,
 );
+
+async fn rotating_the_login_key_keeps_old_tokens_until_retired(app: TestApp) {
+    add_user(&app, "alice", Role::Read).await;
+    let old = login(&app, "alice").await;
+    let keys = app.state.blobs.keys();
+
+    terrace::auth::jwt::rotate(app.db(), keys, false).await.unwrap();
+    app.state.login_keys.forget().await;
+    let new = login(&app, "alice").await;
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+    assert_ne!(kid(&old), kid(&new), "new tokens use the new key");
+    whoami(&app, &old).await.assert_status(StatusCode::OK);
+
+    terrace::auth::jwt::rotate(app.db(), keys, true).await.unwrap();
+    app.state.login_keys.forget().await;
+    for token in [&old, &new] {
+        whoami(&app, token)
+            .await
+            .assert_status(StatusCode::UNAUTHORIZED);
+    }
+    let newest = login(&app, "alice").await;
+    whoami(&app, &newest).await.assert_status(StatusCode::OK);
+}

@@ -81,8 +81,8 @@ impl AppState {
     pub fn new(db: Db, blobs: BlobStore, max_body_size: u64) -> AppState {
         let sqlite_writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
         AppState {
+            audit: crate::audit::AuditSink::with_write_lock(db.clone(), sqlite_writer.clone()),
             sqlite_writer,
-            audit: crate::audit::AuditSink::new(db.clone()),
             login_keys: Arc::default(),
             login: Arc::new(crate::login::LoginState::new(crate::login::LoginSettings::default())),
             db,

@@ -8,7 +8,9 @@ use crate::harness::{Role, Terrace, Workdir};
 /// A token of `role` made with `terrace token create`.
 fn token(server: &Terrace, role: &str) -> String {
     let output = server.cli(
-        &["token", "create", "--org", "acme", "--role", role, "--name", role],
+        &[
+            "token", "create", "--org", "acme", "--role", role, "--name", role,
+        ],
         &[],
     );
     assert!(

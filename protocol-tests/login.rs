@@ -32,7 +32,10 @@ fn form_fields(html: &str) -> Vec<(String, String)> {
         .skip(1)
         .filter_map(|rest| {
             let tag = &rest[..rest.find('>')?];
-            Some((attribute(tag, "name")?, attribute(tag, "value").unwrap_or_default()))
+            Some((
+                attribute(tag, "name")?,
+                attribute(tag, "value").unwrap_or_default(),
+            ))
         })
         .collect()
 }
@@ -114,8 +117,8 @@ fn terraform_login_saves_a_token_that_installs_modules_with_the_users_rights() {
     );
     publish(&server, "1.0.0");
 
-    let workdir = Workdir::registry(&server, None, &main_tf(&server, &[("x", "1.0.0")]))
-        .with_own_home();
+    let workdir =
+        Workdir::registry(&server, None, &main_tf(&server, &[("x", "1.0.0")])).with_own_home();
     let mut login = workdir.spawn_interactive(&["login", &server.host()]);
     login.wait_for_stdout("Enter a value:", Duration::from_secs(60));
     login.write_stdin("yes\n");
@@ -162,7 +165,10 @@ fn terraform_login_saves_a_token_that_installs_modules_with_the_users_rights() {
     // A read-role user may not publish…
     let refused = server
         .http()
-        .put(format!("{}/api/v1/modules/acme/vpc/aws/2.0.0", server.base_url()))
+        .put(format!(
+            "{}/api/v1/modules/acme/vpc/aws/2.0.0",
+            server.base_url()
+        ))
         .header("Authorization", format!("Bearer {token}"))
         .body(Vec::new())
         .send()
@@ -179,7 +185,5 @@ fn terraform_login_saves_a_token_that_installs_modules_with_the_users_rights() {
     // Terraform's wording for a 403 (a 401 reads "requires auth").
     assert!(apply.stderr.contains("endpoint invalid auth"), "{apply}");
     assert!(server.pull_state("prod").is_none(), "nothing was written");
-    state
-        .terraform(&["plan", "-lock=false"])
-        .assert_success();
+    state.terraform(&["plan", "-lock=false"]).assert_success();
 }

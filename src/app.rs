@@ -84,7 +84,9 @@ impl AppState {
             audit: crate::audit::AuditSink::with_write_lock(db.clone(), sqlite_writer.clone()),
             sqlite_writer,
             login_keys: Arc::default(),
-            login: Arc::new(crate::login::LoginState::new(crate::login::LoginSettings::default())),
+            login: Arc::new(crate::login::LoginState::new(
+                crate::login::LoginSettings::default(),
+            )),
             db,
             blobs,
             metrics: Arc::new(Metrics::new()),

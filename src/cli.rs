@@ -212,8 +212,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 expires_at,
                 ..crate::orgs::TokenSpec::new(&name, role)
             };
-            let created =
-                crate::orgs::create_token(&db, &Principal::System, &org, spec).await?;
+            let created = crate::orgs::create_token(&db, &Principal::System, &org, spec).await?;
             println!("{}", created.token);
             Ok(())
         }

@@ -58,9 +58,9 @@ impl UserName {
         let valid = !lower.is_empty()
             && lower.len() <= 100
             && lower.as_bytes()[0].is_ascii_alphanumeric()
-            && lower
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'+'));
+            && lower.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'+')
+            });
         if valid {
             Ok(UserName(lower))
         } else {

@@ -175,7 +175,9 @@ impl Workdir {
 
     /// The `HOME` from [`Workdir::with_own_home`].
     pub fn home(&self) -> PathBuf {
-        self.home.clone().expect("home() needs Workdir::with_own_home()")
+        self.home
+            .clone()
+            .expect("home() needs Workdir::with_own_home()")
     }
 
     /// Makes Terraform trust `server`'s CA (for an http backend on an HTTPS server).

@@ -15,6 +15,9 @@ const BATCH: usize = 256;
 /// Attempts per batch before its events go to the error log instead.
 const ATTEMPTS: u32 = 8;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a batch waits for company: fewer, larger commits leave the database's single
+/// writer (and the disk) to state writes, at the price of events landing this much later.
+const LINGER: Duration = Duration::from_millis(100);
 
 enum Message {
     Event(Box<AuditEvent>),
@@ -76,9 +79,17 @@ impl AuditSink {
 async fn run(db: Db, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Receiver<Message>) {
     let mut messages = Vec::with_capacity(BATCH);
     let mut events = Vec::with_capacity(BATCH);
-    // Whatever queued up while the last batch was written forms the next one, so a quiet
-    // server writes at once and a busy one in large transactions.
+    // A batch is what queues up while the last one was written plus whatever arrives within
+    // `LINGER`; a flush request cuts the wait short.
     while rx.recv_many(&mut messages, BATCH).await > 0 {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while messages.len() < BATCH && !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
+            let room = BATCH - messages.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut messages, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         for message in messages.drain(..) {
             match message {
                 Message::Event(event) => events.push(*event),

@@ -121,9 +121,10 @@ impl Action {
             }
             Action::StateLock => Role::Plan,
             Action::StateWrite | Action::RegistryPublish => Role::Write,
-            Action::StateAdmin | Action::OrgAdmin | Action::RegistryAdmin | Action::MirrorUpload => {
-                Role::Admin
-            }
+            Action::StateAdmin
+            | Action::OrgAdmin
+            | Action::RegistryAdmin
+            | Action::MirrorUpload => Role::Admin,
         }
     }
 }
@@ -137,7 +138,10 @@ pub enum Resource<'a> {
         workspace: &'a str,
     },
     /// A registry namespace (= org) as a whole; `public` namespaces may be read by anyone.
-    Namespace { org: &'a str, public: bool },
+    Namespace {
+        org: &'a str,
+        public: bool,
+    },
     Module {
         org: &'a str,
         public: bool,
@@ -150,7 +154,9 @@ pub enum Resource<'a> {
         name: &'a str,
     },
     /// The instance-wide provider mirror, managed by the admins of the `mirror_org` setting.
-    Mirror { owner: Option<&'a str> },
+    Mirror {
+        owner: Option<&'a str>,
+    },
 }
 
 impl Resource<'_> {
@@ -284,7 +290,8 @@ mod tests {
                 name: "t".into(),
             },
             grants,
-            scopes: scopes.map(|s| Scopes::parse(s.into_iter().map(String::from).collect()).unwrap()),
+            scopes: scopes
+                .map(|s| Scopes::parse(s.into_iter().map(String::from).collect()).unwrap()),
         }))
     }
 
@@ -327,7 +334,13 @@ mod tests {
             (RegistryPublish, [false, false, false, true, true]),
             (RegistryAdmin, [false, false, false, false, true]),
         ];
-        let roles = [Role::Outputs, Role::Read, Role::Plan, Role::Write, Role::Admin];
+        let roles = [
+            Role::Outputs,
+            Role::Read,
+            Role::Plan,
+            Role::Write,
+            Role::Admin,
+        ];
         for (action, allowed) in table {
             for (role, allowed) in roles.iter().zip(allowed) {
                 let result = authorize(&token("acme", *role), *action, WS);
@@ -369,7 +382,14 @@ mod tests {
             (RegistryPublish, module("network"), 200),
             (RegistryPublish, module("compute"), 403),
             (OrgRead, Resource::Org("acme"), 403),
-            (StateRead, Resource::Workspace { org: "other", workspace: "prod-eu" }, 404),
+            (
+                StateRead,
+                Resource::Workspace {
+                    org: "other",
+                    workspace: "prod-eu",
+                },
+                404,
+            ),
         ];
         for (action, resource, expected) in table {
             let status = match authorize(&p, action, resource) {

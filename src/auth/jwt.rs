@@ -80,8 +80,7 @@ pub async fn rotate(db: &Db, keyring: &Keyring, retire_others: bool) -> Result<S
         const RETIRE: &str = "UPDATE login_keys SET retired_at = $1 WHERE retired_at IS NULL";
         on_pool!(db, p => sqlx::query(RETIRE).bind(now).execute(p).await.map(|_| ()))?;
     }
-    const SQL: &str =
-        "INSERT INTO login_keys (kid, master_key_id, created_at) VALUES ($1, $2, $3)";
+    const SQL: &str = "INSERT INTO login_keys (kid, master_key_id, created_at) VALUES ($1, $2, $3)";
     on_pool!(db, p => sqlx::query(SQL)
         .bind(&kid).bind(keyring.current_id()).bind(now).execute(p).await.map(|_| ()))?;
     Ok(kid)
@@ -174,7 +173,10 @@ pub async fn mint(
     jti: &str,
     ttl: chrono::Duration,
 ) -> Result<String> {
-    let (kid, secret) = app.login_keys.signing_key(&app.db, app.blobs.keys()).await?;
+    let (kid, secret) = app
+        .login_keys
+        .signing_key(&app.db, app.blobs.keys())
+        .await?;
     let now = Utc::now();
     let claims = Claims {
         iss: ISSUER.into(),

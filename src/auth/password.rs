@@ -1,8 +1,8 @@
 //! Password hashing with argon2id (the crate's default parameters, OWASP's minimum).
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 
 use crate::error::{Error, Result};
 

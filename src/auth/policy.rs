@@ -18,7 +18,14 @@ use crate::error::{Error, Result};
 /// Largest accepted policy document.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 
-const RESOURCE_KINDS: &[&str] = &["org", "workspace:", "namespace", "module:", "provider:", "mirror"];
+const RESOURCE_KINDS: &[&str] = &[
+    "org",
+    "workspace:",
+    "namespace",
+    "module:",
+    "provider:",
+    "mirror",
+];
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -101,9 +108,9 @@ impl PolicyDocument {
             }
             for pattern in &statement.resources {
                 let known = pattern == "*"
-                    || RESOURCE_KINDS
-                        .iter()
-                        .any(|kind| pattern.starts_with(kind) || kind.starts_with(pattern.as_str()));
+                    || RESOURCE_KINDS.iter().any(|kind| {
+                        pattern.starts_with(kind) || kind.starts_with(pattern.as_str())
+                    });
                 if !known {
                     return Err(Error::invalid(format!(
                         "unknown resource {pattern:?}; resources look like workspace:NAME, \
@@ -144,10 +151,8 @@ impl Scopes {
             return Err(Error::invalid("a scoped token needs at least one scope"));
         }
         for pattern in &patterns {
-            let known = RESOURCE_KINDS
-                .iter()
-                .any(|kind| pattern.starts_with(kind))
-                || pattern == "*";
+            let known =
+                RESOURCE_KINDS.iter().any(|kind| pattern.starts_with(kind)) || pattern == "*";
             if !known {
                 return Err(Error::invalid(format!(
                     "unknown scope {pattern:?}; scopes look like workspace:prod-* or module:network/*"
@@ -173,7 +178,8 @@ mod tests {
 
     #[test]
     fn documents_with_unknown_actions_or_resources_are_refused() {
-        let bad_action = r#"{"statements":[{"effect":"allow","actions":["state:steal"],"resources":["*"]}]}"#;
+        let bad_action =
+            r#"{"statements":[{"effect":"allow","actions":["state:steal"],"resources":["*"]}]}"#;
         assert!(PolicyDocument::parse(bad_action).is_err());
         let bad_resource = r#"{"statements":[{"effect":"allow","actions":["state:read"],"resources":["bucket:x"]}]}"#;
         assert!(PolicyDocument::parse(bad_resource).is_err());
@@ -189,8 +195,8 @@ mod tests {
 
     #[test]
     fn scopes_match_by_glob() {
-        let scopes = Scopes::parse(vec!["workspace:prod-*".into(), "module:network/*".into()])
-            .unwrap();
+        let scopes =
+            Scopes::parse(vec!["workspace:prod-*".into(), "module:network/*".into()]).unwrap();
         assert!(scopes.contains("workspace:prod-1"));
         assert!(scopes.contains("module:network/aws"));
         assert!(!scopes.contains("workspace:dev"));

@@ -97,7 +97,11 @@ impl Principal {
         let Some(caller) = self.caller() else {
             return Vec::new();
         };
-        if caller.scopes.as_ref().is_some_and(|s| !s.contains(resource)) {
+        if caller
+            .scopes
+            .as_ref()
+            .is_some_and(|s| !s.contains(resource))
+        {
             return Vec::new();
         }
         caller

@@ -19,13 +19,19 @@ use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 pub fn routes() -> Router<AppState> {
     let user = "/api/v1/orgs/{org}/users/{user}";
     Router::new()
-        .route("/api/v1/orgs/{org}/users", get(list_members).post(add_member))
+        .route(
+            "/api/v1/orgs/{org}/users",
+            get(list_members).post(add_member),
+        )
         .route(
             user,
             get(show_member).patch(update_member).delete(remove_member),
         )
         .route(&format!("{user}/tokens"), get(list_member_tokens))
-        .route(&format!("{user}/tokens/{{id}}"), delete(revoke_member_token))
+        .route(
+            &format!("{user}/tokens/{{id}}"),
+            delete(revoke_member_token),
+        )
         .route("/api/v1/user", get(me))
         .route("/api/v1/user/password", put(change_password))
         .route("/api/v1/user/tokens", get(list_own_tokens))

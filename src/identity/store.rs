@@ -19,12 +19,14 @@ const USER_COLUMNS: &str =
     "u.id, u.name, u.password_hash, u.invite_expires_at, u.disabled_at, u.created_at";
 
 pub async fn find_user(db: &Db, name: &str) -> Result<Option<UserRow>> {
-    const SQL: &str = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users u WHERE u.name = $1");
+    const SQL: &str =
+        const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users u WHERE u.name = $1");
     Ok(on_pool!(db, p => sqlx::query_as::<_, UserRow>(SQL).bind(name).fetch_optional(p).await)?)
 }
 
 pub async fn find_user_by_id(db: &Db, id: i64) -> Result<Option<UserRow>> {
-    const SQL: &str = const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users u WHERE u.id = $1");
+    const SQL: &str =
+        const_format::concatcp!("SELECT ", USER_COLUMNS, " FROM users u WHERE u.id = $1");
     Ok(on_pool!(db, p => sqlx::query_as::<_, UserRow>(SQL).bind(id).fetch_optional(p).await)?)
 }
 
@@ -35,7 +37,9 @@ pub async fn find_user_by_invite(db: &Db, invite_hash: &[u8]) -> Result<Option<U
         USER_COLUMNS,
         " FROM users u WHERE u.invite_hash = $1"
     );
-    Ok(on_pool!(db, p => sqlx::query_as::<_, UserRow>(SQL).bind(invite_hash).fetch_optional(p).await)?)
+    Ok(
+        on_pool!(db, p => sqlx::query_as::<_, UserRow>(SQL).bind(invite_hash).fetch_optional(p).await)?,
+    )
 }
 
 pub struct NewUser<'a> {
@@ -94,8 +98,11 @@ const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.name, m.role, u.disabled_
      FROM org_members m JOIN users u ON u.id = m.user_id";
 
 pub async fn find_member(db: &Db, org_id: i64, name: &str) -> Result<Option<MemberRow>> {
-    const SQL: &str = const_format::concatcp!(MEMBER_SELECT, " WHERE m.org_id = $1 AND u.name = $2");
-    Ok(on_pool!(db, p => sqlx::query_as::<_, MemberRow>(SQL).bind(org_id).bind(name).fetch_optional(p).await)?)
+    const SQL: &str =
+        const_format::concatcp!(MEMBER_SELECT, " WHERE m.org_id = $1 AND u.name = $2");
+    Ok(
+        on_pool!(db, p => sqlx::query_as::<_, MemberRow>(SQL).bind(org_id).bind(name).fetch_optional(p).await)?,
+    )
 }
 
 pub async fn list_members(db: &Db, org_id: i64, limit: i64, offset: i64) -> Result<Vec<MemberRow>> {
@@ -145,7 +152,8 @@ pub async fn remove_member(db: &Db, org_id: i64, user_id: i64) -> Result<i64> {
 /// Org ids the user belongs to.
 pub async fn member_orgs(db: &Db, user_id: i64) -> Result<Vec<i64>> {
     const SQL: &str = "SELECT org_id FROM org_members WHERE user_id = $1";
-    let rows: Vec<(i64,)> = on_pool!(db, p => sqlx::query_as(SQL).bind(user_id).fetch_all(p).await)?;
+    let rows: Vec<(i64,)> =
+        on_pool!(db, p => sqlx::query_as(SQL).bind(user_id).fetch_all(p).await)?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
@@ -211,5 +219,7 @@ pub struct TeamRow {
 pub async fn find_team(db: &Db, org_id: i64, name: &str) -> Result<Option<TeamRow>> {
     const SQL: &str =
         "SELECT id, org_id, name, role, created_at FROM teams WHERE org_id = $1 AND name = $2";
-    Ok(on_pool!(db, p => sqlx::query_as::<_, TeamRow>(SQL).bind(org_id).bind(name).fetch_optional(p).await)?)
+    Ok(
+        on_pool!(db, p => sqlx::query_as::<_, TeamRow>(SQL).bind(org_id).bind(name).fetch_optional(p).await)?,
+    )
 }

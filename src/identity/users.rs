@@ -67,7 +67,10 @@ pub async fn add_member(
                     "user {name} already exists; add them without a password"
                 )));
             }
-            if store::find_member(db, org_id, name.as_str()).await?.is_some() {
+            if store::find_member(db, org_id, name.as_str())
+                .await?
+                .is_some()
+            {
                 return Err(Error::conflict(format!(
                     "user {name} is already a member of {org}"
                 )));
@@ -122,7 +125,13 @@ pub async fn list_members(
     org: &OrgName,
     page: Page,
 ) -> Result<Paginated<MemberView>> {
-    let org_id = resolve(&app.db, principal, Action::OrgAdmin, Resource::Org(org.as_str())).await?;
+    let org_id = resolve(
+        &app.db,
+        principal,
+        Action::OrgAdmin,
+        Resource::Org(org.as_str()),
+    )
+    .await?;
     let rows = store::list_members(&app.db, org_id, page.fetch_limit(), page.offset).await?;
     Ok(Paginated::new(rows, page).map(MemberView::from))
 }
@@ -134,7 +143,13 @@ async fn member(
     org: &OrgName,
     name: &UserName,
 ) -> Result<(i64, store::MemberRow)> {
-    let org_id = resolve(&app.db, principal, Action::OrgAdmin, Resource::Org(org.as_str())).await?;
+    let org_id = resolve(
+        &app.db,
+        principal,
+        Action::OrgAdmin,
+        Resource::Org(org.as_str()),
+    )
+    .await?;
     let member = store::find_member(&app.db, org_id, name.as_str())
         .await?
         .ok_or(Error::NotFound("user"))?;
@@ -359,7 +374,9 @@ pub async fn issue_login_token(
     label: &str,
     ttl: chrono::Duration,
 ) -> Result<String> {
-    Ok(issue_login_token_with_id(app, user_id, name, label, ttl).await?.1)
+    Ok(issue_login_token_with_id(app, user_id, name, label, ttl)
+        .await?
+        .1)
 }
 
 /// [`issue_login_token`], also returning the token's id.
@@ -373,8 +390,14 @@ pub async fn issue_login_token_with_id(
     let jti = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     store::insert_user_token(&app.db, &jti, user_id, label, now, now + ttl).await?;
-    let token =
-        crate::auth::jwt::mint(app, crate::auth::jwt::API_AUDIENCE, user_id, name, &jti, ttl)
-            .await?;
+    let token = crate::auth::jwt::mint(
+        app,
+        crate::auth::jwt::API_AUDIENCE,
+        user_id,
+        name,
+        &jti,
+        ttl,
+    )
+    .await?;
     Ok((jti, token))
 }

@@ -84,5 +84,7 @@ pub async fn record_token(db: &Db, code: &str, jti: &str) -> Result<()> {
 pub async fn sweep(db: &Db) -> Result<u64> {
     const SQL: &str = "DELETE FROM oauth_codes WHERE expires_at < $1";
     let cutoff = Utc::now() - chrono::Duration::days(1);
-    Ok(on_pool!(db, p => sqlx::query(SQL).bind(cutoff).execute(p).await.map(|r| r.rows_affected()))?)
+    Ok(
+        on_pool!(db, p => sqlx::query(SQL).bind(cutoff).execute(p).await.map(|r| r.rows_affected()))?,
+    )
 }

@@ -86,11 +86,17 @@ pub async fn invite_submit(
         ));
     }
     crate::audit::note_actor(format!("user:{}", user.name), None);
-    crate::audit::note_access("user:accept-invitation", format!("user:{}", user.name), None);
+    crate::audit::note_access(
+        "user:accept-invitation",
+        format!("user:{}", user.name),
+        None,
+    );
     let problem = if form.password != form.confirm {
         Some("The two passwords differ.".to_string())
     } else {
-        password::validate(&form.password).err().map(|e| e.to_string())
+        password::validate(&form.password)
+            .err()
+            .map(|e| e.to_string())
     };
     if let Some(problem) = problem {
         return Ok(pages::invite_form(

@@ -112,6 +112,10 @@ mod tests {
         assert!(limits.attempt("a", address).is_ok());
         assert!(limits.attempt("b", address).is_ok());
         assert!(limits.attempt("c", address).is_err());
-        assert!(limits.attempt("c", Some(IpAddr::from([10, 0, 0, 2]))).is_ok());
+        assert!(
+            limits
+                .attempt("c", Some(IpAddr::from([10, 0, 0, 2])))
+                .is_ok()
+        );
     }
 }

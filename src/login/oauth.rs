@@ -42,7 +42,10 @@ pub struct AuthzParams {
 
 /// Why an authorization request is refused; shown on a page, never sent to the redirect URI
 /// (which may not be trustworthy).
-fn check_params(params: &AuthzParams, settings: &LoginSettings) -> std::result::Result<(), &'static str> {
+fn check_params(
+    params: &AuthzParams,
+    settings: &LoginSettings,
+) -> std::result::Result<(), &'static str> {
     check_redirect_uri(&params.redirect_uri, settings)?;
     if params.client_id != CLIENT_ID {
         return Err("unknown client_id");
@@ -64,7 +67,10 @@ fn check_params(params: &AuthzParams, settings: &LoginSettings) -> std::result::
 
 /// Only Terraform's loopback listener may receive codes: `http://localhost:P/login` or
 /// `http://127.0.0.1:P/login` with P in the advertised range.
-fn check_redirect_uri(uri: &str, settings: &LoginSettings) -> std::result::Result<(), &'static str> {
+fn check_redirect_uri(
+    uri: &str,
+    settings: &LoginSettings,
+) -> std::result::Result<(), &'static str> {
     const REFUSED: &str = "redirect_uri must be http://localhost:PORT/login or \
                            http://127.0.0.1:PORT/login with PORT in the advertised range";
     let url = url::Url::parse(uri).map_err(|_| REFUSED)?;
@@ -110,8 +116,17 @@ pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-pub(super) fn set_cookie(app: &AppState, name: &str, value: &str, max_age: chrono::Duration) -> String {
-    let secure = app.tls || app.public_url.as_deref().is_some_and(|u| u.starts_with("https:"));
+pub(super) fn set_cookie(
+    app: &AppState,
+    name: &str,
+    value: &str,
+    max_age: chrono::Duration,
+) -> String {
+    let secure = app.tls
+        || app
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https:"));
     cookie::Cookie::build((name, value))
         .path("/")
         .http_only(true)
@@ -354,9 +369,12 @@ pub async fn token(
             "only grant_type=authorization_code is supported",
         ));
     }
-    let (Some(code), Some(verifier), Some(client_id), Some(redirect_uri)) =
-        (form.code, form.code_verifier, form.client_id, form.redirect_uri)
-    else {
+    let (Some(code), Some(verifier), Some(client_id), Some(redirect_uri)) = (
+        form.code,
+        form.code_verifier,
+        form.client_id,
+        form.redirect_uri,
+    ) else {
         return Err(Error::OAuth(
             "invalid_request",
             "code, code_verifier, client_id and redirect_uri are required",
@@ -391,7 +409,9 @@ pub async fn token(
     let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
     if !bool::from(challenge.as_bytes().ct_eq(row.code_challenge.as_bytes())) {
-        return Err(invalid_grant("code_verifier does not match the code_challenge"));
+        return Err(invalid_grant(
+            "code_verifier does not match the code_challenge",
+        ));
     }
     let user = store::find_user_by_id(&app.db, row.user_id)
         .await?
@@ -402,8 +422,7 @@ pub async fn token(
     let ttl = chrono::Duration::from_std(app.login.settings.token_ttl)
         .map_err(|e| Error::Internal(e.into()))?;
     let (jti, access_token) =
-        users::issue_login_token_with_id(&app, user.id, &user.name, "terraform login", ttl)
-            .await?;
+        users::issue_login_token_with_id(&app, user.id, &user.name, "terraform login", ttl).await?;
     codes::record_token(&app.db, &code, &jti).await?;
     let body = serde_json::json!({
         "access_token": access_token,

@@ -25,7 +25,10 @@ pub fn page(status: StatusCode, title: &str, body: &str, cookies: &[String]) -> 
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -57,7 +60,10 @@ fn hidden_fields(params: &AuthzParams, csrf: &str) -> String {
         ("response_type", params.response_type.as_str()),
         ("state", params.state.as_str()),
         ("code_challenge", params.code_challenge.as_str()),
-        ("code_challenge_method", params.code_challenge_method.as_str()),
+        (
+            "code_challenge_method",
+            params.code_challenge_method.as_str(),
+        ),
         ("csrf", csrf),
     ];
     fields

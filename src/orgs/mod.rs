@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::store::{self, NewToken};
 use crate::auth::policy::Scopes;
+use crate::auth::store::{self, NewToken};
 use crate::auth::{Action, Principal, Resource, Role, authorize, token};
 use crate::db::{Db, is_unique_violation};
 use crate::error::{Error, Result};

@@ -42,6 +42,7 @@ pub fn router(app: AppState) -> Router {
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(require_credentials))
         // Inside `observe` (so its time counts) and inside SetRequestIdLayer (so the id is set).
         .layer(middleware::from_fn_with_state(
             app.audit.clone(),
@@ -82,6 +83,22 @@ async fn host_from_authority(mut req: Request) -> Request {
         req.headers_mut().insert(header::HOST, value);
     }
     req
+}
+
+/// No management API change is open to anonymous callers: answer 401 before the body is
+/// parsed, so a caller without a token learns nothing from validation errors.
+async fn require_credentials(req: Request, next: Next) -> Response {
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !reads
+        && req.uri().path().starts_with("/api/")
+        && !req.headers().contains_key(header::AUTHORIZATION)
+    {
+        return Error::Unauthenticated.into_response();
+    }
+    next.run(req).await
 }
 
 /// Counts requests by matched route and status, and times them.

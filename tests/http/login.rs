@@ -51,7 +51,10 @@ fn set_cookies(resp: &Resp) -> Vec<String> {
 /// The value of the hidden input `name` in a page.
 fn hidden(html: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no {name} in {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
     let end = html[start..].find('"').unwrap() + start;
     html_escape::decode_html_entities(&html[start..end]).into_owned()
 }
@@ -134,12 +137,20 @@ impl Browser {
 
 /// The `code` in a redirect to Terraform's listener.
 fn code_from(resp: &Resp) -> String {
-    assert!(resp.status.is_redirection(), "{}: {}", resp.status, resp.text());
+    assert!(
+        resp.status.is_redirection(),
+        "{}: {}",
+        resp.status,
+        resp.text()
+    );
     let location = resp.headers["location"].to_str().unwrap();
     let url = url::Url::parse(location).unwrap();
     assert_eq!(&location[..REDIRECT.len()], REDIRECT);
     let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    assert!(pairs.contains(&("state".into(), "st-123".into())), "{location}");
+    assert!(
+        pairs.contains(&("state".into(), "st-123".into())),
+        "{location}"
+    );
     pairs
         .into_iter()
         .find(|(k, _)| k == "code")
@@ -181,7 +192,10 @@ async fn the_code_flow_with_pkce_issues_a_token_carrying_the_users_rights(app: T
     let me = whoami(&app, &token).await;
     me.assert_status(StatusCode::OK);
     assert_eq!(me.json()["name"], "alice");
-    assert_eq!(me.json()["orgs"], json!([{"name": "acme", "role": "write"}]));
+    assert_eq!(
+        me.json()["orgs"],
+        json!([{"name": "acme", "role": "write"}])
+    );
 
     // The token is a JWT for 30 days, and works as the http backend's password.
     let claims: Value = serde_json::from_slice(
@@ -216,8 +230,12 @@ async fn the_code_flow_with_pkce_issues_a_token_carrying_the_users_rights(app: T
 
 async fn wrong_passwords_and_unknown_users_get_the_same_answer(app: TestApp) {
     add_user(&app, "alice", Role::Read).await;
-    let wrong = Browser::new().sign_in(&app, "alice", "not the password").await;
-    let unknown = Browser::new().sign_in(&app, "mallory", "not the password").await;
+    let wrong = Browser::new()
+        .sign_in(&app, "alice", "not the password")
+        .await;
+    let unknown = Browser::new()
+        .sign_in(&app, "mallory", "not the password")
+        .await;
     for resp in [&wrong, &unknown] {
         resp.assert_status(StatusCode::UNAUTHORIZED);
         assert!(resp.headers.get("location").is_none());
@@ -324,7 +342,11 @@ async fn the_login_form_needs_its_csrf_token(app: TestApp) {
     let mut browser = Browser::new();
     let page = browser.get(&app, &authorize_query(REDIRECT)).await;
     assert!(page.headers["x-frame-options"] == "DENY");
-    assert!(set_cookies(&page).iter().any(|c| c.starts_with("terrace_csrf=")));
+    assert!(
+        set_cookies(&page)
+            .iter()
+            .any(|c| c.starts_with("terrace_csrf="))
+    );
     let challenge = challenge(VERIFIER);
     let fields = |csrf: &'static str| {
         vec![
@@ -388,12 +410,20 @@ async fn a_signed_in_browser_gets_a_consent_page(app: TestApp) {
     add_user(&app, "alice", Role::Read).await;
     let mut browser = Browser::new();
     code_from(&browser.sign_in(&app, "alice", PASSWORD).await);
-    assert!(browser.cookies.iter().any(|c| c.starts_with("terrace_session=")));
+    assert!(
+        browser
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("terrace_session="))
+    );
 
     let page = browser.get(&app, &authorize_query(REDIRECT)).await;
     page.assert_status(StatusCode::OK);
     let html = page.text();
-    assert!(html.contains("Signed in as <strong>alice</strong>"), "{html}");
+    assert!(
+        html.contains("Signed in as <strong>alice</strong>"),
+        "{html}"
+    );
     assert!(!html.contains("name=\"password\""));
     let csrf = hidden(&html, "csrf");
     let challenge = challenge(VERIFIER);
@@ -449,7 +479,10 @@ async fn invited_users_choose_a_password_once(app: TestApp) {
         )
         .await;
     created.assert_status(StatusCode::CREATED);
-    let url = created.json()["invitation_url"].as_str().unwrap().to_string();
+    let url = created.json()["invitation_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let path = &url[url.find("/invite/").unwrap()..];
 
     // Before accepting, carol cannot sign in.
@@ -466,23 +499,38 @@ async fn invited_users_choose_a_password_once(app: TestApp) {
         .post_form(
             &app,
             path,
-            &[("csrf", &csrf), ("password", PASSWORD), ("confirm", "other one")],
+            &[
+                ("csrf", &csrf),
+                ("password", PASSWORD),
+                ("confirm", "other one"),
+            ],
         )
         .await;
     mismatch.assert_status(StatusCode::BAD_REQUEST);
     let short = browser
-        .post_form(&app, path, &[("csrf", &csrf), ("password", "short"), ("confirm", "short")])
+        .post_form(
+            &app,
+            path,
+            &[("csrf", &csrf), ("password", "short"), ("confirm", "short")],
+        )
         .await;
     short.assert_status(StatusCode::BAD_REQUEST);
     browser
         .post_form(
             &app,
             path,
-            &[("csrf", &csrf), ("password", PASSWORD), ("confirm", PASSWORD)],
+            &[
+                ("csrf", &csrf),
+                ("password", PASSWORD),
+                ("confirm", PASSWORD),
+            ],
         )
         .await
         .assert_status(StatusCode::OK);
-    browser.get(&app, path).await.assert_status(StatusCode::NOT_FOUND);
+    browser
+        .get(&app, path)
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
 
     let token = login(&app, "carol").await;
     whoami(&app, &token).await.assert_status(StatusCode::OK);
@@ -549,7 +597,12 @@ async fn users_list_and_revoke_their_tokens_and_admins_revoke_anyones(app: TestA
 
     // Users revoke their own…
     let own = app
-        .api("DELETE", &format!("/api/v1/user/tokens/{}", ids[0]), &first, None)
+        .api(
+            "DELETE",
+            &format!("/api/v1/user/tokens/{}", ids[0]),
+            &first,
+            None,
+        )
         .await;
     own.assert_status(StatusCode::NO_CONTENT);
     // …admins anyone's.
@@ -585,7 +638,9 @@ async fn users_change_their_password_and_admins_manage_membership(app: TestApp) 
     change("wrong password", "a new password")
         .await
         .assert_status(StatusCode::BAD_REQUEST);
-    change(PASSWORD, "short").await.assert_status(StatusCode::BAD_REQUEST);
+    change(PASSWORD, "short")
+        .await
+        .assert_status(StatusCode::BAD_REQUEST);
     change(PASSWORD, "a new password")
         .await
         .assert_status(StatusCode::NO_CONTENT);
@@ -593,7 +648,11 @@ async fn users_change_their_password_and_admins_manage_membership(app: TestApp) 
         .sign_in(&app, "alice", PASSWORD)
         .await
         .assert_status(StatusCode::UNAUTHORIZED);
-    code_from(&Browser::new().sign_in(&app, "alice", "a new password").await);
+    code_from(
+        &Browser::new()
+            .sign_in(&app, "alice", "a new password")
+            .await,
+    );
 
     let list = app
         .api("GET", "/api/v1/orgs/acme/users", &app.admin_token, None)
@@ -615,9 +674,14 @@ async fn users_change_their_password_and_admins_manage_membership(app: TestApp) 
     .await
     .assert_status(StatusCode::CONFLICT);
 
-    app.api("DELETE", "/api/v1/orgs/acme/users/alice", &app.admin_token, None)
-        .await
-        .assert_status(StatusCode::NO_CONTENT);
+    app.api(
+        "DELETE",
+        "/api/v1/orgs/acme/users/alice",
+        &app.admin_token,
+        None,
+    )
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
     whoami(&app, &token)
         .await
         .assert_status(StatusCode::UNAUTHORIZED);
@@ -645,14 +709,18 @@ async fn rotating_the_login_key_keeps_old_tokens_until_retired(app: TestApp) {
     let old = login(&app, "alice").await;
     let keys = app.state.blobs.keys();
 
-    terrace::auth::jwt::rotate(app.db(), keys, false).await.unwrap();
+    terrace::auth::jwt::rotate(app.db(), keys, false)
+        .await
+        .unwrap();
     app.state.login_keys.forget().await;
     let new = login(&app, "alice").await;
     let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
     assert_ne!(kid(&old), kid(&new), "new tokens use the new key");
     whoami(&app, &old).await.assert_status(StatusCode::OK);
 
-    terrace::auth::jwt::rotate(app.db(), keys, true).await.unwrap();
+    terrace::auth::jwt::rotate(app.db(), keys, true)
+        .await
+        .unwrap();
     app.state.login_keys.forget().await;
     for token in [&old, &new] {
         whoami(&app, token)

@@ -10,6 +10,7 @@ mod support;
 
 mod access;
 mod audit;
+mod authz_matrix;
 mod crash;
 mod encryption;
 mod history;

@@ -63,8 +63,8 @@ async fn resolve_provider(
     let item = namespace::Item::Provider {
         name: kind.as_str(),
     };
-    let ns = namespace::resolve_item(app, principal, Action::RegistryRead, org.as_str(), item)
-        .await?;
+    let ns =
+        namespace::resolve_item(app, principal, Action::RegistryRead, org.as_str(), item).await?;
     Ok((ns, kind))
 }
 

@@ -27,7 +27,12 @@ pub struct BlobStore {
     /// Decrypted objects by blob id. Objects are immutable, so entries never go stale, on
     /// any replica.
     cache: Option<Arc<PlainCache>>,
+    /// Remote stores take large objects in parts (local files are written whole).
+    multipart: bool,
 }
+
+/// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
+const PART_SIZE: usize = 8 * 1024 * 1024;
 
 type PlainCache = quick_cache::sync::Cache<String, Bytes, ByteWeighter>;
 
@@ -111,10 +116,23 @@ impl PlainBuffer {
 }
 
 impl BlobStore {
-    /// Builds the store from `file:///dir` or `memory://` (any other scheme `object_store`
-    /// was built with).
+    /// Builds the store from `file:///dir`, `memory://`, `s3://bucket/prefix`,
+    /// `az://container/prefix` or `gs://bucket/prefix`; cloud stores take their settings
+    /// from the usual environment variables (`AWS_*`, `AZURE_*`, `GOOGLE_*`).
     pub fn from_url(url: &str, keys: Arc<Keyring>) -> anyhow::Result<Self> {
+        Self::from_url_with_options(url, std::env::vars(), keys)
+    }
+
+    /// Like [`BlobStore::from_url`] with explicit `object_store` options (keys such as
+    /// `aws_endpoint` or `azure_storage_use_emulator`, case-insensitive) instead of the
+    /// environment.
+    pub fn from_url_with_options<K: AsRef<str>, V: Into<String>>(
+        url: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+        keys: Arc<Keyring>,
+    ) -> anyhow::Result<Self> {
         let parsed = url::Url::parse(url).with_context(|| format!("invalid storage URL {url}"))?;
+        let multipart = !matches!(parsed.scheme(), "file" | "memory");
         let store: Arc<dyn ObjectStore> = match parsed.scheme() {
             "file" => {
                 let dir = parsed
@@ -126,7 +144,7 @@ impl BlobStore {
                 Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true))
             }
             _ => {
-                let (store, prefix) = object_store::parse_url_opts(&parsed, std::env::vars())
+                let (store, prefix) = object_store::parse_url_opts(&parsed, options)
                     .with_context(|| format!("unsupported storage URL {url}"))?;
                 if prefix.as_ref().is_empty() {
                     Arc::from(store)
@@ -139,6 +157,7 @@ impl BlobStore {
             store,
             keys,
             cache: None,
+            multipart,
         })
     }
 
@@ -164,17 +183,22 @@ impl BlobStore {
             .keys
             .seal(&mut data, id.as_bytes())
             .map_err(Error::Internal)?;
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        self.store
-            .put_opts(
-                &Path::from(object_key.as_str()),
-                PutPayload::from(Bytes::from(data)),
-                options,
-            )
-            .await?;
+        let path = Path::from(object_key.as_str());
+        if self.multipart && data.len() > PART_SIZE {
+            // Keys are fresh ids, so an upload in parts cannot overwrite anything either.
+            let upload = self.store.put_multipart(&path).await?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            writer.put(Bytes::from(data));
+            writer.finish().await?;
+        } else {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            self.store
+                .put_opts(&path, PutPayload::from(Bytes::from(data)), options)
+                .await?;
+        }
         Ok(StoredBlob {
             id,
             object_key,
@@ -224,5 +248,43 @@ impl BlobStore {
             .list_with_delimiter(Some(&Path::from("state")))
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<Keyring> {
+        let key = crate::crypto::generate_key().unwrap();
+        Arc::new(Keyring::from_base64(&key, &[]).unwrap())
+    }
+
+    #[test]
+    fn cloud_storage_urls_build_with_their_settings() {
+        let none: [(&str, &str); 0] = [];
+        let s3 = [
+            ("aws_region", "eu-west-1"),
+            ("aws_endpoint", "http://127.0.0.1:9"),
+        ];
+        assert!(BlobStore::from_url_with_options("s3://bucket/prefix", s3, keys()).is_ok());
+        let azure = [
+            ("azure_storage_account_name", "acct"),
+            ("azure_storage_account_key", "a2V5"),
+        ];
+        assert!(BlobStore::from_url_with_options("az://container/prefix", azure, keys()).is_ok());
+        let gcs = [("google_bucket", "bucket")];
+        let built = BlobStore::from_url_with_options("gs://bucket/prefix", gcs, keys());
+        assert!(built.is_ok(), "{:?}", built.err());
+        // A setting of the wrong kind is rejected, not ignored.
+        let bad = [("aws_allow_http", "perhaps")];
+        assert!(BlobStore::from_url_with_options("s3://bucket", bad, keys()).is_err());
+        let unknown = BlobStore::from_url_with_options("ftp://host/x", none, keys());
+        assert!(format!("{:#}", unknown.err().unwrap()).contains("unsupported storage URL"));
+        assert!(
+            BlobStore::from_url_with_options("s3://bucket", none, keys())
+                .unwrap()
+                .multipart
+        );
     }
 }

@@ -7,7 +7,7 @@ use crate::support::{TestApp, sha256_hex, state};
 
 const WS: &str = "net";
 
-on_both_databases! {
+on_every_backend! {
     a_foreign_lineage_is_409,
     a_lower_serial_is_409,
     the_same_serial_with_other_bytes_is_409,

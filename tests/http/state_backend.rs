@@ -6,7 +6,8 @@ use crate::support::{TestApp, basic_auth, lock_info, raw_http, state};
 
 const WS: &str = "prod";
 
-on_both_databases! {
+on_every_backend! {
+    a_large_state_is_stored_in_parts_and_read_back_whole,
     reading_a_workspace_without_state_is_404,
     a_written_state_is_returned_byte_for_byte,
     lock_on_a_free_workspace_is_200,
@@ -304,5 +305,23 @@ async fn states_larger_than_the_json_api_limit_are_stored_whole(app: TestApp) {
     assert_eq!(
         app.get_state(WS, &app.read_token).await.body,
         big(2).as_bytes()
+    );
+}
+
+/// Larger than a part of a multipart upload (8 MiB) on the cloud stores.
+async fn a_large_state_is_stored_in_parts_and_read_back_whole(app: TestApp) {
+    let filler = "x".repeat(12 * 1024 * 1024);
+    let body = format!(
+        r#"{{"version":4,"serial":1,"lineage":"big","outputs":{{}},"resources":[],"pad":"{filler}"}}"#
+    );
+    app.write_state("big", body.clone(), None, &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    let read = app.get_state("big", &app.read_token).await;
+    read.assert_status(StatusCode::OK);
+    assert_eq!(read.body.len(), body.len());
+    assert!(
+        read.body == body.as_bytes(),
+        "the bytes come back unchanged"
     );
 }

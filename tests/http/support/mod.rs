@@ -33,8 +33,46 @@ pub const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
+    /// SQLite and blobs in a local folder: the embedded default.
     Sqlite,
+    /// PostgreSQL and a local folder.
     Postgres,
+    /// PostgreSQL and S3 (moto, `TERRACE_TEST_S3_ENDPOINT`).
+    PostgresS3,
+    /// PostgreSQL and Azure Blob (azurite, `AZURITE_BLOB_STORAGE_URL`).
+    PostgresAzure,
+}
+
+/// `object_store` options for the emulator behind `backend`, or `None` when it is not
+/// configured (a failure under `CI`).
+fn object_store_options(backend: Backend) -> Option<(String, Vec<(String, String)>)> {
+    let (variable, scheme) = match backend {
+        Backend::Sqlite | Backend::Postgres => unreachable!("local blobs"),
+        Backend::PostgresS3 => ("TERRACE_TEST_S3_ENDPOINT", "s3"),
+        Backend::PostgresAzure => ("AZURITE_BLOB_STORAGE_URL", "az"),
+    };
+    let endpoint = match std::env::var(variable) {
+        Ok(endpoint) => endpoint,
+        Err(_) if std::env::var_os("CI").is_some() => panic!("{variable} must be set in CI"),
+        Err(_) => return None,
+    };
+    // Each test gets its own prefix in the emulator's `terrace` bucket or container.
+    let url = format!("{scheme}://terrace/{}", uuid::Uuid::new_v4());
+    let pairs: &[(&str, &str)] = match backend {
+        Backend::PostgresS3 => &[
+            ("aws_endpoint", &endpoint),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+            ("aws_region", "us-east-1"),
+        ],
+        _ => &[("azure_storage_use_emulator", "true")],
+    };
+    let options = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Some((url, options))
 }
 
 /// Generates, for each scenario `fn(TestApp)`, a `sqlite` and a `postgres` test. The
@@ -67,6 +105,15 @@ macro_rules! on_both_databases {
                 }
             )+
         }
+    };
+}
+
+/// Like `on_both_databases!`, and also on PostgreSQL with S3 and with Azure Blob storage.
+macro_rules! on_every_backend {
+    ($($name:ident),+ $(,)?) => {
+        on_both_databases!(@each $crate::support::TestApp::new; $($name),+);
+        on_both_databases!(@backend postgres_s3, PostgresS3, $crate::support::TestApp::new; $($name),+);
+        on_both_databases!(@backend postgres_azure, PostgresAzure, $crate::support::TestApp::new; $($name),+);
     };
 }
 
@@ -129,14 +176,24 @@ impl TestApp {
                 let (db, dir) = terrace::db::testing::sqlite().await;
                 (db, Some(dir))
             }
-            Backend::Postgres => (terrace::db::testing::postgres().await?, None),
+            Backend::Postgres | Backend::PostgresS3 | Backend::PostgresAzure => {
+                (terrace::db::testing::postgres().await?, None)
+            }
         };
         let blobs_root = tempfile::tempdir().unwrap();
         let blobs_dir = blobs_root.path().join("blobs");
         let key = terrace::crypto::generate_key().unwrap();
         let keys = Arc::new(Keyring::from_base64(&key, &[]).unwrap());
-        let url = format!("file://{}", blobs_dir.display());
-        let blobs = BlobStore::from_url(&url, keys).unwrap();
+        let blobs = match backend {
+            Backend::Sqlite | Backend::Postgres => {
+                let url = format!("file://{}", blobs_dir.display());
+                BlobStore::from_url(&url, keys).unwrap()
+            }
+            _ => {
+                let (url, options) = object_store_options(backend)?;
+                BlobStore::from_url_with_options(&url, options, keys).unwrap()
+            }
+        };
         let mut state = AppState::new(db.clone(), blobs, max_body_size);
         state.mirror_org = Some("acme".into());
         let router = terrace::server::router(state.clone());

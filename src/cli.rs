@@ -60,6 +60,9 @@ enum Command {
     /// Manage master encryption keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check that every stored blob exists, decrypts and matches its recorded SHA-256;
+    /// prints each failure and exits non-zero if there is any.
+    Verify,
     /// Module registry client: publish a module directory to a Terrace server.
     #[command(subcommand)]
     Module(crate::registry::modules::ModuleCommand),
@@ -245,6 +248,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => eprintln!("created user {name} in {org} as {}", role.as_str()),
             }
             Ok(())
+        }
+        Command::Verify => {
+            let keys = std::sync::Arc::new(load_keyring(&config)?);
+            let db = database(&config).await?;
+            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let report = crate::verify::verify(&db, &blobs).await?;
+            for problem in &report.problems {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    problem.blob_id, problem.used_by, problem.object_key, problem.problem
+                );
+            }
+            eprintln!(
+                "checked {} blobs ({} bytes of plaintext): {} problems",
+                report.checked,
+                report.bytes,
+                report.problems.len()
+            );
+            if report.problems.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} blobs failed verification", report.problems.len())
+            }
         }
         Command::Keys(KeysCommand::RotateLogin { retire_previous }) => {
             let keys = load_keyring(&config)?;

@@ -30,3 +30,4 @@ pub mod registry;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod verify;

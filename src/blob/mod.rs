@@ -31,6 +31,28 @@ pub struct BlobStore {
     multipart: bool,
 }
 
+/// Why a stored blob cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The object is not in the store.
+    Missing,
+    /// The store failed to return it.
+    Unreadable(String),
+    /// Its data key cannot be unwrapped (master key not configured) or the object fails
+    /// authentication (corrupted or swapped).
+    Undecryptable(String),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Missing => f.write_str("object missing from the blob store"),
+            Fault::Unreadable(e) => write!(f, "object cannot be read: {e}"),
+            Fault::Undecryptable(e) => write!(f, "object does not decrypt: {e}"),
+        }
+    }
+}
+
 /// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -229,6 +251,25 @@ impl BlobStore {
             cache.insert(blob.id.clone(), plain.clone());
         }
         Ok(plain)
+    }
+
+    /// Reads and decrypts a blob from the store itself (never the cache), saying what is wrong
+    /// when that fails: for `terrace verify`.
+    pub async fn check(&self, blob: &StoredBlob) -> std::result::Result<Bytes, Fault> {
+        let object = match self.store.get(&Path::from(blob.object_key.as_str())).await {
+            Ok(found) => found.bytes().await,
+            Err(e) => Err(e),
+        };
+        let mut data = match object {
+            Ok(bytes) => Vec::from(bytes),
+            Err(object_store::Error::NotFound { .. }) => return Err(Fault::Missing),
+            Err(e) => return Err(Fault::Unreadable(e.to_string())),
+        };
+        let range = self
+            .keys
+            .open(&blob.envelope, &mut data, blob.id.as_bytes())
+            .map_err(|e| Fault::Undecryptable(format!("{e:#}")))?;
+        Ok(Bytes::from(data).slice(range))
     }
 
     /// Best-effort removal of an object that was never committed.

@@ -20,4 +20,5 @@ mod module_registry;
 mod provider_registry;
 mod state_backend;
 mod teams_policies;
+mod verify;
 mod wire_formats;

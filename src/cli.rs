@@ -1,4 +1,4 @@
-//! Command line: `serve`, `migrate`, `org create`, `token create`, `keys …`.
+//! Command line: `serve`, `migrate`, `org create`, `token create`, `keys …`, `backup`, `restore`.
 //!
 //! Everything but `serve` works directly on the configured database, for bootstrap and scripts.
 
@@ -63,6 +63,28 @@ enum Command {
     /// Check that every stored blob exists, decrypts and matches its recorded SHA-256;
     /// prints each failure and exits non-zero if there is any.
     Verify,
+    /// Write a consistent snapshot (metadata, encrypted objects, manifest of the master key
+    /// ids it needs; never the keys) into an empty or new directory, while the server runs.
+    Backup {
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup onto an empty installation; the configured keyring must hold every
+    /// master key the backup's manifest names.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Delete objects in the blob store that no database row refers to and that are older
+    /// than the grace period (uploads that never committed). `serve` also does this hourly.
+    Sweep {
+        /// Minimum age of an unreferenced object, e.g. 24h.
+        #[arg(long, default_value = "24h")]
+        grace: String,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Module registry client: publish a module directory to a Terrace server.
     #[command(subcommand)]
     Module(crate::registry::modules::ModuleCommand),
@@ -249,6 +271,74 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Sweep { grace, dry_run } => {
+            let grace = humantime::parse_duration(&grace)
+                .map_err(|e| anyhow::anyhow!("--grace: {e}"))
+                .and_then(|d| Ok(chrono::Duration::from_std(d)?))?;
+            let keys = std::sync::Arc::new(load_keyring(&config)?);
+            let db = database(&config).await?;
+            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let report = crate::sweep::sweep(&db, &blobs, grace, dry_run).await?;
+            for key in &report.deleted {
+                println!("{key}");
+            }
+            eprintln!(
+                "{} objects, {} unreferenced: {} {}, {} younger than the grace period kept",
+                report.objects,
+                report.orphans,
+                report.deleted.len(),
+                if dry_run {
+                    "would be deleted"
+                } else {
+                    "deleted"
+                },
+                report.kept_young
+            );
+            Ok(())
+        }
+        Command::Backup { to } => {
+            // Objects are copied still encrypted: no master key is needed or loaded.
+            let keys = std::sync::Arc::new(crate::crypto::Keyring::from_base64(
+                &crate::crypto::generate_key()?,
+                &[],
+            )?);
+            let db = database(&config).await?;
+            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let manifest = crate::backup::backup(&db, &blobs, &to).await?;
+            let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
+            eprintln!(
+                "backed up {rows} rows and {} objects ({} bytes) to {}; it needs master key id(s) {}",
+                manifest.blobs.count,
+                manifest.blobs.bytes,
+                to.display(),
+                manifest.key_ids.join(", ")
+            );
+            if !manifest.blobs.missing_objects.is_empty() {
+                eprintln!(
+                    "{} blobs were deleted while the backup ran and are not in it: {}",
+                    manifest.blobs.missing_objects.len(),
+                    manifest.blobs.missing_objects.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Restore { from } => {
+            // Fail on a bad backup before creating anything (such as a key file).
+            crate::backup::read_manifest(&from)?;
+            let keys = std::sync::Arc::new(load_keyring(&config)?);
+            let db = database(&config).await?;
+            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let manifest = crate::backup::restore(&db, &blobs, &from).await?;
+            let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
+            eprintln!(
+                "restored {rows} rows and {} objects from {} (taken {} on {})",
+                manifest.blobs.count,
+                from.display(),
+                manifest.created_at,
+                manifest.database
+            );
+            Ok(())
+        }
         Command::Verify => {
             let keys = std::sync::Arc::new(load_keyring(&config)?);
             let db = database(&config).await?;
@@ -307,9 +397,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// How often `serve` looks for orphaned objects and applies retention policies.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = AppState::from_config(&config).await?;
     crate::registry::spawn_download_flusher(app.clone());
+    crate::sweep::spawn(app.db.clone(), app.blobs.clone(), SWEEP_INTERVAL);
+    crate::state::deletion::spawn_retention(app.clone(), SWEEP_INTERVAL);
     let tls_files = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::server::tls::TlsFiles {
             cert: cert.clone(),

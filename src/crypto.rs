@@ -126,6 +126,11 @@ impl Keyring {
         &self.current.id
     }
 
+    /// Whether master key `id` is configured (current or previous).
+    pub fn knows(&self, id: &str) -> bool {
+        self.current.id == id || self.previous.contains_key(id)
+    }
+
     /// The HMAC key for signed download links.
     pub fn link_key(&self) -> &ring::hmac::Key {
         &self.current.link_key

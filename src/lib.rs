@@ -8,6 +8,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod blob;
 pub mod cache;
 pub mod cli;
@@ -29,5 +30,6 @@ pub mod pagination;
 pub mod registry;
 pub mod server;
 pub mod state;
+pub mod sweep;
 pub mod telemetry;
 pub mod verify;

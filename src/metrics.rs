@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,6 +29,8 @@ pub struct Metrics {
     pub state_bytes_out: Counter,
     pub lock_conflicts: Counter,
     pub state_versions_written: Counter,
+    /// Set on each scrape (`/metrics` counts them in the database first).
+    pub stale_locks: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -53,6 +56,7 @@ impl Metrics {
         let state_bytes_out = Counter::default();
         let lock_conflicts = Counter::default();
         let state_versions_written = Counter::default();
+        let stale_locks = Gauge::default();
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -83,6 +87,11 @@ impl Metrics {
             "State versions committed",
             state_versions_written.clone(),
         );
+        registry.register(
+            "stale_locks",
+            "Locks whose lease ran out without a write or renewal",
+            stale_locks.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -91,6 +100,7 @@ impl Metrics {
             state_bytes_out,
             lock_conflicts,
             state_versions_written,
+            stale_locks,
         }
     }
 

@@ -272,14 +272,74 @@ impl BlobStore {
         Ok(Bytes::from(data).slice(range))
     }
 
-    /// Best-effort removal of an object that was never committed.
+    /// The stored (encrypted) bytes of an object as they are, `None` when it is gone: for
+    /// backups, which copy objects without decrypting them.
+    pub async fn raw_get(&self, object_key: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&Path::from(object_key)).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores already encrypted bytes under `object_key` (restore). Never overwrites: an
+    /// existing object with the same bytes is accepted, a different one is an error.
+    pub async fn raw_put(&self, object_key: &str, bytes: Bytes) -> Result<()> {
+        let path = Path::from(object_key);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(bytes.clone()), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = self.store.get(&path).await?.bytes().await?;
+                if existing == bytes {
+                    Ok(())
+                } else {
+                    Err(Error::Internal(anyhow::anyhow!(
+                        "object {object_key} already exists with other content"
+                    )))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Best-effort removal of an object whose row is gone (or was never committed).
     pub async fn discard(&self, blob: &StoredBlob) {
+        if let Some(cache) = &self.cache {
+            cache.remove(&blob.id);
+        }
         if let Err(err) = self
             .store
             .delete(&Path::from(blob.object_key.as_str()))
             .await
         {
             tracing::warn!(error = %err, "could not discard uncommitted blob; the sweep will");
+        }
+    }
+
+    /// Every object in the store with its last change, for the orphan sweep.
+    pub fn list_objects(
+        &self,
+    ) -> impl futures::Stream<Item = Result<(String, chrono::DateTime<chrono::Utc>)>> + '_ {
+        use futures::StreamExt;
+        self.store.list(None).map(|item| {
+            item.map(|meta| (meta.location.to_string(), meta.last_modified))
+                .map_err(Error::from)
+        })
+    }
+
+    /// Deletes an object nothing refers to.
+    pub async fn delete_object(&self, object_key: &str) -> Result<()> {
+        match self.store.delete(&Path::from(object_key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -153,6 +153,13 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    // Counted on scrape, so every replica reports the shared database's view.
+    match crate::state::service::stale_lock_count(&app).await {
+        Ok(count) => {
+            app.metrics.stale_locks.set(count);
+        }
+        Err(e) => tracing::warn!(error = %e, "counting stale locks failed"),
+    }
     (
         [(
             header::CONTENT_TYPE,

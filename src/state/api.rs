@@ -28,7 +28,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             &format!("{ws}/state-versions/{{serial}}"),
-            get(download_version),
+            get(download_version).delete(delete_versions),
         )
         .route(
             &format!("{ws}/state-versions/{{serial}}/rollback"),
@@ -127,6 +127,17 @@ async fn download_version(
     let (org, ws) = names(&p.org, &p.workspace)?;
     let bytes = management::read_version(&app, &principal, &org, &ws, p.serial).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+async fn delete_versions(
+    State(app): State<AppState>,
+    principal: Principal,
+    ApiPath(path): ApiPath<VersionPath>,
+) -> Result<Response> {
+    let (org, ws) = names(&path.org, &path.workspace)?;
+    let deleted =
+        super::deletion::delete_versions(&app, &principal, &org, &ws, path.serial).await?;
+    Ok(Json(deleted).into_response())
 }
 
 async fn rollback(

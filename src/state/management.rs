@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::document;
-use super::lock::LockInfo;
+use super::lock::{self, LockInfo};
 use super::service::{ReceivedState, Source, check_lock, commit, workspace_id, ws_resource};
 use super::store::{self, Decision, VersionRow};
 use crate::app::AppState;
@@ -52,6 +52,12 @@ pub struct LockHolder {
     pub operation: String,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// Acquisition, or the holder's latest write or re-LOCK.
+    pub renewed_at: DateTime<Utc>,
+    /// `None` when the workspace has no lock lease.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The lease ran out without a write or renewal.
+    pub stale: bool,
     /// The lock info JSON exactly as the holder sent it.
     pub info: serde_json::Value,
 }
@@ -65,6 +71,14 @@ pub struct WorkspaceSummary {
     pub versions: i64,
     pub updated_at: DateTime<Utc>,
     pub lineage_protection: bool,
+    /// Lock lease such as `2h`; `None` when locks never go stale.
+    pub lock_lease: Option<String>,
+    pub expire_stale_locks: bool,
+    /// Keep only the newest N versions (and those younger than `retain_days`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_versions: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retain_days: Option<i64>,
     pub lock: Option<serde_json::Value>,
 }
 
@@ -73,6 +87,50 @@ pub struct WorkspaceSummary {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub lineage_protection: Option<bool>,
+    /// Absent: unchanged; `null`: no lease; otherwise a duration such as `2h`.
+    #[serde(default, deserialize_with = "present")]
+    pub lock_lease: Option<Option<String>>,
+    pub expire_stale_locks: Option<bool>,
+    /// Absent: unchanged; `null`: no limit; otherwise keep the newest N versions.
+    #[serde(default, deserialize_with = "present")]
+    pub retain_versions: Option<Option<i64>>,
+    /// Absent: unchanged; `null`: no limit; otherwise keep versions younger than D days.
+    #[serde(default, deserialize_with = "present")]
+    pub retain_days: Option<Option<i64>>,
+}
+
+/// Tells an explicit `null` (Some(None)) from an absent field (None, through `default`).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+fn lease_text(seconds: Option<i64>) -> Option<String> {
+    let seconds = u64::try_from(seconds?).ok()?;
+    Some(humantime::format_duration(std::time::Duration::from_secs(seconds)).to_string())
+}
+
+/// The lock info JSON with the lease fields added (Terraform's own keys are capitalised, so
+/// these cannot collide).
+fn lock_view(
+    info: &[u8],
+    renewed_at: Option<DateTime<Utc>>,
+    lease_seconds: Option<i64>,
+) -> Option<serde_json::Value> {
+    let mut value: serde_json::Value = serde_json::from_slice(info).ok()?;
+    if let (Some(object), Some(renewed_at)) = (value.as_object_mut(), renewed_at) {
+        let expires = lock::lease_expires_at(renewed_at, lease_seconds);
+        object.insert("renewed_at".into(), serde_json::json!(renewed_at));
+        object.insert("lease_expires_at".into(), serde_json::json!(expires));
+        object.insert(
+            "stale".into(),
+            serde_json::json!(lock::is_stale(renewed_at, lease_seconds, Utc::now())),
+        );
+    }
+    Some(value)
 }
 
 /// The org's workspaces by name.
@@ -97,9 +155,13 @@ pub async fn list_workspaces(
         versions: row.version_count,
         updated_at: row.updated_at,
         lineage_protection: row.lineage_protection,
+        lock_lease: lease_text(row.lock_lease_seconds),
+        expire_stale_locks: row.expire_stale_locks,
+        retain_versions: row.retain_versions,
+        retain_days: row.retain_days,
         lock: row
             .lock_info
-            .and_then(|info| serde_json::from_slice(&info).ok()),
+            .and_then(|info| lock_view(&info, row.lock_renewed_at, row.lock_lease_seconds)),
     }))
 }
 
@@ -123,7 +185,11 @@ pub async fn workspace(
         versions: row.version_count,
         updated_at: row.updated_at,
         lineage_protection: row.lineage_protection,
-        lock: lock.and_then(|l| serde_json::from_slice(&l.info).ok()),
+        lock_lease: lease_text(row.lock_lease_seconds),
+        expire_stale_locks: row.expire_stale_locks,
+        retain_versions: row.retain_versions,
+        retain_days: row.retain_days,
+        lock: lock.and_then(|l| lock_view(&l.info, Some(l.renewed_at), row.lock_lease_seconds)),
     })
 }
 
@@ -138,9 +204,48 @@ pub async fn update_settings(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
     let id = workspace_id(app, org_id, ws).await?;
+    // Validate everything before changing anything.
+    let new_lease = match &settings.lock_lease {
+        Some(Some(text)) => Some(Some(lock::parse_lease(text)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    for (name, value, max) in [
+        ("retain_versions", settings.retain_versions, 1_000_000),
+        ("retain_days", settings.retain_days, 36_500),
+    ] {
+        if let Some(Some(n)) = value
+            && !(1..=max).contains(&n)
+        {
+            return Err(Error::invalid(format!(
+                "{name} must be between 1 and {max}, or null for no limit"
+            )));
+        }
+    }
     if let Some(on) = settings.lineage_protection {
         store::set_lineage_protection(&app.db, id, on, Utc::now()).await?;
         tracing::warn!(on, by = %principal.actor(), "lineage protection changed");
+    }
+    if new_lease.is_some() || settings.expire_stale_locks.is_some() {
+        let current = store::find_workspace(&app.db, org_id, ws.as_str())
+            .await?
+            .ok_or(Error::NotFound("workspace"))?;
+        let lease = new_lease.unwrap_or(current.lock_lease_seconds);
+        let expire = settings
+            .expire_stale_locks
+            .unwrap_or(current.expire_stale_locks);
+        store::set_lock_lease(&app.db, id, lease, expire, Utc::now()).await?;
+        tracing::warn!(lease_seconds = ?lease, expire, by = %principal.actor(), "lock lease changed");
+    }
+    if settings.retain_versions.is_some() || settings.retain_days.is_some() {
+        let current = store::find_workspace(&app.db, org_id, ws.as_str())
+            .await?
+            .ok_or(Error::NotFound("workspace"))?;
+        let versions = settings.retain_versions.unwrap_or(current.retain_versions);
+        let days = settings.retain_days.unwrap_or(current.retain_days);
+        store::set_retention(&app.db, id, versions, days, Utc::now()).await?;
+        tracing::warn!(?versions, ?days, by = %principal.actor(), "retention changed");
+        super::deletion::apply_retention(app, id, versions, days).await?;
     }
     workspace(app, principal, org, ws).await
 }
@@ -265,10 +370,13 @@ pub async fn lock_holder(
     ws: &WorkspaceName,
 ) -> Result<LockHolder> {
     let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
-    let id = workspace_id(app, org_id, ws).await?;
-    let row = store::find_lock(&app.db, id)
+    let workspace = store::find_workspace(&app.db, org_id, ws.as_str())
+        .await?
+        .ok_or(Error::NotFound("workspace"))?;
+    let row = store::find_lock(&app.db, workspace.id)
         .await?
         .ok_or(Error::NotFound("lock"))?;
+    let lease = workspace.lock_lease_seconds;
     let info = LockInfo::parse(&row.info).ok();
     let raw = serde_json::from_slice(&row.info).unwrap_or(serde_json::Value::Null);
     Ok(LockHolder {
@@ -278,6 +386,9 @@ pub async fn lock_holder(
         operation: info.map(|i| i.operation).unwrap_or_default(),
         created_at: row.created_at,
         created_by: row.created_by,
+        renewed_at: row.renewed_at,
+        lease_expires_at: lock::lease_expires_at(row.renewed_at, lease),
+        stale: lock::is_stale(row.renewed_at, lease, Utc::now()),
     })
 }
 

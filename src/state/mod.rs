@@ -2,6 +2,7 @@
 //! management API over them. SQL stays in `store`, private to this feature.
 
 pub mod api;
+pub mod deletion;
 mod document;
 mod lock;
 pub mod management;

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use chrono::Utc;
 
 use super::document::{self, StateMeta};
-use super::lock::LockInfo;
+use super::lock::{self, LockInfo};
 use super::store::{self, Decision, NewVersion, WriteSnapshot};
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Resource};
@@ -119,7 +119,7 @@ pub async fn write_state(
         check_lock(snap, lock_id)?;
         check_history(snap, &meta, &sha256)
     };
-    commit(
+    let recorded = commit(
         app,
         principal,
         workspace.id,
@@ -128,7 +128,13 @@ pub async fn write_state(
         Source::Terraform,
         decide,
     )
-    .await
+    .await?;
+    // A write under the lock shows the holder is alive, which renews its lease.
+    if let Some(id) = lock_id {
+        let _turn = app.write_turn().await;
+        store::renew_lock(&app.db, workspace.id, id, Utc::now()).await?;
+    }
+    Ok(recorded)
 }
 
 /// Encrypts and stores the body, then records it if `decide` agrees.
@@ -235,12 +241,46 @@ pub async fn acquire_lock(
     let info = LockInfo::parse(body)?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
     let actor = principal.actor();
+    let now = Utc::now();
+    // Only a workspace that opted in lets a stale lock be taken over; the statement itself
+    // checks staleness, this is just the cut-off it compares against.
+    let stale_before = match workspace.lock_lease_seconds {
+        Some(lease) if workspace.expire_stale_locks => {
+            now.checked_sub_signed(chrono::Duration::seconds(lease))
+        }
+        _ => None,
+    };
+    // Read only for the log line below; the takeover decision is made in SQL.
+    let previous = match stale_before {
+        Some(_) => store::find_lock(&app.db, workspace.id).await?,
+        None => None,
+    };
     let turn = app.write_turn().await;
-    let holder =
-        store::insert_lock(&app.db, workspace.id, &info.id, body, &actor, Utc::now()).await?;
+    let holder = store::insert_lock(
+        &app.db,
+        workspace.id,
+        &info.id,
+        body,
+        &actor,
+        now,
+        stale_before,
+    )
+    .await?;
     drop(turn);
     match holder {
         None => {
+            if let Some(old) = previous.filter(|old| old.lock_id != info.id) {
+                let old_who = LockInfo::parse(&old.info)
+                    .map(|i| i.who)
+                    .unwrap_or_default();
+                tracing::warn!(
+                    lock_id = %info.id,
+                    stale_lock_id = %old.lock_id,
+                    stale_who = %old_who,
+                    stale_renewed_at = %old.renewed_at,
+                    "stale lock expired and replaced"
+                );
+            }
             tracing::info!(lock_id = %info.id, operation = %info.operation, "locked");
             Ok(())
         }
@@ -250,6 +290,16 @@ pub async fn acquire_lock(
             Err(Error::Locked(holder.info_bytes()))
         }
     }
+}
+
+/// How many locks are stale right now (for `/metrics`), from one query.
+pub async fn stale_lock_count(app: &AppState) -> Result<i64> {
+    let now = Utc::now();
+    let leased = store::leased_locks(&app.db).await?;
+    Ok(leased
+        .into_iter()
+        .filter(|(renewed_at, lease)| lock::is_stale(*renewed_at, Some(*lease), now))
+        .count() as i64)
 }
 
 /// Releases a lock. An empty body is `terraform force-unlock` (Terraform sends no ID) and

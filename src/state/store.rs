@@ -15,6 +15,11 @@ pub struct WorkspaceRow {
     pub lineage_protection: bool,
     pub version_count: i64,
     pub updated_at: DateTime<Utc>,
+    /// `None`: locks never go stale.
+    pub lock_lease_seconds: Option<i64>,
+    pub expire_stale_locks: bool,
+    pub retain_versions: Option<i64>,
+    pub retain_days: Option<i64>,
 }
 
 /// A state version together with where its bytes are.
@@ -58,6 +63,11 @@ pub struct WorkspaceSummaryRow {
     pub size: Option<i64>,
     pub updated_at: DateTime<Utc>,
     pub lock_info: Option<Vec<u8>>,
+    pub lock_renewed_at: Option<DateTime<Utc>>,
+    pub lock_lease_seconds: Option<i64>,
+    pub expire_stale_locks: bool,
+    pub retain_versions: Option<i64>,
+    pub retain_days: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -66,6 +76,8 @@ pub struct LockRow {
     pub info: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
+    /// Acquisition, or the holder's latest write or re-LOCK.
+    pub renewed_at: DateTime<Utc>,
 }
 
 /// What a write decision looks at, read inside the write transaction.
@@ -103,7 +115,8 @@ pub struct NewVersion<'a> {
 const VERSION_COLUMNS: &str = "v.id, v.version, v.serial, v.lineage, v.sha256, v.size, v.source, \
     v.created_at, v.created_by, b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key";
 
-const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.lineage_protection, w.version_count, w.updated_at";
+const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.lineage_protection, w.version_count, w.updated_at, \
+    w.lock_lease_seconds, w.expire_stale_locks, w.retain_versions, w.retain_days";
 
 /// Creates the workspace if it does not exist yet and returns it.
 pub async fn ensure_workspace(
@@ -187,7 +200,9 @@ pub async fn list_workspaces(
     offset: i64,
 ) -> Result<Vec<WorkspaceSummaryRow>> {
     const SQL: &str = "SELECT w.name, w.lineage_protection, w.version_count, v.serial, v.size, \
-        w.updated_at, l.info AS lock_info FROM workspaces w \
+        w.updated_at, l.info AS lock_info, l.renewed_at AS lock_renewed_at, \
+        w.lock_lease_seconds, w.expire_stale_locks, w.retain_versions, w.retain_days \
+        FROM workspaces w \
         LEFT JOIN state_versions v ON v.id = w.current_version_id \
         LEFT JOIN state_locks l ON l.workspace_id = w.id \
         WHERE w.org_id = $1 ORDER BY w.name LIMIT $2 OFFSET $3";
@@ -206,6 +221,35 @@ pub async fn set_lineage_protection(
     const SQL: &str =
         "UPDATE workspaces SET lineage_protection = $1, updated_at = $2 WHERE id = $3";
     on_pool!(db, p => sqlx::query(SQL).bind(on).bind(now).bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Sets the lock lease (`None`: no lease) and whether stale locks may be taken over.
+pub async fn set_retention(
+    db: &Db,
+    workspace_id: i64,
+    versions: Option<i64>,
+    days: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const SQL: &str = "UPDATE workspaces SET retain_versions = $1, retain_days = $2, \
+                       updated_at = $3 WHERE id = $4";
+    on_pool!(db, p => sqlx::query(SQL).bind(versions).bind(days).bind(now)
+        .bind(workspace_id).execute(p).await.map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn set_lock_lease(
+    db: &Db,
+    workspace_id: i64,
+    lease_seconds: Option<i64>,
+    expire_stale_locks: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const SQL: &str = "UPDATE workspaces SET lock_lease_seconds = $1, expire_stale_locks = $2, \
+                       updated_at = $3 WHERE id = $4";
+    on_pool!(db, p => sqlx::query(SQL).bind(lease_seconds).bind(expire_stale_locks).bind(now)
+        .bind(workspace_id).execute(p).await.map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -290,7 +334,9 @@ pub async fn record_version(
     })
 }
 
-/// Takes the lock if it is free. Returns the holder when someone already has it.
+/// Takes the lock if it is free, renews it if `lock_id` already holds it, and replaces a
+/// holder not renewed since `stale_before`. Returns the holder when someone else keeps it.
+/// One statement, so two replicas cannot both take over the same stale lock.
 pub async fn insert_lock(
     db: &Db,
     workspace_id: i64,
@@ -298,11 +344,22 @@ pub async fn insert_lock(
     info: &[u8],
     created_by: &str,
     now: DateTime<Utc>,
+    stale_before: Option<DateTime<Utc>>,
 ) -> Result<Option<LockRow>> {
-    const SQL: &str = "INSERT INTO state_locks (workspace_id, lock_id, info, created_at, created_by) \
-                       VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workspace_id) DO NOTHING";
+    // A renewal keeps the holder's original info and creation; a takeover replaces them.
+    const SQL: &str = "INSERT INTO state_locks \
+        (workspace_id, lock_id, info, created_at, created_by, renewed_at) \
+        VALUES ($1, $2, $3, $4, $5, $4) ON CONFLICT (workspace_id) DO UPDATE SET \
+        info = CASE WHEN state_locks.lock_id = excluded.lock_id \
+            THEN state_locks.info ELSE excluded.info END, \
+        created_at = CASE WHEN state_locks.lock_id = excluded.lock_id \
+            THEN state_locks.created_at ELSE excluded.created_at END, \
+        created_by = CASE WHEN state_locks.lock_id = excluded.lock_id \
+            THEN state_locks.created_by ELSE excluded.created_by END, \
+        lock_id = excluded.lock_id, renewed_at = excluded.renewed_at \
+        WHERE state_locks.lock_id = excluded.lock_id OR state_locks.renewed_at < $6";
     let done = on_pool!(db, p => sqlx::query(SQL)
-        .bind(workspace_id).bind(lock_id).bind(info).bind(now).bind(created_by)
+        .bind(workspace_id).bind(lock_id).bind(info).bind(now).bind(created_by).bind(stale_before)
         .execute(p).await.map(|r| r.rows_affected()))?;
     if done == 1 {
         return Ok(None);
@@ -318,6 +375,7 @@ pub async fn insert_lock(
                 info,
                 created_by,
                 now,
+                stale_before,
             ))
             .await
         }
@@ -325,10 +383,31 @@ pub async fn insert_lock(
 }
 
 pub async fn find_lock(db: &Db, workspace_id: i64) -> Result<Option<LockRow>> {
-    const SQL: &str =
-        "SELECT lock_id, info, created_at, created_by FROM state_locks WHERE workspace_id = $1";
+    const SQL: &str = "SELECT lock_id, info, created_at, created_by, renewed_at \
+                       FROM state_locks WHERE workspace_id = $1";
     Ok(on_pool!(db, p => sqlx::query_as::<_, LockRow>(SQL)
         .bind(workspace_id).fetch_optional(p).await)?)
+}
+
+/// Marks the lock as renewed when `lock_id` still holds it (a write under the lock).
+pub async fn renew_lock(
+    db: &Db,
+    workspace_id: i64,
+    lock_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const SQL: &str =
+        "UPDATE state_locks SET renewed_at = $1 WHERE workspace_id = $2 AND lock_id = $3";
+    on_pool!(db, p => sqlx::query(SQL).bind(now).bind(workspace_id).bind(lock_id)
+        .execute(p).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// When each lock under a lease was last renewed, with its lease in seconds.
+pub async fn leased_locks(db: &Db) -> Result<Vec<(DateTime<Utc>, i64)>> {
+    const SQL: &str = "SELECT l.renewed_at, w.lock_lease_seconds FROM state_locks l \
+        JOIN workspaces w ON w.id = l.workspace_id WHERE w.lock_lease_seconds IS NOT NULL";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, (DateTime<Utc>, i64)>(SQL).fetch_all(p).await)?)
 }
 
 /// Releases the lock if `lock_id` holds it (any holder when `None`). True when a row went away.

@@ -396,5 +396,6 @@ async fn workspaces_are_listed_with_their_current_serial_size_and_lock() {
     resp.assert_status(StatusCode::OK);
     insta::assert_json_snapshot!(seen(&resp, &["content-type"]), {
         ".body.data[].updated_at" => "[time]",
+        ".body.data[].lock.renewed_at" => "[time]",
     });
 }

@@ -1,0 +1,431 @@
+//! `terrace backup` / `terrace restore`: a backup restored onto a fresh database and blob store
+//! serves every state version, lock and module archive byte for byte, and holds no key.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use terrace::app::AppState;
+use terrace::blob::BlobStore;
+use terrace::crypto::Keyring;
+use terrace::db::Db;
+
+use crate::support::{Backend, DEFAULT_MAX_BODY_SIZE, ORG, TestApp, contains, sha256_hex, state};
+
+/// A blob store in a fresh folder under `root` with master key `key`.
+fn blob_store(root: &Path, key: &str) -> BlobStore {
+    let keys = Arc::new(Keyring::from_base64(key, &[]).unwrap());
+    BlobStore::from_url(&format!("file://{}/blobs", root.display()), keys).unwrap()
+}
+
+/// Points `app` at `db` and `blobs` (the tokens live in the database, so they keep working
+/// on a restored copy).
+fn rewire(app: &mut TestApp, db: Db, blobs: BlobStore) {
+    let mut state = AppState::new(db, blobs, DEFAULT_MAX_BODY_SIZE);
+    state.mirror_org = Some(ORG.into());
+    app.router = terrace::server::router(state.clone());
+    app.state = state;
+}
+
+async fn fresh_db(backend: Backend) -> (Db, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::Sqlite => {
+            let (db, dir) = terrace::db::testing::sqlite().await;
+            (db, Some(dir))
+        }
+        _ => (terrace::db::testing::postgres().await.unwrap(), None),
+    }
+}
+
+/// What a client can observe of the installation: versions, their bytes, current states,
+/// locks and the module archive.
+async fn observe(app: &TestApp, workspaces: &[&str]) -> Value {
+    let mut seen = serde_json::Map::new();
+    for ws in workspaces {
+        let versions = app.versions(ws).await;
+        let mut contents = Vec::new();
+        for version in &versions {
+            let serial = version["serial"].as_i64().unwrap();
+            let resp = app
+                .api(
+                    "GET",
+                    &TestApp::ws_api(ws, &format!("/state-versions/{serial}")),
+                    &app.read_token,
+                    None,
+                )
+                .await;
+            resp.assert_status(StatusCode::OK);
+            assert_eq!(
+                sha256_hex(&resp.body),
+                version["sha256"].as_str().unwrap(),
+                "{ws} serial {serial}"
+            );
+            contents.push(Value::String(resp.text()));
+        }
+        let current = app.get_state(ws, &app.read_token).await;
+        current.assert_status(StatusCode::OK);
+        seen.insert(
+            (*ws).to_string(),
+            serde_json::json!({
+                "versions": versions,
+                "contents": contents,
+                "current": current.text(),
+                "lock": app.lock_holder(ws).await,
+            }),
+        );
+    }
+    let module = crate::module_registry::get(
+        app,
+        &format!("/v1/modules/{ORG}/vpc/aws/versions"),
+        Some(&app.read_token),
+    )
+    .await;
+    module.assert_status(StatusCode::OK);
+    let download = crate::module_registry::get(
+        app,
+        &format!("/v1/modules/{ORG}/vpc/aws/1.0.0/download"),
+        Some(&app.read_token),
+    )
+    .await;
+    download.assert_status(StatusCode::NO_CONTENT);
+    let location = download.headers["x-terraform-get"].to_str().unwrap();
+    let link = location.trim_start_matches("http://localhost");
+    let archive = crate::module_registry::get(app, link, None).await;
+    archive.assert_status(StatusCode::OK);
+    seen.insert("module_versions".into(), module.json());
+    seen.insert(
+        "module_archive_sha256".into(),
+        sha256_hex(&archive.body).into(),
+    );
+    Value::Object(seen)
+}
+
+/// `value` without `created_at`/`updated_at` fields: PostgreSQL keeps microseconds where
+/// SQLite keeps what chrono wrote (nanoseconds).
+fn without_times(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(k, _)| !k.ends_with("_at"))
+                .map(|(k, v)| (k, without_times(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_times).collect()),
+        other => other,
+    }
+}
+
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestApp) {
+    // Our own master key, so the test knows its base64 and can look for it in the backup.
+    let key = terrace::crypto::generate_key().unwrap();
+    let source_root = tempfile::tempdir().unwrap();
+    let source_db = app.db().clone();
+    rewire(&mut app, source_db, blob_store(source_root.path(), &key));
+
+    for (ws, serial) in [
+        ("prod", 1),
+        ("prod", 2),
+        ("dev", 1),
+        ("prod", 3),
+        ("dev", 2),
+    ] {
+        app.write_state(
+            ws,
+            state(&format!("lin-{ws}"), serial),
+            None,
+            &app.write_token,
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    }
+    app.lock("dev", "held-during-backup", &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    crate::module_registry::publish(&app, "vpc/aws", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let before = observe(&app, &["prod", "dev"]).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let to = out.path().join("backup");
+    let manifest = terrace::backup::backup(app.db(), &app.state.blobs, &to)
+        .await
+        .unwrap();
+    let rows = |table: &str| {
+        manifest
+            .tables
+            .iter()
+            .find(|t| t.table == table)
+            .unwrap()
+            .rows
+    };
+    assert!(rows("blobs") >= 6, "{manifest:?}");
+    assert_eq!(manifest.blobs.count, rows("blobs"));
+    assert!(manifest.blobs.missing_objects.is_empty());
+    assert_eq!(manifest.key_ids, vec![app.state.blobs.keys().current_id()]);
+    assert_eq!(rows("state_versions"), 5);
+    assert_eq!(rows("orgs"), 2);
+    assert_eq!(rows("state_locks"), 1);
+    assert_eq!(rows("module_versions"), 1);
+
+    // No key material anywhere in the backup, in any encoding we know of.
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(&key)
+        .unwrap();
+    let files = files_under(&to);
+    assert!(files.len() > 6, "{files:?}");
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(!contains(&bytes, key.as_bytes()), "{}", file.display());
+        assert!(!contains(&bytes, &raw), "{}", file.display());
+        assert!(
+            !contains(&bytes, hex::encode(&raw).as_bytes()),
+            "{}",
+            file.display()
+        );
+    }
+
+    // Refused: a directory that is not empty; an installation that is not empty.
+    let again = terrace::backup::backup(app.db(), &app.state.blobs, &to).await;
+    assert!(format!("{:#}", again.unwrap_err()).contains("not empty"));
+    let onto_self = terrace::backup::restore(app.db(), &app.state.blobs, &to).await;
+    assert!(
+        format!("{:#}", onto_self.unwrap_err()).contains("not empty"),
+        "restore onto the source must be refused"
+    );
+
+    // Refused: a keyring that lacks the key, naming the missing id, writing nothing.
+    let (other_db, _other_dir) = fresh_db(app.backend).await;
+    let other_root = tempfile::tempdir().unwrap();
+    let wrong_key = terrace::crypto::generate_key().unwrap();
+    let wrong =
+        terrace::backup::restore(&other_db, &blob_store(other_root.path(), &wrong_key), &to).await;
+    let message = format!("{:#}", wrong.unwrap_err());
+    assert!(
+        message.contains(app.state.blobs.keys().current_id()),
+        "{message}"
+    );
+    let count: i64 = match &other_db {
+        Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(p)
+            .await
+            .unwrap(),
+        Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM orgs")
+            .fetch_one(p)
+            .await
+            .unwrap(),
+    };
+    assert_eq!(count, 0);
+
+    // Restored onto a fresh database and blob folder with the same key: identical.
+    let (restored_db, _restored_dir) = fresh_db(app.backend).await;
+    let restored_root = tempfile::tempdir().unwrap();
+    let restored_blobs = blob_store(restored_root.path(), &key);
+    let restored = terrace::backup::restore(&restored_db, &restored_blobs, &to)
+        .await
+        .unwrap();
+    assert_eq!(restored, manifest);
+    rewire(&mut app, restored_db.clone(), restored_blobs);
+    let after = observe(&app, &["prod", "dev"]).await;
+    assert_eq!(before, after);
+    let report = terrace::verify::verify(&restored_db, &app.state.blobs)
+        .await
+        .unwrap();
+    assert_eq!(report.checked, manifest.blobs.count);
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+
+    // The restored installation keeps working: new ids do not collide with restored ones.
+    app.unlock(
+        "dev",
+        crate::support::lock_info("held-during-backup"),
+        &app.write_token,
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    app.write_state("prod", state("lin-prod", 4), None, &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    app.write_state("new", state("lin-new", 1), None, &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    assert_eq!(app.versions("prod").await.len(), 4);
+    terrace::orgs::create_org(
+        &restored_db,
+        &terrace::names::OrgName::parse("third").unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+/// A SQLite backup restores onto PostgreSQL, and back.
+async fn a_backup_crosses_databases(mut app: TestApp) {
+    if app.backend != Backend::Sqlite {
+        return;
+    }
+    let Some(pg) = terrace::db::testing::postgres().await else {
+        eprintln!("skipping: TERRACE_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let key = terrace::crypto::generate_key().unwrap();
+    let source_root = tempfile::tempdir().unwrap();
+    let source_db = app.db().clone();
+    rewire(&mut app, source_db, blob_store(source_root.path(), &key));
+    for (ws, serial) in [("prod", 1), ("prod", 2), ("dev", 1)] {
+        app.write_state(
+            ws,
+            state(&format!("lin-{ws}"), serial),
+            None,
+            &app.write_token,
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    }
+    app.lock("prod", "cross", &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    crate::module_registry::publish(&app, "vpc/aws", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let before = observe(&app, &["prod", "dev"]).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let first = out.path().join("from-sqlite");
+    terrace::backup::backup(app.db(), &app.state.blobs, &first)
+        .await
+        .unwrap();
+    let pg_root = tempfile::tempdir().unwrap();
+    let pg_blobs = blob_store(pg_root.path(), &key);
+    terrace::backup::restore(&pg, &pg_blobs, &first)
+        .await
+        .unwrap();
+    rewire(&mut app, pg.clone(), pg_blobs);
+    assert_eq!(
+        without_times(before.clone()),
+        without_times(observe(&app, &["prod", "dev"]).await)
+    );
+
+    let second = out.path().join("from-postgres");
+    terrace::backup::backup(&pg, &app.state.blobs, &second)
+        .await
+        .unwrap();
+    let (sqlite, _dir) = terrace::db::testing::sqlite().await;
+    let sqlite_root = tempfile::tempdir().unwrap();
+    let sqlite_blobs = blob_store(sqlite_root.path(), &key);
+    terrace::backup::restore(&sqlite, &sqlite_blobs, &second)
+        .await
+        .unwrap();
+    rewire(&mut app, sqlite, sqlite_blobs);
+    assert_eq!(
+        without_times(before.clone()),
+        without_times(observe(&app, &["prod", "dev"]).await)
+    );
+}
+
+/// An object missing while its row remains is a damaged store: the backup fails and leaves
+/// no manifest, so the half-written directory cannot be restored.
+async fn a_backup_of_a_damaged_store_fails_without_a_manifest(app: TestApp) {
+    for serial in [1, 2] {
+        app.write_state("prod", state("l", serial), None, &app.write_token)
+            .await
+            .assert_status(StatusCode::OK);
+    }
+    std::fs::remove_file(&app.blob_files()[0]).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let to = out.path().join("backup");
+    let err = terrace::backup::backup(app.db(), &app.state.blobs, &to)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("missing from the blob store"),
+        "{err:#}"
+    );
+    assert!(!to.join("manifest.json").exists());
+    let (db, _dir) = fresh_db(app.backend).await;
+    let err = terrace::backup::restore(&db, &app.state.blobs, &to)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("manifest"), "{err:#}");
+}
+
+/// Backups taken while states are being written restore to a consistent installation: every
+/// version's object is there and each workspace's current state is its newest version.
+async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
+    use tower::ServiceExt;
+    let key = terrace::crypto::generate_key().unwrap();
+    let source_root = tempfile::tempdir().unwrap();
+    let source_db = app.db().clone();
+    rewire(&mut app, source_db, blob_store(source_root.path(), &key));
+    let router = app.router.clone();
+    let token = app.write_token.clone();
+    let writer = tokio::spawn(async move {
+        for serial in 1..=40 {
+            let request =
+                crate::support::RequestBuilder::new("POST", &format!("/state/{ORG}/busy"))
+                    .basic(&token)
+                    .body(state("busy", serial))
+                    .build();
+            let resp = router.clone().oneshot(request).await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    });
+    let out = tempfile::tempdir().unwrap();
+    let mut backups = Vec::new();
+    for i in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let to = out.path().join(format!("b{i}"));
+        terrace::backup::backup(app.db(), &app.state.blobs, &to)
+            .await
+            .unwrap();
+        backups.push(to);
+    }
+    writer.await.unwrap();
+    for to in backups {
+        let (db, _dir) = fresh_db(app.backend).await;
+        let root = tempfile::tempdir().unwrap();
+        let blobs = blob_store(root.path(), &key);
+        let manifest = terrace::backup::restore(&db, &blobs, &to).await.unwrap();
+        let report = terrace::verify::verify(&db, &blobs).await.unwrap();
+        assert_eq!(report.checked, manifest.blobs.count);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let (versions, current): (i64, Option<i64>) = match &db {
+            Db::Sqlite(p) => sqlx::query_as(CURRENT).fetch_optional(p).await.unwrap(),
+            Db::Postgres(p) => sqlx::query_as(CURRENT).fetch_optional(p).await.unwrap(),
+        }
+        .unwrap_or((0, None));
+        assert_eq!(
+            current,
+            (versions > 0).then_some(versions),
+            "{}",
+            to.display()
+        );
+    }
+}
+
+/// The version count of workspace `busy` and the version number its current state points at.
+const CURRENT: &str = "SELECT w.version_count, v.version FROM workspaces w \
+    LEFT JOIN state_versions v ON v.id = w.current_version_id WHERE w.name = 'busy'";
+
+on_both_databases!(
+    a_backup_taken_during_writes_is_consistent,
+    a_backup_restores_onto_a_fresh_installation_identically,
+    a_backup_crosses_databases,
+    a_backup_of_a_damaged_store_fails_without_a_manifest
+);

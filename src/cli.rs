@@ -275,9 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let grace = humantime::parse_duration(&grace)
                 .map_err(|e| anyhow::anyhow!("--grace: {e}"))
                 .and_then(|d| Ok(chrono::Duration::from_std(d)?))?;
-            let keys = std::sync::Arc::new(load_keyring(&config)?);
-            let db = database(&config).await?;
-            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let (db, blobs) = stores(&config).await?;
             let report = crate::sweep::sweep(&db, &blobs, grace, dry_run).await?;
             for key in &report.deleted {
                 println!("{key}");
@@ -325,9 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore { from } => {
             // Fail on a bad backup before creating anything (such as a key file).
             crate::backup::read_manifest(&from)?;
-            let keys = std::sync::Arc::new(load_keyring(&config)?);
-            let db = database(&config).await?;
-            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let (db, blobs) = stores(&config).await?;
             let manifest = crate::backup::restore(&db, &blobs, &from).await?;
             let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
             eprintln!(
@@ -340,9 +336,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Verify => {
-            let keys = std::sync::Arc::new(load_keyring(&config)?);
-            let db = database(&config).await?;
-            let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+            let (db, blobs) = stores(&config).await?;
             let report = crate::verify::verify(&db, &blobs).await?;
             for problem in &report.problems {
                 println!(
@@ -439,6 +433,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     crate::server::serve(listener, app, tls, crate::server::shutdown_signal()).await?;
     Ok(())
+}
+
+/// The configured database and blob store, with the configured master keys.
+async fn stores(config: &Config) -> anyhow::Result<(Db, crate::blob::BlobStore)> {
+    let keys = std::sync::Arc::new(load_keyring(config)?);
+    let db = database(config).await?;
+    let blobs = crate::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+    Ok((db, blobs))
 }
 
 /// The whole of stdin without its trailing newline; `None` when empty or a terminal.

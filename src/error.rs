@@ -50,6 +50,20 @@ impl Error {
         Error::Conflict(msg.into())
     }
 
+    /// A unique-key violation from the database becomes 409 with `message`; anything else
+    /// passes unchanged.
+    pub fn or_conflict(self, message: impl FnOnce() -> String) -> Error {
+        match &self {
+            Error::Internal(e)
+                if e.downcast_ref::<sqlx::Error>()
+                    .is_some_and(crate::db::is_unique_violation) =>
+            {
+                Error::Conflict(message())
+            }
+            _ => self,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,

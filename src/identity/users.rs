@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::store::{self, NewUser};
 use crate::app::AppState;
 use crate::auth::{Action, Caller, Principal, Resource, Role, password, token};
-use crate::db::{Db, is_unique_violation};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::names::{OrgName, UserName};
 use crate::orgs::resolve;
@@ -96,13 +96,9 @@ pub async fn add_member(
                 invite_hash: invite_hash.as_deref(),
                 invite_expires_at: invite.as_ref().map(|_| now + INVITATION_TTL),
             };
-            let id = store::insert_user(db, new, now).await.map_err(|e| {
-                if is_unique(&e) {
-                    Error::conflict(format!("user {name} already exists"))
-                } else {
-                    e
-                }
-            })?;
+            let id = store::insert_user(db, new, now)
+                .await
+                .map_err(|e| e.or_conflict(|| format!("user {name} already exists")))?;
             invitation_url = invite.map(|secret| format!("{base_url}/invite/{secret}"));
             id
         }
@@ -113,10 +109,6 @@ pub async fn add_member(
         role,
         invitation_url,
     })
-}
-
-fn is_unique(e: &Error) -> bool {
-    matches!(e, Error::Internal(e) if e.downcast_ref::<sqlx::Error>().is_some_and(is_unique_violation))
 }
 
 pub async fn list_members(

@@ -6,9 +6,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
-use super::oauth::{CSRF_COOKIE, cookie, csrf_token};
+use super::oauth::{csrf_ok, csrf_token};
 use super::pages;
 use crate::app::AppState;
 use crate::auth::{password, token};
@@ -76,9 +75,7 @@ pub async fn invite_submit(
             "the form could not be read",
         ));
     };
-    let csrf_ok = cookie(&headers, CSRF_COOKIE)
-        .is_some_and(|c| bool::from(c.as_bytes().ct_eq(form.csrf.as_bytes())));
-    if !csrf_ok {
+    if !csrf_ok(&headers, &form.csrf) {
         return Ok(pages::error(
             StatusCode::FORBIDDEN,
             "Form expired",

@@ -18,7 +18,7 @@ use crate::db::on_pool;
 use crate::error::{Error, Result};
 use crate::identity::{store, users};
 
-pub(super) const CSRF_COOKIE: &str = "terrace_csrf";
+const CSRF_COOKIE: &str = "terrace_csrf";
 const SESSION_COOKIE: &str = "terrace_session";
 /// How long a browser stays signed in to the login pages.
 const SESSION_TTL: chrono::Duration = chrono::Duration::hours(8);
@@ -100,7 +100,7 @@ fn is_pkce_string(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
-pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -147,6 +147,12 @@ async fn session_user(app: &AppState, headers: &HeaderMap) -> Option<store::User
 }
 
 /// The CSRF cookie's value, or a new one and the header that sets it.
+/// The double-submit check: the form's token equals the cookie this site set.
+pub(super) fn csrf_ok(headers: &HeaderMap, submitted: &str) -> bool {
+    cookie(headers, CSRF_COOKIE)
+        .is_some_and(|c| bool::from(c.as_bytes().ct_eq(submitted.as_bytes())))
+}
+
 pub(super) fn csrf_token(app: &AppState, headers: &HeaderMap) -> Result<(String, Vec<String>)> {
     match cookie(headers, CSRF_COOKIE) {
         Some(existing) => Ok((existing, Vec::new())),
@@ -180,18 +186,9 @@ pub async fn authorize_page(
 
 #[derive(Debug, Deserialize)]
 pub struct AuthorizeForm {
-    #[serde(default)]
-    client_id: String,
-    #[serde(default)]
-    redirect_uri: String,
-    #[serde(default)]
-    response_type: String,
-    #[serde(default)]
-    state: String,
-    #[serde(default)]
-    code_challenge: String,
-    #[serde(default)]
-    code_challenge_method: String,
+    /// The request again, from the form's hidden fields.
+    #[serde(flatten)]
+    params: AuthzParams,
     #[serde(default)]
     csrf: String,
     username: Option<String>,
@@ -209,20 +206,11 @@ pub async fn authorize_submit(
     let Ok(Form(form)) = form else {
         return Ok(bad_request("the form could not be read"));
     };
-    let params = AuthzParams {
-        client_id: form.client_id,
-        redirect_uri: form.redirect_uri,
-        response_type: form.response_type,
-        state: form.state,
-        code_challenge: form.code_challenge,
-        code_challenge_method: form.code_challenge_method,
-    };
+    let params = form.params;
     if let Err(message) = check_params(&params, &app.login.settings) {
         return Ok(bad_request(message));
     }
-    let csrf_ok = cookie(&headers, CSRF_COOKIE)
-        .is_some_and(|c| bool::from(c.as_bytes().ct_eq(form.csrf.as_bytes())));
-    if !csrf_ok {
+    if !csrf_ok(&headers, &form.csrf) {
         return Ok(pages::error(
             StatusCode::FORBIDDEN,
             "Form expired",

@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::auth::policy::Scopes;
 use crate::auth::store::{self, NewToken};
 use crate::auth::{Action, Principal, Resource, Role, authorize, token};
-use crate::db::{Db, is_unique_violation};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::names::OrgName;
 use crate::pagination::{Page, Paginated};
@@ -38,18 +38,10 @@ pub async fn resolve(
 
 /// Creates an org (CLI bootstrap).
 pub async fn create_org(db: &Db, name: &OrgName) -> Result<i64> {
-    match store::insert_org(db, name.as_str(), Utc::now()).await {
-        Ok(row) => Ok(row.id),
-        Err(Error::Internal(e))
-            if e.downcast_ref::<sqlx::Error>()
-                .is_some_and(is_unique_violation) =>
-        {
-            Err(Error::conflict(format!(
-                "organization {name} already exists"
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    store::insert_org(db, name.as_str(), Utc::now())
+        .await
+        .map(|row| row.id)
+        .map_err(|e| e.or_conflict(|| format!("organization {name} already exists")))
 }
 
 /// A token as listed (never with its secret).

@@ -15,7 +15,6 @@ pub use routes::routes;
 use crate::app::AppState;
 use crate::auth::policy::PolicyDocument;
 use crate::auth::{Action, Principal, Resource};
-use crate::db::is_unique_violation;
 use crate::error::{Error, Result};
 use crate::identity::store::{find_member, find_team};
 use crate::names::{OrgName, PolicyName, TeamName, UserName};
@@ -84,10 +83,6 @@ fn document_text(document: &Value) -> Result<String> {
     Ok(text)
 }
 
-fn unique_violation(e: &Error) -> bool {
-    matches!(e, Error::Internal(e) if e.downcast_ref::<sqlx::Error>().is_some_and(is_unique_violation))
-}
-
 async fn org_id(app: &AppState, principal: &Principal, org: &OrgName) -> Result<i64> {
     resolve(
         &app.db,
@@ -113,13 +108,10 @@ pub async fn create_policy(
 ) -> Result<PolicyView> {
     let org_id = org_id(app, principal, org).await?;
     let text = document_text(document)?;
-    match store::insert_policy(&app.db, org_id, name.as_str(), &text, Utc::now()).await {
-        Ok(row) => row.try_into(),
-        Err(e) if unique_violation(&e) => Err(Error::conflict(format!(
-            "policy {name} already exists in {org}"
-        ))),
-        Err(e) => Err(e),
-    }
+    store::insert_policy(&app.db, org_id, name.as_str(), &text, Utc::now())
+        .await
+        .map_err(|e| e.or_conflict(|| format!("policy {name} already exists in {org}")))?
+        .try_into()
 }
 
 pub async fn list_policies(
@@ -234,15 +226,9 @@ pub async fn attach(
             }
         }
     };
-    view.id = match store::insert_attachment(&app.db, row.id, ids).await {
-        Ok(id) => id,
-        Err(e) if unique_violation(&e) => {
-            return Err(Error::conflict(format!(
-                "policy {name} is already attached there"
-            )));
-        }
-        Err(e) => return Err(e),
-    };
+    view.id = store::insert_attachment(&app.db, row.id, ids)
+        .await
+        .map_err(|e| e.or_conflict(|| format!("policy {name} is already attached there")))?;
     app.tokens.clear();
     Ok(view)
 }

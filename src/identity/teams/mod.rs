@@ -11,7 +11,6 @@ pub use routes::routes;
 
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Resource, Role};
-use crate::db::is_unique_violation;
 use crate::error::{Error, Result};
 use crate::identity::store::{TeamRow, find_member, find_team};
 use crate::names::{OrgName, TeamName, UserName};
@@ -99,18 +98,10 @@ pub async fn create_team(
 ) -> Result<TeamView> {
     let org_id = org_id(app, principal, org).await?;
     let role = role.map(Role::as_str);
-    match store::insert_team(&app.db, org_id, name.as_str(), role, Utc::now()).await {
-        Ok(row) => view(app, row).await,
-        Err(Error::Internal(e))
-            if e.downcast_ref::<sqlx::Error>()
-                .is_some_and(is_unique_violation) =>
-        {
-            Err(Error::conflict(format!(
-                "team {name} already exists in {org}"
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    let row = store::insert_team(&app.db, org_id, name.as_str(), role, Utc::now())
+        .await
+        .map_err(|e| e.or_conflict(|| format!("team {name} already exists in {org}")))?;
+    view(app, row).await
 }
 
 pub async fn list_teams(

@@ -25,11 +25,26 @@ pub struct Deleted {
 struct Doomed {
     id: i64,
     version: i64,
-    is_current: bool,
     blob_id: String,
     object_key: String,
     key_id: String,
     wrapped_key: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Candidate {
+    version: i64,
+    created_at: DateTime<Utc>,
+    is_current: bool,
+}
+
+/// The workspace's versions, newest first, with the serial's when one is given.
+async fn candidates(db: &Db, workspace: i64, serial: Option<i64>) -> Result<Vec<Candidate>> {
+    const SQL: &str = "SELECT v.version, v.created_at, \
+        (w.current_version_id = v.id) AS is_current FROM state_versions v \
+        JOIN workspaces w ON w.id = v.workspace_id \
+        WHERE v.workspace_id = $1 AND ($2 IS NULL OR v.serial = $2) ORDER BY v.version DESC";
+    Ok(on_pool!(db, p => sqlx::query_as(SQL).bind(workspace).bind(serial).fetch_all(p).await)?)
 }
 
 /// Deletes every version of `ws` with `serial` (admin), with their encrypted objects.
@@ -43,35 +58,19 @@ pub async fn delete_versions(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
     let workspace = workspace_id(app, org_id, ws).await?;
-    let _turn = app.write_turn().await;
-    let doomed = remove_rows(&app.db, workspace, serial).await?;
-    discard_objects(app, &doomed).await;
-    let versions: Vec<i64> = doomed.iter().map(|r| r.version).collect();
+    let found = candidates(&app.db, workspace, Some(serial)).await?;
+    if found.is_empty() {
+        return Err(Error::NotFound("state version"));
+    }
+    if found.iter().any(|v| v.is_current) {
+        return Err(Error::conflict(
+            "that serial is the current state; roll back or write a newer version first",
+        ));
+    }
+    let wanted: Vec<i64> = found.iter().map(|v| v.version).collect();
+    let versions = remove_versions(app, workspace, &wanted).await?;
     tracing::warn!(?versions, serial, by = %principal.actor(), "state versions deleted");
     Ok(Deleted { versions })
-}
-
-/// The rows are gone; an object left behind by a failure here is the sweep's.
-async fn discard_objects(app: &AppState, rows: &[Doomed]) {
-    for row in rows {
-        app.blobs
-            .discard(&StoredBlob {
-                id: row.blob_id.clone(),
-                object_key: row.object_key.clone(),
-                envelope: Envelope {
-                    key_id: row.key_id.clone(),
-                    wrapped_key: row.wrapped_key.clone(),
-                },
-            })
-            .await;
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct Candidate {
-    version: i64,
-    created_at: DateTime<Utc>,
-    is_current: bool,
 }
 
 /// Versions outside the policy: neither among the newest `keep_versions`, nor younger than
@@ -106,25 +105,29 @@ pub async fn apply_retention(
     keep_versions: Option<i64>,
     keep_days: Option<i64>,
 ) -> Result<Vec<i64>> {
-    const CANDIDATES: &str = "SELECT v.version, v.created_at, \
-        (w.current_version_id = v.id) AS is_current FROM state_versions v \
-        JOIN workspaces w ON w.id = v.workspace_id WHERE v.workspace_id = $1 \
-        ORDER BY v.version DESC";
-    const DOOMED: &str = "SELECT v.id, v.version, FALSE AS is_current, b.id AS blob_id, \
-        b.object_key, b.key_id, b.wrapped_key FROM state_versions v \
-        JOIN workspaces w ON w.id = v.workspace_id JOIN blobs b ON b.id = v.blob_id \
-        WHERE v.workspace_id = $1 AND v.version = $2 AND w.current_version_id <> v.id";
-    let db = &app.db;
-    let candidates: Vec<Candidate> = on_pool!(db, p => sqlx::query_as(CANDIDATES)
-        .bind(workspace).fetch_all(p).await)?;
-    let versions = outside_policy(&candidates, keep_versions, keep_days, Utc::now());
-    if versions.is_empty() {
-        return Ok(versions);
+    let all = candidates(&app.db, workspace, None).await?;
+    let versions = outside_policy(&all, keep_versions, keep_days, Utc::now());
+    let removed = remove_versions(app, workspace, &versions).await?;
+    if !removed.is_empty() {
+        tracing::info!(workspace, versions = ?removed, "state versions removed by the retention policy");
     }
+    Ok(removed)
+}
+
+/// Removes version and blob rows, one short transaction per version that re-checks the
+/// version is not (or no longer) current, then the objects; returns what was removed.
+async fn remove_versions(app: &AppState, workspace: i64, versions: &[i64]) -> Result<Vec<i64>> {
+    const DOOMED: &str = "SELECT v.id, v.version, b.id AS blob_id, b.object_key, b.key_id, \
+        b.wrapped_key FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
+        JOIN blobs b ON b.id = v.blob_id WHERE v.workspace_id = $1 AND v.version = $2 \
+        AND w.current_version_id <> v.id";
+    if versions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let db = &app.db;
     let _turn = app.write_turn().await;
     let mut doomed = Vec::new();
-    // One transaction per version keeps each short; the current one is re-checked in each.
-    for version in &versions {
+    for version in versions {
         let removed: Vec<Doomed> = on_pool!(db, p => {
             let mut tx = p.begin().await?;
             let rows: Vec<Doomed> = sqlx::query_as(DOOMED)
@@ -143,16 +146,20 @@ pub async fn apply_retention(
         })?;
         doomed.extend(removed);
     }
-    discard_objects(app, &doomed).await;
-    let versions: Vec<i64> = doomed.iter().map(|r| r.version).collect();
-    if !versions.is_empty() {
-        tracing::info!(
-            workspace,
-            ?versions,
-            "state versions removed by the retention policy"
-        );
+    // The rows are gone; an object left behind by a failure here is the sweep's.
+    for row in &doomed {
+        app.blobs
+            .discard(&StoredBlob {
+                id: row.blob_id.clone(),
+                object_key: row.object_key.clone(),
+                envelope: Envelope {
+                    key_id: row.key_id.clone(),
+                    wrapped_key: row.wrapped_key.clone(),
+                },
+            })
+            .await;
     }
-    Ok(versions)
+    Ok(doomed.iter().map(|r| r.version).collect())
 }
 
 /// A workspace's id and retention limits.
@@ -187,50 +194,6 @@ pub fn spawn_retention(
             }
         }
     })
-}
-
-/// Removes the version and blob rows in one transaction, refusing the current version.
-async fn remove_rows(db: &Db, workspace: i64, serial: i64) -> Result<Vec<Doomed>> {
-    const FIND: &str = "SELECT v.id, v.version, (w.current_version_id = v.id) AS is_current, \
-        b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key \
-        FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
-        JOIN blobs b ON b.id = v.blob_id WHERE v.workspace_id = $1 AND v.serial = $2 \
-        ORDER BY v.version";
-    const DELETE_VERSION: &str = "DELETE FROM state_versions WHERE id = $1";
-    const DELETE_BLOB: &str = "DELETE FROM blobs WHERE id = $1";
-    let rows: Vec<Doomed> = on_pool!(db, p => {
-        let mut tx = p.begin().await?;
-        let rows: Vec<Doomed> = sqlx::query_as(FIND)
-            .bind(workspace)
-            .bind(serial)
-            .fetch_all(&mut *tx)
-            .await?;
-        if rows.is_empty() || rows.iter().any(|r| r.is_current) {
-            tx.rollback().await?;
-            Ok::<_, sqlx::Error>(rows)
-        } else {
-            for row in &rows {
-                sqlx::query(DELETE_VERSION).bind(row.id).execute(&mut *tx).await?;
-                sqlx::query(DELETE_BLOB).bind(&row.blob_id).execute(&mut *tx).await?;
-            }
-            sqlx::query("UPDATE workspaces SET updated_at = $1 WHERE id = $2")
-                .bind(Utc::now())
-                .bind(workspace)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(rows)
-        }
-    })?;
-    if rows.is_empty() {
-        return Err(Error::NotFound("state version"));
-    }
-    if rows.iter().any(|r| r.is_current) {
-        return Err(Error::conflict(
-            "that serial is the current state; roll back or write a newer version first",
-        ));
-    }
-    Ok(rows)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! leaves it behind. Only objects older than a grace period are deleted: a younger one may
 //! belong to a write whose row is about to commit.
 
+use std::collections::HashSet;
+
 use chrono::{Duration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -24,6 +26,9 @@ pub struct SweepReport {
     pub deleted: Vec<String>,
 }
 
+/// Objects looked up in one query.
+const BATCH: usize = 200;
+
 /// Deletes unreferenced objects older than `grace` (with `dry_run`, only reports them).
 pub async fn sweep(
     db: &Db,
@@ -31,30 +36,52 @@ pub async fn sweep(
     grace: Duration,
     dry_run: bool,
 ) -> Result<SweepReport> {
-    const REFERENCED: &str = "SELECT 1 FROM blobs WHERE object_key = $1";
     let cutoff = Utc::now() - grace;
     let mut report = SweepReport::default();
-    let mut objects = std::pin::pin!(blobs.list_objects());
-    while let Some(item) = objects.next().await {
-        let (object_key, modified) = item?;
-        report.objects += 1;
-        let referenced: Option<(i32,)> = on_pool!(db, p => sqlx::query_as(REFERENCED)
-            .bind(&object_key).fetch_optional(p).await)?;
-        if referenced.is_some() {
-            continue;
+    let mut objects = std::pin::pin!(blobs.list_objects().chunks(BATCH));
+    while let Some(chunk) = objects.next().await {
+        let chunk = chunk.into_iter().collect::<Result<Vec<_>>>()?;
+        report.objects += chunk.len() as u64;
+        let keys: Vec<&str> = chunk.iter().map(|(key, _)| key.as_str()).collect();
+        let referenced = referenced(db, &keys).await?;
+        for (object_key, modified) in chunk {
+            if referenced.contains(&object_key) {
+                continue;
+            }
+            report.orphans += 1;
+            if modified > cutoff {
+                report.kept_young += 1;
+                continue;
+            }
+            if !dry_run {
+                blobs.delete_object(&object_key).await?;
+                tracing::info!(object = %object_key, "deleted an orphaned object");
+            }
+            report.deleted.push(object_key);
         }
-        report.orphans += 1;
-        if modified > cutoff {
-            report.kept_young += 1;
-            continue;
-        }
-        if !dry_run {
-            blobs.delete_object(&object_key).await?;
-            tracing::info!(object = %object_key, "deleted an orphaned object");
-        }
-        report.deleted.push(object_key);
     }
     Ok(report)
+}
+
+/// Which of `keys` a `blobs` row refers to: one indexed query for the whole batch.
+async fn referenced(db: &Db, keys: &[&str]) -> Result<HashSet<String>> {
+    if keys.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
+    // Only generated placeholders go into the text; the keys are bound.
+    let sql = format!(
+        "SELECT object_key FROM blobs WHERE object_key IN ({})",
+        placeholders.join(", ")
+    );
+    let rows: Vec<(String,)> = on_pool!(db, p => {
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+        for key in keys {
+            query = query.bind(*key);
+        }
+        query.fetch_all(p).await
+    })?;
+    Ok(rows.into_iter().map(|(key,)| key).collect())
 }
 
 /// Sweeps every `interval` in the background (each replica may; deletes are idempotent).

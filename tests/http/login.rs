@@ -113,25 +113,25 @@ impl Browser {
     async fn sign_in(&mut self, app: &TestApp, user: &str, password: &str) -> Resp {
         let page = self.get(app, &authorize_query(REDIRECT)).await;
         page.assert_status(StatusCode::OK);
-        let html = page.text();
-        let csrf = hidden(&html, "csrf");
+        let csrf = hidden(&page.text(), "csrf");
+        self.submit(app, &csrf, &[("username", user), ("password", password)])
+            .await
+    }
+
+    /// Posts the authorization form: the request's hidden fields, `csrf`, and `extra`.
+    async fn submit(&mut self, app: &TestApp, csrf: &str, extra: &[(&str, &str)]) -> Resp {
         let challenge = challenge(VERIFIER);
-        self.post_form(
-            app,
-            "/oauth/authorize",
-            &[
-                ("client_id", "terraform-cli"),
-                ("redirect_uri", REDIRECT),
-                ("response_type", "code"),
-                ("state", "st-123"),
-                ("code_challenge", &challenge),
-                ("code_challenge_method", "S256"),
-                ("csrf", &csrf),
-                ("username", user),
-                ("password", password),
-            ],
-        )
-        .await
+        let mut pairs = vec![
+            ("client_id", "terraform-cli"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("state", "st-123"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+            ("csrf", csrf),
+        ];
+        pairs.extend_from_slice(extra);
+        self.post_form(app, "/oauth/authorize", &pairs).await
     }
 }
 
@@ -347,32 +347,15 @@ async fn the_login_form_needs_its_csrf_token(app: TestApp) {
             .iter()
             .any(|c| c.starts_with("terrace_csrf="))
     );
-    let challenge = challenge(VERIFIER);
-    let fields = |csrf: &'static str| {
-        vec![
-            ("client_id", "terraform-cli".to_string()),
-            ("redirect_uri", REDIRECT.to_string()),
-            ("response_type", "code".to_string()),
-            ("state", "st-123".to_string()),
-            ("code_challenge", challenge.clone()),
-            ("code_challenge_method", "S256".to_string()),
-            ("csrf", csrf.to_string()),
-            ("username", "alice".to_string()),
-            ("password", PASSWORD.to_string()),
-        ]
-    };
+    let credentials = [("username", "alice"), ("password", PASSWORD)];
     for csrf in ["", "forged"] {
-        let pairs = fields(csrf);
-        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let resp = browser.post_form(&app, "/oauth/authorize", &pairs).await;
+        let resp = browser.submit(&app, csrf, &credentials).await;
         resp.assert_status(StatusCode::FORBIDDEN);
         assert!(resp.headers.get("location").is_none());
     }
     // A cross-site post carries no cookie at all.
-    let pairs = fields("forged");
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Browser::new()
-        .post_form(&app, "/oauth/authorize", &pairs)
+        .submit(&app, "forged", &credentials)
         .await
         .assert_status(StatusCode::FORBIDDEN);
 }
@@ -426,37 +409,18 @@ async fn a_signed_in_browser_gets_a_consent_page(app: TestApp) {
     );
     assert!(!html.contains("name=\"password\""));
     let csrf = hidden(&html, "csrf");
-    let challenge = challenge(VERIFIER);
-    let decide = |decision: &'static str| {
-        vec![
-            ("client_id", "terraform-cli".to_string()),
-            ("redirect_uri", REDIRECT.to_string()),
-            ("response_type", "code".to_string()),
-            ("state", "st-123".to_string()),
-            ("code_challenge", challenge.clone()),
-            ("code_challenge_method", "S256".to_string()),
-            ("csrf", csrf.clone()),
-            ("decision", decision.to_string()),
-        ]
-    };
-    let pairs = decide("deny");
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let denied = browser.post_form(&app, "/oauth/authorize", &pairs).await;
+    let denied = browser.submit(&app, &csrf, &[("decision", "deny")]).await;
     let location = denied.headers["location"].to_str().unwrap().to_string();
     assert!(location.contains("error=access_denied"), "{location}");
     assert!(!location.contains("code="));
 
-    let pairs = decide("allow");
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let allowed = browser.post_form(&app, "/oauth/authorize", &pairs).await;
+    let allowed = browser.submit(&app, &csrf, &[("decision", "allow")]).await;
     let code = code_from(&allowed);
     exchange(&app, &code, VERIFIER, REDIRECT)
         .await
         .assert_status(StatusCode::OK);
 
     // Without the session, a decision alone grants nothing.
-    let pairs = decide("allow");
-    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let csrf_only = browser
         .cookies
         .iter()
@@ -464,7 +428,7 @@ async fn a_signed_in_browser_gets_a_consent_page(app: TestApp) {
         .cloned()
         .collect();
     let mut stranger = Browser { cookies: csrf_only };
-    let resp = stranger.post_form(&app, "/oauth/authorize", &pairs).await;
+    let resp = stranger.submit(&app, &csrf, &[("decision", "allow")]).await;
     resp.assert_status(StatusCode::UNAUTHORIZED);
     assert!(resp.headers.get("location").is_none());
 }

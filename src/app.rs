@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::blob::BlobStore;
-use crate::cache::TtlCache;
+use crate::cache::{Caches, Invalidation};
 use crate::config::Config;
 use crate::counts::PendingCounts;
 use crate::crypto::Keyring;
@@ -17,6 +17,8 @@ use crate::metrics::Metrics;
 pub struct AppState {
     pub db: Db,
     pub blobs: BlobStore,
+    /// Where state locks live: the database (default) or DynamoDB.
+    pub locks: crate::state::locks::Locks,
     pub metrics: Arc<Metrics>,
     pub max_body_size: u64,
     /// Externally visible base URL without a trailing `/`, when configured.
@@ -25,12 +27,8 @@ pub struct AppState {
     pub mirror_org: Option<String>,
     /// Whether this process serves HTTPS (for building absolute URLs without `public_url`).
     pub tls: bool,
-    /// Valid tokens by hash, so hot paths skip the token query.
-    pub tokens: Arc<TtlCache<Vec<u8>, CachedToken>>,
-    /// Registry namespaces by name (`None`: no such namespace).
-    pub namespaces: Arc<TtlCache<String, Option<crate::registry::namespace::Namespace>>>,
-    /// Sorted module versions by (org id, name, system), for the protocol's hottest read.
-    pub module_versions: Arc<TtlCache<(i64, String, String), Vec<String>>>,
+    /// Tokens, namespaces and module version lists, invalidated across replicas.
+    pub caches: Arc<Caches>,
     /// Module downloads not yet written, by version blob id.
     pub module_downloads: Arc<PendingCounts<String>>,
     /// Provider downloads not yet written, by package id.
@@ -66,6 +64,11 @@ impl AppState {
         let blobs =
             BlobStore::from_url(&config.storage_url()?, keys)?.with_cache(config.cache_size);
         let mut app = AppState::new(db, blobs, config.max_body_size);
+        app.locks = crate::state::locks::Locks::connect(&config.locks()?);
+        app.caches = Arc::new(Caches::new(crate::cache::ttl_for(
+            &app.db,
+            config.cache_ttl()?,
+        )));
         app.public_url = config
             .public_url
             .as_ref()
@@ -80,6 +83,7 @@ impl AppState {
 
     pub fn new(db: Db, blobs: BlobStore, max_body_size: u64) -> AppState {
         let sqlite_writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
+        let ttl = crate::cache::ttl_for(&db, None);
         AppState {
             audit: crate::audit::AuditSink::with_write_lock(db.clone(), sqlite_writer.clone()),
             sqlite_writer,
@@ -89,17 +93,21 @@ impl AppState {
             )),
             db,
             blobs,
+            locks: crate::state::locks::Locks::Database,
             metrics: Arc::new(Metrics::new()),
             max_body_size,
             public_url: None,
             mirror_org: None,
             tls: false,
-            tokens: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
-            namespaces: Arc::new(TtlCache::new(1_000, crate::cache::DEFAULT_TTL)),
-            module_versions: Arc::new(TtlCache::new(10_000, crate::cache::DEFAULT_TTL)),
+            caches: Arc::new(Caches::new(ttl)),
             module_downloads: Arc::default(),
             provider_downloads: Arc::default(),
         }
+    }
+
+    /// Drops cached entries `change` makes wrong, on every replica. Call after committing.
+    pub async fn invalidate(&self, change: Invalidation) {
+        self.caches.invalidate(&self.db, change).await;
     }
 
     /// Waits for this process's turn to write when the database is SQLite.

@@ -60,6 +60,9 @@ enum Command {
     /// Manage master encryption keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the lock backend (the `locks` setting).
+    #[command(subcommand)]
+    Locks(LocksCommand),
     /// Check that every stored blob exists, decrypts and matches its recorded SHA-256;
     /// prints each failure and exits non-zero if there is any.
     Verify,
@@ -171,6 +174,12 @@ enum KeysCommand {
         #[arg(long)]
         retire_previous: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LocksCommand {
+    /// Create the DynamoDB lock table the `locks` setting names (an existing one is fine).
+    Init,
 }
 
 impl Cli {
@@ -386,6 +395,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Locks(LocksCommand::Init) => {
+            match config.locks()? {
+                crate::state::locks::LockSettings::Database => {
+                    eprintln!("locks are kept in the metadata database; there is nothing to create")
+                }
+                crate::state::locks::LockSettings::DynamoDb(settings) => {
+                    let locks = crate::state::locks::DynamoLocks::connect(&settings);
+                    let created = locks.init().await?;
+                    let done = if created { "created" } else { "already exists" };
+                    eprintln!("DynamoDB lock table {} {done}", settings.table);
+                }
+            }
+            Ok(())
+        }
         Command::Module(command) => crate::registry::modules::client::run(command).await,
         Command::Mirror(command) => crate::registry::mirror::client::run(command).await,
     }
@@ -396,6 +419,7 @@ const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600)
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let app = AppState::from_config(&config).await?;
+    crate::cache::spawn_listener(&app.db, app.caches.clone());
     crate::registry::spawn_download_flusher(app.clone());
     crate::sweep::spawn(app.db.clone(), app.blobs.clone(), SWEEP_INTERVAL);
     crate::state::deletion::spawn_retention(app.clone(), SWEEP_INTERVAL);
@@ -423,7 +447,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = app.db.backend(), "terrace ready");
+    tracing::info!(%addr, database = app.db.backend(), locks = app.locks.backend(), "terrace ready");
     // One line on stdout once bound, for scripts and tests that wait for readiness.
     {
         use std::io::Write;

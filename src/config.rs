@@ -25,6 +25,8 @@ pub struct Config {
     pub database_url: Option<String>,
     pub storage_url: Option<String>,
     pub public_url: Option<String>,
+    /// Where state locks live: `database` (the default) or `dynamodb://TABLE`.
+    pub locks: Option<String>,
     /// The org whose admins may upload to the provider mirror (uploads are refused when unset).
     pub mirror_org: Option<String>,
     pub tls_cert: Option<PathBuf>,
@@ -45,6 +47,9 @@ pub struct Config {
     pub login_ports: String,
     /// Lifetime of tokens issued by `terraform login`, such as `30d`.
     pub login_token_ttl: String,
+    /// How long token, namespace and module-version lookups are cached (`0s`: never).
+    /// Unset: 2s on SQLite, 60s on PostgreSQL, where replicas announce their changes.
+    pub cache_ttl: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -99,6 +104,7 @@ impl std::fmt::Debug for Config {
             )
             .field("storage_url", &self.storage_url)
             .field("public_url", &self.public_url)
+            .field("locks", &self.locks)
             .field("mirror_org", &self.mirror_org)
             .field("tls_cert", &self.tls_cert)
             .field("tls_key", &self.tls_key)
@@ -112,6 +118,7 @@ impl std::fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("login_ports", &self.login_ports)
             .field("login_token_ttl", &self.login_token_ttl)
+            .field("cache_ttl", &self.cache_ttl)
             .finish()
     }
 }
@@ -151,6 +158,7 @@ impl Config {
                 "database_url",
                 "storage_url",
                 "public_url",
+                "locks",
                 "mirror_org",
                 "tls_cert",
                 "tls_key",
@@ -162,6 +170,7 @@ impl Config {
                 "log_format",
                 "login_ports",
                 "login_token_ttl",
+                "cache_ttl",
             ]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
@@ -175,6 +184,17 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The configured `cache_ttl`, if any.
+    pub fn cache_ttl(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        self.cache_ttl
+            .as_deref()
+            .map(|text| {
+                humantime::parse_duration(text)
+                    .map_err(|e| anyhow::anyhow!("cache_ttl must be a duration such as 2s: {e}"))
+            })
+            .transpose()
     }
 
     /// `sqlite://<data_dir>/terrace.db` unless a URL is configured.
@@ -214,9 +234,50 @@ impl Config {
             .collect()
     }
 
+    /// The lock backend, with the AWS variables a DynamoDB table needs.
+    pub fn locks(&self) -> anyhow::Result<crate::state::locks::LockSettings> {
+        crate::state::locks::LockSettings::parse(self.locks.as_deref(), &AwsEnv::from_env())
+            .context("invalid locks setting")
+    }
+
     /// Where the generated master key lives when none is configured.
     pub fn key_file(&self) -> PathBuf {
         self.data_dir.join("master.key")
+    }
+}
+
+/// The standard AWS variables, read for DynamoDB locks.
+#[derive(Clone, Default)]
+pub struct AwsEnv {
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// `AWS_ENDPOINT_URL_DYNAMODB`, else `AWS_ENDPOINT_URL`.
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl AwsEnv {
+    pub fn from_env() -> AwsEnv {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        AwsEnv {
+            region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")),
+            endpoint: var("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| var("AWS_ENDPOINT_URL")),
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+            session_token: var("AWS_SESSION_TOKEN"),
+        }
+    }
+}
+
+impl std::fmt::Debug for AwsEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsEnv")
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
     }
 }
 

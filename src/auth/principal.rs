@@ -127,12 +127,13 @@ impl Principal {
     /// clear the cache at once).
     pub async fn from_token(app: &AppState, secret: &str) -> Result<Principal> {
         let hash = token::hash(secret);
-        if let Some(cached) = app.tokens.get(&hash) {
+        if let Some(cached) = app.caches.tokens.get(&hash) {
             if cached.expires_at.is_some_and(|at| at <= Utc::now()) {
                 return Err(Error::Unauthenticated);
             }
             return Ok(cached.principal);
         }
+        let ticket = app.caches.tokens.ticket();
         let row = store::find_token_by_hash(&app.db, &hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
@@ -171,7 +172,8 @@ impl Principal {
             grants: vec![grant],
             scopes,
         }));
-        app.tokens.insert(
+        app.caches.tokens.insert(
+            ticket,
             hash,
             CachedToken {
                 principal: principal.clone(),

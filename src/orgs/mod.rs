@@ -195,7 +195,7 @@ pub async fn revoke_token(
     )
     .await?;
     if store::revoke_token(&app.db, org_id, id, Utc::now()).await? {
-        app.tokens.clear();
+        app.invalidate(crate::cache::Invalidation::Tokens).await;
         Ok(())
     } else {
         Err(Error::NotFound("token"))

@@ -61,11 +61,14 @@ pub async fn resolve_item(
     name: &str,
     item: Item<'_>,
 ) -> Result<Namespace> {
-    let found = match app.namespaces.get(&name.to_string()) {
+    let found = match app.caches.namespaces.get(&name.to_string()) {
         Some(found) => found,
         None => {
+            let ticket = app.caches.namespaces.ticket();
             let found = load(&app.db, name).await?;
-            app.namespaces.insert(name.to_string(), found.clone());
+            app.caches
+                .namespaces
+                .insert(ticket, name.to_string(), found.clone());
             found
         }
     };
@@ -125,7 +128,10 @@ pub async fn update(
     on_pool!(db, p => sqlx::query(SQL)
         .bind(current.org_id).bind(public).bind(server_signing).bind(Utc::now())
         .execute(p).await.map(|_| ()))?;
-    app.namespaces.remove(&name.to_string());
+    app.invalidate(crate::cache::Invalidation::Namespace {
+        name: name.to_string(),
+    })
+    .await;
     Ok(Namespace {
         public,
         server_signing,

@@ -147,7 +147,8 @@ pub async fn list_workspaces(
         Resource::Org(org.as_str()),
     )
     .await?;
-    let rows = store::list_workspaces(&app.db, org_id, page.fetch_limit(), page.offset).await?;
+    let mut rows = store::list_workspaces(&app.db, org_id, page.fetch_limit(), page.offset).await?;
+    app.locks.fill_page(&mut rows).await?;
     Ok(Paginated::new(rows, page).map(|row| WorkspaceSummary {
         name: row.name,
         serial: row.serial,
@@ -177,7 +178,7 @@ pub async fn workspace(
         .await?
         .ok_or(Error::NotFound("workspace"))?;
     let current = store::current_version(&app.db, org_id, ws.as_str()).await?;
-    let lock = store::find_lock(&app.db, row.id).await?;
+    let lock = app.locks.find(&app.db, row.id).await?;
     Ok(WorkspaceSummary {
         name: row.name,
         serial: current.as_ref().and_then(|c| c.serial),
@@ -373,7 +374,9 @@ pub async fn lock_holder(
     let workspace = store::find_workspace(&app.db, org_id, ws.as_str())
         .await?
         .ok_or(Error::NotFound("workspace"))?;
-    let row = store::find_lock(&app.db, workspace.id)
+    let row = app
+        .locks
+        .find(&app.db, workspace.id)
         .await?
         .ok_or(Error::NotFound("lock"))?;
     let lease = workspace.lock_lease_seconds;
@@ -402,7 +405,7 @@ pub async fn force_unlock(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
     let id = workspace_id(app, org_id, ws).await?;
-    if store::delete_lock(&app.db, id, None).await? {
+    if app.locks.release(&app.db, id, None).await? {
         tracing::warn!(by = %principal.actor(), "lock force-released through the API");
         Ok(())
     } else {

@@ -5,6 +5,7 @@ pub mod api;
 pub mod deletion;
 mod document;
 mod lock;
+pub mod locks;
 pub mod management;
 pub mod routes;
 pub mod service;

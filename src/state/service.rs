@@ -108,8 +108,8 @@ pub async fn write_state(
         orgs::resolve(&app.db, principal, Action::StateWrite, ws_resource(org, ws)).await?;
     let meta = document::inspect(body.buf.plaintext())?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
-    // Refuse a lock mismatch before paying for an upload; checked again in the transaction.
-    if let Some(holder) = store::find_lock(&app.db, workspace.id).await?
+    // Refuse a lock mismatch before paying for an upload; checked again in `commit`.
+    if let Some(holder) = app.locks.find(&app.db, workspace.id).await?
         && lock_id != Some(holder.lock_id.as_str())
     {
         return Err(Error::Locked(holder.info_bytes()));
@@ -132,7 +132,9 @@ pub async fn write_state(
     // A write under the lock shows the holder is alive, which renews its lease.
     if let Some(id) = lock_id {
         let _turn = app.write_turn().await;
-        store::renew_lock(&app.db, workspace.id, id, Utc::now()).await?;
+        app.locks
+            .renew(&app.db, workspace.id, id, Utc::now())
+            .await?;
     }
     Ok(recorded)
 }
@@ -163,6 +165,21 @@ pub(super) async fn commit(
         source: source.as_str(),
         created_by: &actor,
     };
+    // Database locks are read inside the write transaction. A DynamoDB lock cannot be: its
+    // holder is read (strongly consistent) just before, as late as possible. A lock taken or
+    // force-released in the milliseconds between that read and the commit goes unseen: the
+    // guarantee Terraform's own S3 + DynamoDB backend gives.
+    let outside = match app.locks.holder_for_write(workspace_id).await {
+        Ok(outside) => outside,
+        Err(e) => {
+            app.blobs.discard(&blob).await;
+            return Err(e);
+        }
+    };
+    let decide = |snap: &WriteSnapshot| match &outside {
+        None => decide(snap),
+        Some(holder) => decide(&snap.with_lock(holder.as_ref())),
+    };
     let turn = app.write_turn().await;
     let recorded = store::record_version(&app.db, new, Utc::now(), decide).await;
     drop(turn);
@@ -173,6 +190,10 @@ pub(super) async fn commit(
             tracing::info!(version, serial = ?meta.serial, size, "state version recorded");
             Ok(Some(version))
         }
+        // A failure of the database itself may have come after the commit reached it (the
+        // connection died before the answer): the row may exist, so its blob must too. An
+        // object nothing refers to is left for `terrace sweep`.
+        Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => Err(e),
         other => {
             app.blobs.discard(&blob).await;
             other
@@ -250,22 +271,24 @@ pub async fn acquire_lock(
         }
         _ => None,
     };
-    // Read only for the log line below; the takeover decision is made in SQL.
+    // Read only for the log line below; the takeover decision is made by the lock backend.
     let previous = match stale_before {
-        Some(_) => store::find_lock(&app.db, workspace.id).await?,
+        Some(_) => app.locks.find(&app.db, workspace.id).await?,
         None => None,
     };
     let turn = app.write_turn().await;
-    let holder = store::insert_lock(
-        &app.db,
-        workspace.id,
-        &info.id,
-        body,
-        &actor,
-        now,
-        stale_before,
-    )
-    .await?;
+    let holder = app
+        .locks
+        .acquire(
+            &app.db,
+            workspace.id,
+            &info.id,
+            body,
+            &actor,
+            now,
+            stale_before,
+        )
+        .await?;
     drop(turn);
     match holder {
         None => {
@@ -292,10 +315,10 @@ pub async fn acquire_lock(
     }
 }
 
-/// How many locks are stale right now (for `/metrics`), from one query.
+/// How many locks are stale right now (for `/metrics`).
 pub async fn stale_lock_count(app: &AppState) -> Result<i64> {
     let now = Utc::now();
-    let leased = store::leased_locks(&app.db).await?;
+    let leased = app.locks.leased(&app.db).await?;
     Ok(leased
         .into_iter()
         .filter(|(renewed_at, lease)| lock::is_stale(*renewed_at, Some(*lease), now))
@@ -317,19 +340,22 @@ pub async fn release_lock(
         return Ok(());
     };
     if body.iter().all(u8::is_ascii_whitespace) {
-        if store::delete_lock(&app.db, workspace.id, None).await? {
+        if app.locks.release(&app.db, workspace.id, None).await? {
             tracing::warn!(by = %principal.actor(), "lock force-released");
         }
         return Ok(());
     }
     let info = LockInfo::parse(body)?;
     let turn = app.write_turn().await;
-    let released = store::delete_lock(&app.db, workspace.id, Some(&info.id)).await?;
+    let released = app
+        .locks
+        .release(&app.db, workspace.id, Some(&info.id))
+        .await?;
     drop(turn);
     if released {
         return Ok(());
     }
-    match store::find_lock(&app.db, workspace.id).await? {
+    match app.locks.find(&app.db, workspace.id).await? {
         // Someone else holds it now (ours was force-released): leave theirs alone.
         Some(holder) => Err(Error::Locked(holder.info_bytes())),
         // Already released: a retried UNLOCK.
@@ -347,7 +373,7 @@ pub async fn delete_state(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
     let id = workspace_id(app, org_id, ws).await?;
-    if let Some(holder) = store::find_lock(&app.db, id).await? {
+    if let Some(holder) = app.locks.find(&app.db, id).await? {
         return Err(Error::Locked(holder.info_bytes()));
     }
     store::clear_current(&app.db, id, Utc::now()).await

@@ -56,6 +56,7 @@ impl VersionRow {
 /// One row of the workspace listing.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkspaceSummaryRow {
+    pub id: i64,
     pub name: String,
     pub lineage_protection: bool,
     pub version_count: i64,
@@ -90,6 +91,17 @@ pub struct WriteSnapshot {
     pub current_sha256: Option<String>,
     pub lock_id: Option<String>,
     pub lock_info: Option<Vec<u8>>,
+}
+
+impl WriteSnapshot {
+    /// The snapshot with the lock as held elsewhere (DynamoDB) instead of in `state_locks`.
+    pub fn with_lock(&self, holder: Option<&LockRow>) -> WriteSnapshot {
+        WriteSnapshot {
+            lock_id: holder.map(|h| h.lock_id.clone()),
+            lock_info: holder.map(|h| h.info.clone()),
+            ..self.clone()
+        }
+    }
 }
 
 /// The outcome of a write decision.
@@ -199,8 +211,8 @@ pub async fn list_workspaces(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<WorkspaceSummaryRow>> {
-    const SQL: &str = "SELECT w.name, w.lineage_protection, w.version_count, v.serial, v.size, \
-        w.updated_at, l.info AS lock_info, l.renewed_at AS lock_renewed_at, \
+    const SQL: &str = "SELECT w.id, w.name, w.lineage_protection, w.version_count, v.serial, \
+        v.size, w.updated_at, l.info AS lock_info, l.renewed_at AS lock_renewed_at, \
         w.lock_lease_seconds, w.expire_stale_locks, w.retain_versions, w.retain_days \
         FROM workspaces w \
         LEFT JOIN state_versions v ON v.id = w.current_version_id \
@@ -408,6 +420,29 @@ pub async fn leased_locks(db: &Db) -> Result<Vec<(DateTime<Utc>, i64)>> {
     const SQL: &str = "SELECT l.renewed_at, w.lock_lease_seconds FROM state_locks l \
         JOIN workspaces w ON w.id = l.workspace_id WHERE w.lock_lease_seconds IS NOT NULL";
     Ok(on_pool!(db, p => sqlx::query_as::<_, (DateTime<Utc>, i64)>(SQL).fetch_all(p).await)?)
+}
+
+/// The lock lease of those of `workspace_ids` that have one.
+pub async fn lock_leases(db: &Db, workspace_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+    let mut leases = Vec::new();
+    for chunk in workspace_ids.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        // Only generated placeholders go into the text; the ids are bound.
+        let sql = format!(
+            "SELECT id, lock_lease_seconds FROM workspaces \
+             WHERE lock_lease_seconds IS NOT NULL AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(i64, i64)> = on_pool!(db, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.fetch_all(p).await
+        })?;
+        leases.extend(rows);
+    }
+    Ok(leases)
 }
 
 /// Releases the lock if `lock_id` holds it (any holder when `None`). True when a row went away.

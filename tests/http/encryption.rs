@@ -103,7 +103,10 @@ async fn the_database_never_contains_the_plaintext(app: TestApp) {
             }
             assert!(seen >= 2, "expected the database file and its WAL");
         }
-        Backend::Postgres | Backend::PostgresS3 | Backend::PostgresAzure => {
+        Backend::Postgres
+        | Backend::PostgresS3
+        | Backend::PostgresAzure
+        | Backend::PostgresDynamo => {
             let terrace::db::Db::Postgres(pool) = app.db() else {
                 unreachable!()
             };

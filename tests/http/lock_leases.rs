@@ -6,11 +6,20 @@ use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use terrace::db::Db;
 
+use terrace::state::locks::Locks;
+
 use crate::support::{RequestBuilder, TestApp, lock_info, state};
 
 const WS: &str = "prod";
 
-on_both_databases! {
+macro_rules! on_every_lock_backend {
+    ($($name:ident),+ $(,)?) => {
+        on_both_databases!($($name),+);
+        on_both_databases!(@backend postgres_dynamo, PostgresDynamo, $crate::support::TestApp::new; $($name),+);
+    };
+}
+
+on_every_lock_backend! {
     without_a_lease_a_lock_is_never_stale,
     a_lock_past_its_lease_is_stale_in_the_api_and_metrics,
     a_lease_of_one_second_runs_out_in_real_time,
@@ -18,12 +27,39 @@ on_both_databases! {
     with_expire_stale_locks_a_new_lock_takes_over_a_stale_one,
     without_expire_stale_locks_a_stale_lock_still_conflicts_with_the_holders_body,
     bad_lease_settings_are_400_and_non_admins_are_403,
+    two_concurrent_takeovers_of_a_stale_lock_have_one_winner,
 }
 
 /// Pretends the holder last wrote or renewed `ago` ago.
 async fn backdate_lock(app: &TestApp, ago: Duration) {
     const SQL: &str = "UPDATE state_locks SET renewed_at = $1";
     let then = Utc::now() - ago;
+    if let Locks::DynamoDb(locks) = &app.state.locks {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let items = locks
+            .client()
+            .scan()
+            .table_name(locks.table())
+            .send()
+            .await
+            .unwrap();
+        for item in items.items() {
+            locks
+                .client()
+                .update_item()
+                .table_name(locks.table())
+                .key("LockID", item["LockID"].clone())
+                .update_expression("SET RenewedAt = :then")
+                .expression_attribute_values(
+                    ":then",
+                    AttributeValue::N(then.timestamp_millis().to_string()),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        return;
+    }
     match app.db() {
         Db::Sqlite(p) => sqlx::query(SQL).bind(then).execute(p).await.map(|_| ()),
         Db::Postgres(p) => sqlx::query(SQL).bind(then).execute(p).await.map(|_| ()),
@@ -262,4 +298,61 @@ async fn bad_lease_settings_are_400_and_non_admins_are_403(app: TestApp) {
     let ws = show(&app).await;
     assert_eq!(ws["lock_lease"], Value::Null);
     assert_eq!(ws["expire_stale_locks"], false);
+}
+
+async fn two_concurrent_takeovers_of_a_stale_lock_have_one_winner(app: TestApp) {
+    app.lock(WS, "old", &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    patch(
+        &app,
+        json!({ "lock_lease": "1h", "expire_stale_locks": true }),
+        &app.admin_token,
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    for round in 0..5 {
+        backdate_lock(&app, Duration::hours(2)).await;
+        let (a, b) = (format!("a{round}"), format!("b{round}"));
+        let (resp_a, resp_b) = tokio::join!(
+            app.lock(WS, &a, &app.write_token),
+            app.lock(WS, &b, &app.admin_token)
+        );
+        let (winner, loser) = match (resp_a.status, resp_b.status) {
+            (StatusCode::OK, StatusCode::LOCKED) => (a, resp_b),
+            (StatusCode::LOCKED, StatusCode::OK) => (b, resp_a),
+            other => panic!("round {round}: expected one winner, got {other:?}"),
+        };
+        // The loser is told who won, in Terraform's format.
+        assert_eq!(loser.body.as_ref(), lock_info(&winner).as_bytes());
+        assert_eq!(app.lock_holder(WS).await.unwrap()["id"], winner.as_str());
+    }
+}
+
+/// DynamoDB trouble is the client's cue to retry (503 with Retry-After), never a 500.
+#[tokio::test]
+async fn an_unreachable_dynamodb_answers_503_with_retry_after() {
+    use terrace::state::locks::LockSettings;
+    let mut app = TestApp::new(crate::support::Backend::Sqlite).await.unwrap();
+    let env = terrace::config::AwsEnv {
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..Default::default()
+    };
+    // Nothing listens on port 1.
+    let url = "dynamodb://locks?region=us-east-1&endpoint=http://127.0.0.1:1";
+    app.state.locks = Locks::connect(&LockSettings::parse(Some(url), &env).unwrap());
+    app.router = terrace::server::router(app.state.clone());
+
+    for resp in [
+        app.lock(WS, "l1", &app.write_token).await,
+        app.unlock(WS, lock_info("l1"), &app.write_token).await,
+        app.write_state(WS, state("lin", 1), None, &app.write_token)
+            .await,
+    ] {
+        resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers.contains_key("retry-after"));
+    }
+    // The refused write left no version behind.
+    assert!(app.versions(WS).await.is_empty());
 }

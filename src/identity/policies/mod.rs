@@ -156,7 +156,7 @@ pub async fn replace_document(
     let text = document_text(document)?;
     let now = Utc::now();
     store::set_document(&app.db, row.id, &text, now).await?;
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     row.document = text;
     row.updated_at = now;
     row.try_into()
@@ -173,7 +173,7 @@ pub async fn delete_policy(
     if !store::delete_policy(&app.db, row.id).await? {
         return Err(Error::NotFound("policy"));
     }
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     Ok(())
 }
 
@@ -229,7 +229,7 @@ pub async fn attach(
     view.id = store::insert_attachment(&app.db, row.id, ids)
         .await
         .map_err(|e| e.or_conflict(|| format!("policy {name} is already attached there")))?;
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     Ok(view)
 }
 
@@ -258,6 +258,6 @@ pub async fn detach(
     if !store::delete_attachment(&app.db, row.id, id).await? {
         return Err(Error::NotFound("attachment"));
     }
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     Ok(())
 }

@@ -138,7 +138,7 @@ pub async fn update_team(
         let role = role.map(Role::as_str);
         store::set_role(&app.db, row.id, role).await?;
         // Team tokens carry the team's role in the token cache.
-        app.tokens.clear();
+        app.invalidate(crate::cache::Invalidation::Tokens).await;
         row.role = role.map(String::from);
     }
     view(app, row).await
@@ -156,7 +156,7 @@ pub async fn delete_team(
     if !store::delete_team(&app.db, row.id).await? {
         return Err(Error::NotFound("team"));
     }
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     Ok(())
 }
 
@@ -193,7 +193,7 @@ pub async fn add_member(
         .await?
         .ok_or(Error::NotFound("user"))?;
     store::add_member(&app.db, row.id, member.user_id).await?;
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     Ok(())
 }
 
@@ -209,6 +209,6 @@ pub async fn remove_member(
     if !store::remove_member(&app.db, row.id, user.as_str()).await? {
         return Err(Error::NotFound("team member"));
     }
-    app.tokens.clear();
+    app.invalidate(crate::cache::Invalidation::Tokens).await;
     Ok(())
 }

@@ -13,6 +13,7 @@ use super::views::{
     VersionsResponse,
 };
 use crate::app::AppState;
+use crate::cache::Invalidation;
 use crate::auth::{Action, Principal};
 use crate::blob::{BlobKey, BlobKind};
 use crate::error::{Error, Result};
@@ -119,7 +120,10 @@ pub async fn publish_module_version(
             other => other,
         });
     }
-    app.module_versions.remove(&versions_key(ns, addr));
+    app.invalidate(Invalidation::ModuleVersions {
+        key: versions_key(ns, addr),
+    })
+    .await;
     let row = find(app, ns, addr, version)
         .await?
         .ok_or(Error::NotFound("module version"))?;
@@ -158,7 +162,10 @@ pub async fn delete_module_version(
     )
     .await?
     .ok_or(Error::NotFound("module version"))?;
-    app.module_versions.remove(&versions_key(&ns, addr));
+    app.invalidate(Invalidation::ModuleVersions {
+        key: versions_key(&ns, addr),
+    })
+    .await;
     app.blobs.discard(&blob).await;
     tracing::info!(module = %addr, version = %version, actor = %principal.actor(), "module version deleted");
     Ok(())
@@ -202,11 +209,14 @@ async fn sorted_versions(
     addr: &ModuleAddress,
 ) -> Result<Vec<String>> {
     let key = versions_key(ns, addr);
-    if let Some(versions) = app.module_versions.get(&key) {
+    if let Some(versions) = app.caches.module_versions.get(&key) {
         return Ok(versions);
     }
+    let ticket = app.caches.module_versions.ticket();
     let versions = load_sorted_versions(app, ns, addr).await?;
-    app.module_versions.insert(key, versions.clone());
+    app.caches
+        .module_versions
+        .insert(ticket, key, versions.clone());
     Ok(versions)
 }
 

@@ -41,13 +41,47 @@ pub enum Backend {
     PostgresS3,
     /// PostgreSQL and Azure Blob (azurite, `AZURITE_BLOB_STORAGE_URL`).
     PostgresAzure,
+    /// PostgreSQL, a local folder and locks in a fresh DynamoDB table (moto,
+    /// `TERRACE_TEST_DYNAMODB_ENDPOINT`).
+    PostgresDynamo,
+}
+
+/// A lock backend on a new DynamoDB table, created as `terrace locks init` does; `None` when
+/// no emulator is configured (a failure under `CI`).
+pub async fn dynamo_locks() -> Option<terrace::state::locks::Locks> {
+    use terrace::state::locks::{DynamoLocks, LockSettings, Locks};
+    const VARIABLE: &str = "TERRACE_TEST_DYNAMODB_ENDPOINT";
+    let endpoint = match std::env::var(VARIABLE) {
+        Ok(endpoint) => endpoint,
+        Err(_) if std::env::var_os("CI").is_some() => panic!("{VARIABLE} must be set in CI"),
+        Err(_) => return None,
+    };
+    let endpoint: String = url::form_urlencoded::byte_serialize(endpoint.as_bytes()).collect();
+    let url = format!(
+        "dynamodb://terrace-test-{}?region=us-east-1&endpoint={endpoint}",
+        uuid::Uuid::new_v4()
+    );
+    let env = terrace::config::AwsEnv {
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        ..Default::default()
+    };
+    let LockSettings::DynamoDb(settings) = LockSettings::parse(Some(&url), &env).unwrap() else {
+        unreachable!("a dynamodb:// URL")
+    };
+    assert!(DynamoLocks::connect(&settings).init().await.unwrap());
+    // A second init finds the table and leaves it alone.
+    assert!(!DynamoLocks::connect(&settings).init().await.unwrap());
+    Some(Locks::connect(&LockSettings::DynamoDb(settings)))
 }
 
 /// `object_store` options for the emulator behind `backend`, or `None` when it is not
 /// configured (a failure under `CI`).
 fn object_store_options(backend: Backend) -> Option<(String, Vec<(String, String)>)> {
     let (variable, scheme) = match backend {
-        Backend::Sqlite | Backend::Postgres => unreachable!("local blobs"),
+        Backend::Sqlite | Backend::Postgres | Backend::PostgresDynamo => {
+            unreachable!("local blobs")
+        }
         Backend::PostgresS3 => ("TERRACE_TEST_S3_ENDPOINT", "s3"),
         Backend::PostgresAzure => ("AZURITE_BLOB_STORAGE_URL", "az"),
     };
@@ -108,12 +142,14 @@ macro_rules! on_both_databases {
     };
 }
 
-/// Like `on_both_databases!`, and also on PostgreSQL with S3 and with Azure Blob storage.
+/// Like `on_both_databases!`, and also on PostgreSQL with S3, with Azure Blob storage and with
+/// DynamoDB locks.
 macro_rules! on_every_backend {
     ($($name:ident),+ $(,)?) => {
         on_both_databases!(@each $crate::support::TestApp::new; $($name),+);
         on_both_databases!(@backend postgres_s3, PostgresS3, $crate::support::TestApp::new; $($name),+);
         on_both_databases!(@backend postgres_azure, PostgresAzure, $crate::support::TestApp::new; $($name),+);
+        on_both_databases!(@backend postgres_dynamo, PostgresDynamo, $crate::support::TestApp::new; $($name),+);
     };
 }
 
@@ -161,8 +197,8 @@ pub struct TestApp {
     pub other_token: String,
     blobs_dir: PathBuf,
     /// The SQLite database's directory (holds `test.db` and its WAL).
-    sqlite_dir: Option<TempDir>,
-    _blobs_root: TempDir,
+    sqlite_dir: Option<Arc<TempDir>>,
+    _blobs_root: Arc<TempDir>,
 }
 
 impl TestApp {
@@ -176,16 +212,17 @@ impl TestApp {
                 let (db, dir) = terrace::db::testing::sqlite().await;
                 (db, Some(dir))
             }
-            Backend::Postgres | Backend::PostgresS3 | Backend::PostgresAzure => {
-                (terrace::db::testing::postgres().await?, None)
-            }
+            Backend::Postgres
+            | Backend::PostgresS3
+            | Backend::PostgresAzure
+            | Backend::PostgresDynamo => (terrace::db::testing::postgres().await?, None),
         };
         let blobs_root = tempfile::tempdir().unwrap();
         let blobs_dir = blobs_root.path().join("blobs");
         let key = terrace::crypto::generate_key().unwrap();
         let keys = Arc::new(Keyring::from_base64(&key, &[]).unwrap());
         let blobs = match backend {
-            Backend::Sqlite | Backend::Postgres => {
+            Backend::Sqlite | Backend::Postgres | Backend::PostgresDynamo => {
                 let url = format!("file://{}", blobs_dir.display());
                 BlobStore::from_url(&url, keys).unwrap()
             }
@@ -195,6 +232,9 @@ impl TestApp {
             }
         };
         let mut state = AppState::new(db.clone(), blobs, max_body_size);
+        if backend == Backend::PostgresDynamo {
+            state.locks = dynamo_locks().await?;
+        }
         state.mirror_org = Some("acme".into());
         let router = terrace::server::router(state.clone());
 
@@ -215,8 +255,8 @@ impl TestApp {
             admin_token,
             other_token,
             blobs_dir,
-            sqlite_dir,
-            _blobs_root: blobs_root,
+            sqlite_dir: sqlite_dir.map(Arc::new),
+            _blobs_root: Arc::new(blobs_root),
         })
     }
 
@@ -226,7 +266,29 @@ impl TestApp {
 
     /// The SQLite database directory, on the SQLite backend.
     pub fn sqlite_dir(&self) -> Option<&Path> {
-        self.sqlite_dir.as_ref().map(TempDir::path)
+        self.sqlite_dir.as_deref().map(TempDir::path)
+    }
+
+    /// Another replica on the same database and blob store: its own router and caches.
+    pub fn replica(&self) -> TestApp {
+        let mut state = AppState::new(
+            self.state.db.clone(),
+            self.state.blobs.clone(),
+            self.state.max_body_size,
+        );
+        state.mirror_org = self.state.mirror_org.clone();
+        TestApp {
+            backend: self.backend,
+            router: terrace::server::router(state.clone()),
+            state,
+            read_token: self.read_token.clone(),
+            write_token: self.write_token.clone(),
+            admin_token: self.admin_token.clone(),
+            other_token: self.other_token.clone(),
+            blobs_dir: self.blobs_dir.clone(),
+            sqlite_dir: self.sqlite_dir.clone(),
+            _blobs_root: self._blobs_root.clone(),
+        }
     }
 
     /// Every object file under the blob directory.

@@ -124,8 +124,12 @@ pub struct Caches {
 pub enum Invalidation {
     /// A token, team or policy changed: any cached token's rights may be wrong.
     Tokens,
-    Namespace { name: String },
-    ModuleVersions { key: (i64, String, String) },
+    Namespace {
+        name: String,
+    },
+    ModuleVersions {
+        key: (i64, String, String),
+    },
 }
 
 impl Caches {
@@ -285,7 +289,9 @@ mod tests {
     fn invalidations_round_trip_as_json() {
         for change in [
             Invalidation::Tokens,
-            Invalidation::Namespace { name: "acme".into() },
+            Invalidation::Namespace {
+                name: "acme".into(),
+            },
             Invalidation::ModuleVersions {
                 key: (7, "vpc".into(), "aws".into()),
             },

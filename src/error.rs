@@ -64,6 +64,14 @@ impl Error {
         }
     }
 
+    /// Whether the database may have applied the change although this error came back: the
+    /// connection failed, possibly while a commit was in flight. Whatever a committed row would
+    /// refer to (a freshly stored blob above all) must then be kept; `terrace sweep` removes it
+    /// if no row came to refer to it.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, Error::Unavailable(_) | Error::Internal(_))
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -92,9 +100,31 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Error::Unavailable(err.into()),
+            sqlx::Error::Database(ref db) if is_transient(db.as_ref()) => {
+                Error::Unavailable(anyhow::Error::new(err).context("database"))
+            }
             other => Error::Internal(anyhow::Error::new(other).context("database")),
         }
     }
+}
+
+/// Database errors that say the server, not the request, is at fault and nothing was
+/// changed. PostgreSQL SQLSTATEs: connection exceptions (08), insufficient resources (53, e.g.
+/// too many connections), operator intervention (57: shutdown, restart, "starting up"), and
+/// serialization failures and deadlocks (40001, 40P01), which a retry resolves. SQLite: busy
+/// or locked (primary codes 5 and 6) after the busy timeout, the same kind of contention.
+fn is_transient(err: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = err.code() else { return false };
+    if err
+        .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+        .is_some()
+    {
+        return code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+    }
+    ["08", "53", "57"]
+        .iter()
+        .any(|class| code.starts_with(class))
+        || matches!(code.as_ref(), "40001" | "40P01")
 }
 
 impl From<object_store::Error> for Error {

@@ -53,6 +53,72 @@ impl std::fmt::Display for Fault {
     }
 }
 
+/// Remote stores fail fast and honestly: `object_store` would otherwise retry a dead store
+/// for minutes while the client waits. A store that refuses connections answers 503 with
+/// `Retry-After` within a second, a hung one within the request timeout, and Terraform retries.
+/// A request carries at most one part (`PART_SIZE`), which the request timeout leaves ample
+/// time for. `AWS_TIMEOUT`, `AZURE_TIMEOUT` or `GOOGLE_TIMEOUT` (and `…_CONNECT_TIMEOUT`)
+/// override the timeouts.
+const STORE_CONNECT_TIMEOUT: &str = "3s";
+const STORE_REQUEST_TIMEOUT: &str = "15s";
+const STORE_RETRIES: usize = 3;
+const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Builds an S3, Azure or GCS store with Terrace's timeouts and bounded retries; other
+/// schemes `object_store` knows are built as it builds them.
+fn remote_store<K: AsRef<str>, V: Into<String>>(
+    url: &url::Url,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> object_store::Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::{ObjectStoreScheme, RetryConfig};
+    let retry = RetryConfig {
+        max_retries: STORE_RETRIES,
+        retry_timeout: STORE_RETRY_TIMEOUT,
+        ..Default::default()
+    };
+    let defaults = [
+        ("connect_timeout", STORE_CONNECT_TIMEOUT),
+        ("timeout", STORE_REQUEST_TIMEOUT),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let options = defaults.into_iter().chain(
+        options
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into())),
+    );
+    // Keys the store does not know (other environment variables) are skipped, as
+    // `object_store::parse_url_opts` does.
+    macro_rules! build {
+        ($builder:ty) => {{
+            let builder = options.fold(
+                <$builder>::new().with_url(url.to_string()),
+                |builder, (key, value)| match key.parse() {
+                    Ok(k) => builder.with_config(k, value),
+                    Err(_) => builder,
+                },
+            );
+            Arc::new(builder.with_retry(retry).build()?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let (scheme, path) = ObjectStoreScheme::parse(url)?;
+    let path = Path::parse(path)?;
+    let store = match scheme {
+        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder),
+        ObjectStoreScheme::MicrosoftAzure => build!(object_store::azure::MicrosoftAzureBuilder),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            build!(object_store::gcp::GoogleCloudStorageBuilder)
+        }
+        _ => {
+            let (store, prefix) = object_store::parse_url_opts(url, options)?;
+            return Ok((Arc::from(store), prefix));
+        }
+    };
+    Ok((store, path))
+}
+
+/// How long a readiness probe waits for the store.
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
@@ -166,10 +232,10 @@ impl BlobStore {
                 Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true))
             }
             _ => {
-                let (store, prefix) = object_store::parse_url_opts(&parsed, options)
+                let (store, prefix) = remote_store(&parsed, options)
                     .with_context(|| format!("unsupported storage URL {url}"))?;
                 if prefix.as_ref().is_empty() {
-                    Arc::from(store)
+                    store
                 } else {
                     Arc::new(PrefixStore::new(store, prefix))
                 }
@@ -324,6 +390,17 @@ impl BlobStore {
         }
     }
 
+    /// Removes a blob after its row failed to commit, unless `err` leaves the commit's outcome
+    /// unknown (the row may exist and must not lose its blob; the sweep removes the object if
+    /// it does not).
+    pub async fn discard_unless_committed(&self, blob: &StoredBlob, err: &Error) {
+        if err.may_have_committed() {
+            tracing::warn!("keeping a blob whose row may have been committed");
+        } else {
+            self.discard(blob).await;
+        }
+    }
+
     /// Every object in the store with its last change, for the orphan sweep.
     pub fn list_objects(
         &self,
@@ -343,12 +420,17 @@ impl BlobStore {
         }
     }
 
-    /// Readiness: the store answers a listing.
+    /// Readiness: the store answers a listing within `PING_TIMEOUT` (a hung store must not
+    /// hang the probe).
     pub async fn ping(&self) -> Result<()> {
-        self.store
-            .list_with_delimiter(Some(&Path::from("state")))
-            .await?;
-        Ok(())
+        let prefix = Path::from("state");
+        let listing = self.store.list_with_delimiter(Some(&prefix));
+        match tokio::time::timeout(PING_TIMEOUT, listing).await {
+            Ok(listed) => listed.map(|_| ()).map_err(Error::from),
+            Err(_) => Err(Error::Unavailable(anyhow::anyhow!(
+                "blob store did not answer within {PING_TIMEOUT:?}"
+            ))),
+        }
     }
 }
 
@@ -387,5 +469,34 @@ mod tests {
                 .unwrap()
                 .multipart
         );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_refuses_connections_fails_within_seconds() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let s3 = [
+            ("aws_region", "us-east-1"),
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+        ];
+        let store = BlobStore::from_url_with_options("s3://bucket/prefix", s3, keys()).unwrap();
+        let started = std::time::Instant::now();
+        let put = store
+            .put(
+                BlobKey::new_state_version(1),
+                PlainBuffer::from_plaintext(b"{}"),
+            )
+            .await;
+        assert!(matches!(put, Err(Error::Unavailable(_))), "{put:?}");
+        assert!(matches!(store.ping().await, Err(Error::Unavailable(_))));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
     }
 }

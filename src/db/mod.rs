@@ -31,6 +31,13 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// How long a readiness probe waits for the database.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a request waits for a PostgreSQL connection: while the server restarts, requests
+/// answer 503 (and Terraform retries) within seconds instead of queueing.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -57,7 +64,9 @@ impl Db {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
+                .acquire_timeout(PG_ACQUIRE_TIMEOUT)
+                // Connections broken by a server restart are found and replaced on acquire.
+                .test_before_acquire(true)
                 .connect_with(options)
                 .await?;
             Ok(Db::Postgres(pool))
@@ -75,9 +84,14 @@ impl Db {
         Ok(())
     }
 
-    /// A cheap round trip for readiness checks.
+    /// A cheap round trip for readiness checks, bounded by `PING_TIMEOUT` so that a probe
+    /// answers promptly while the database is down (a timeout is `PoolTimedOut`).
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))
+        let round_trip =
+            async { on_pool!(self, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ())) };
+        tokio::time::timeout(PING_TIMEOUT, round_trip)
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
     /// Short backend name for logs and metrics.

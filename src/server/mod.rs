@@ -131,25 +131,41 @@ async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Readiness: both dependencies answer. Each ping is bounded (`db::PING_TIMEOUT`,
+/// `blob::PING_TIMEOUT`) and they run together, so the probe answers within about two seconds
+/// even while a dependency hangs, and names the one that is down.
 async fn readyz(State(app): State<AppState>) -> Response {
-    let db = app.db.ping().await;
-    let blobs = app.blobs.ping().await;
-    let status = if db.is_ok() && blobs.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let (db, blobs, locks) = tokio::join!(app.db.ping(), app.blobs.ping(), app.locks.ping());
     if let Err(e) = &db {
         tracing::warn!(error = %e, "database not ready");
     }
     if let Err(e) = &blobs {
-        tracing::warn!(error = %e, "blob store not ready");
+        let detail = match e {
+            Error::Unavailable(inner) => format!("{inner:#}"),
+            other => other.to_string(),
+        };
+        tracing::warn!(error = %detail, "blob store not ready");
     }
-    let body = serde_json::json!({
+    if let Err(e) = &locks {
+        tracing::warn!(error = %e, "lock store not ready");
+    }
+    let mut body = serde_json::json!({
         "database": if db.is_ok() { "ok" } else { "unavailable" },
         "blob_store": if blobs.is_ok() { "ok" } else { "unavailable" },
     });
-    (status, Json(body)).into_response()
+    if let crate::state::locks::Locks::DynamoDb(_) = &app.locks {
+        body["locks"] = (if locks.is_ok() { "ok" } else { "unavailable" }).into();
+    }
+    if db.is_ok() && blobs.is_ok() && locks.is_ok() {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            Json(body),
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

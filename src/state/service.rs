@@ -190,13 +190,13 @@ pub(super) async fn commit(
             tracing::info!(version, serial = ?meta.serial, size, "state version recorded");
             Ok(Some(version))
         }
-        // A failure of the database itself may have come after the commit reached it (the
-        // connection died before the answer): the row may exist, so its blob must too. An
-        // object nothing refers to is left for `terrace sweep`.
-        Err(e @ (Error::Unavailable(_) | Error::Internal(_))) => Err(e),
-        other => {
+        Ok(None) => {
             app.blobs.discard(&blob).await;
-            other
+            Ok(None)
+        }
+        Err(err) => {
+            app.blobs.discard_unless_committed(&blob, &err).await;
+            Err(err)
         }
     }
 }

@@ -49,7 +49,7 @@ fn postgres_kill_9_mid_stream_keeps_a_whole_acknowledged_state() {
 }
 
 /// The body sent for `serial`: Terraform-shaped, big enough to take a few writes to disk.
-fn body_for(serial: i64) -> String {
+pub(crate) fn body_for(serial: i64) -> String {
     let instances: Vec<Value> = (0..64)
         .map(|i| serde_json::json!({ "attributes": { "id": format!("i-{serial:06}-{i:03}"), "pad": "p".repeat(96) } }))
         .collect();
@@ -65,9 +65,9 @@ fn body_for(serial: i64) -> String {
 }
 
 /// A running `terrace serve`, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -77,7 +77,7 @@ impl Drop for Server {
     }
 }
 
-fn terrace(data_dir: &Path, env: &[(&str, &str)]) -> Command {
+pub(crate) fn terrace(data_dir: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_terrace"));
     for var in [
         "TERRACE_CONFIG",
@@ -98,7 +98,7 @@ fn terrace(data_dir: &Path, env: &[(&str, &str)]) -> Command {
     command
 }
 
-fn cli(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+pub(crate) fn cli(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
     let output = terrace(data_dir, env).args(args).output().unwrap();
     assert!(
         output.status.success(),
@@ -108,7 +108,7 @@ fn cli(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
-fn start(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
+pub(crate) fn start(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
     let log = File::options().create(true).append(true).open(log).unwrap();
     let mut child = terrace(data_dir, env)
         .arg("serve")

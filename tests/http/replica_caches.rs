@@ -35,7 +35,10 @@ where
 {
     let start = Instant::now();
     while !check().await {
-        assert!(start.elapsed() < PROPAGATION, "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < PROPAGATION,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -111,10 +114,17 @@ async fn registry_changes_on_one_replica_reach_the_others_cache_at_once() {
     let Some((a, b)) = two_replicas().await else {
         return;
     };
-    publish(&a, "vpc/aws", "1.0.0").await.assert_status(StatusCode::CREATED);
+    publish(&a, "vpc/aws", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
     // B caches the namespace as private and the version list as [1.0.0].
     assert_ne!(anonymous_versions(&b).await.status, StatusCode::OK);
-    let list = |resp: Resp| resp.json()["modules"][0]["versions"].as_array().unwrap().len();
+    let list = |resp: Resp| {
+        resp.json()["modules"][0]["versions"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
     let versions = RequestBuilder::new("GET", &format!("/v1/modules/{ORG}/vpc/aws/versions"))
         .bearer(&b.read_token);
     assert_eq!(list(b.send(versions.build()).await), 1);
@@ -132,7 +142,9 @@ async fn registry_changes_on_one_replica_reach_the_others_cache_at_once() {
     })
     .await;
 
-    publish(&a, "vpc/aws", "1.1.0").await.assert_status(StatusCode::CREATED);
+    publish(&a, "vpc/aws", "1.1.0")
+        .await
+        .assert_status(StatusCode::CREATED);
     wait_until("B to list the new version", || async {
         list(anonymous_versions(&b).await) == 2
     })

@@ -28,6 +28,19 @@ on_every_backend! {
     a_write_under_a_lock_id_that_is_not_held_is_409,
     concurrent_locks_grant_exactly_one_holder,
     states_larger_than_the_json_api_limit_are_stored_whole,
+    readyz_checks_every_store_the_backend_uses,
+}
+
+async fn readyz_checks_every_store_the_backend_uses(app: TestApp) {
+    let resp = app
+        .send(crate::support::RequestBuilder::new("GET", "/readyz").build())
+        .await;
+    resp.assert_status(StatusCode::OK);
+    let mut expected = serde_json::json!({ "database": "ok", "blob_store": "ok" });
+    if app.backend == crate::support::Backend::PostgresDynamo {
+        expected["locks"] = "ok".into();
+    }
+    assert_eq!(resp.json(), expected);
 }
 
 async fn reading_a_workspace_without_state_is_404(app: TestApp) {

@@ -240,7 +240,7 @@ pub async fn upload(
         created_by: &principal.actor(),
     };
     if let Err(err) = store::insert_archive(&app.db, &new, Utc::now()).await {
-        app.blobs.discard(&blob).await;
+        app.blobs.discard_unless_committed(&blob, &err).await;
         return Err(err);
     }
     let row = store::ArchiveRow {

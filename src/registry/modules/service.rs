@@ -13,9 +13,9 @@ use super::views::{
     VersionsResponse,
 };
 use crate::app::AppState;
-use crate::cache::Invalidation;
 use crate::auth::{Action, Principal};
 use crate::blob::{BlobKey, BlobKind};
+use crate::cache::Invalidation;
 use crate::error::{Error, Result};
 use crate::names::OrgName;
 use crate::pagination::Page;
@@ -114,7 +114,7 @@ pub async fn publish_module_version(
     )
     .await;
     if let Err(err) = inserted {
-        app.blobs.discard(&blob).await;
+        app.blobs.discard_unless_committed(&blob, &err).await;
         return Err(match err {
             Error::Conflict(_) => already_exists(version),
             other => other,

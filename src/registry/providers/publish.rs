@@ -198,15 +198,23 @@ impl Publish {
         }
     }
 
-    /// Checks the release as a whole and records it; on refusal every stored blob is removed.
+    /// Checks the release as a whole and records it; on refusal every stored blob is removed
+    /// (kept when the database may have recorded the release after all: the sweep removes
+    /// them if it did not).
     pub async fn finish(self) -> Result<Published> {
         let mut extra = Vec::new();
         let result = self.finish_inner(&mut extra).await;
-        if result.is_err() {
-            for blob in &extra {
-                self.app.blobs.discard(blob).await;
+        match &result {
+            Err(err) if err.may_have_committed() => {
+                tracing::warn!("keeping the blobs of a release that may have been recorded");
             }
-            self.abort().await;
+            Err(_) => {
+                for blob in &extra {
+                    self.app.blobs.discard(blob).await;
+                }
+                self.abort().await;
+            }
+            Ok(_) => {}
         }
         result
     }

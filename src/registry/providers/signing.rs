@@ -125,7 +125,7 @@ pub async fn namespace_key(app: &AppState, ns: &Namespace) -> Result<SignedSecre
                 .ok_or_else(|| internal("signing key vanished"))
         }
         Err(err) => {
-            app.blobs.discard(&blob).await;
+            app.blobs.discard_unless_committed(&blob, &err).await;
             Err(err)
         }
     }

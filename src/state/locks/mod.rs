@@ -61,6 +61,21 @@ impl Locks {
         }
     }
 
+    /// For `/readyz`: whether a separate lock store answers (database locks are the
+    /// database, checked on their own). Bounded, so a hung store cannot hang the probe.
+    pub async fn ping(&self) -> Result<()> {
+        let Locks::DynamoDb(d) = self else {
+            return Ok(());
+        };
+        // No workspace has id 0: a strongly consistent read of a key that is never there.
+        match tokio::time::timeout(std::time::Duration::from_secs(2), d.find(0)).await {
+            Ok(found) => found.map(|_| ()),
+            Err(_) => Err(crate::error::Error::Unavailable(anyhow::anyhow!(
+                "DynamoDB did not answer within 2 s"
+            ))),
+        }
+    }
+
     /// Takes the lock if it is free, renews it if `lock_id` already holds it, and replaces a
     /// holder not renewed since `stale_before`. Returns the holder when someone else keeps
     /// it. Atomic on both backends: two replicas cannot both take over one stale lock.

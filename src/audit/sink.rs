@@ -12,7 +12,8 @@ use crate::db::Db;
 const QUEUE: usize = 4096;
 /// Events per transaction at most.
 const BATCH: usize = 256;
-/// Attempts per batch before its events go to the error log instead.
+/// Attempts per batch before its events go to the error log instead, unless the database
+/// is merely unavailable: then the batch waits for it (and the full queue pushes back).
 const ATTEMPTS: u32 = 8;
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a batch waits for company: fewer, larger commits leave the database's single
@@ -109,20 +110,22 @@ async fn write(db: &Db, write_lock: Option<&Mutex<()>>, events: &mut Vec<AuditEv
         return;
     }
     let mut backoff = Duration::from_millis(50);
-    for attempt in 1..=ATTEMPTS {
+    for attempt in 1.. {
         let result = {
             let _turn = match write_lock {
                 Some(lock) => Some(lock.lock().await),
                 None => None,
             };
-            store::insert(db, events).await
+            store::insert(db, events)
+                .await
+                .map_err(crate::error::Error::from)
         };
         match result {
             Ok(()) => {
                 events.clear();
                 return;
             }
-            Err(e) if attempt < ATTEMPTS => {
+            Err(e) if attempt < ATTEMPTS || matches!(e, crate::error::Error::Unavailable(_)) => {
                 tracing::warn!(error = %e, attempt, "writing audit events failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -133,6 +136,7 @@ async fn write(db: &Db, write_lock: Option<&Mutex<()>>, events: &mut Vec<AuditEv
                 for event in events.drain(..) {
                     tracing::error!(?event, "unwritten audit event");
                 }
+                return;
             }
         }
     }

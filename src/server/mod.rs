@@ -198,7 +198,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let audit = app.audit.clone();
     let served = serve_until(listener, app, tls, shutdown).await;
-    audit.flush().await;
+    // Bounded: with the database gone for good the writer would wait for it forever.
+    if tokio::time::timeout(DRAIN_TIMEOUT, audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!("audit events still queued at exit: the database did not come back");
+    }
     served
 }
 

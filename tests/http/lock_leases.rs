@@ -356,7 +356,9 @@ async fn an_unreachable_dynamodb_answers_503_with_retry_after() {
     // The refused write left no version behind.
     assert!(app.versions(WS).await.is_empty());
     // And the readiness probe names the lock store.
-    let ready = app.send(RequestBuilder::new("GET", "/readyz").build()).await;
+    let ready = app
+        .send(RequestBuilder::new("GET", "/readyz").build())
+        .await;
     ready.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["locks"], "unavailable");
     assert_eq!(ready.json()["database"], "ok");

@@ -353,6 +353,7 @@ pub async fn upload(
         },
     )
     .await?;
+    super::service::renew_after_write(app, workspace.id, lock_id).await?;
     latest(app, org_id, ws).await
 }
 

@@ -129,14 +129,23 @@ pub async fn write_state(
         decide,
     )
     .await?;
-    // A write under the lock shows the holder is alive, which renews its lease.
+    renew_after_write(app, workspace.id, lock_id).await?;
+    Ok(recorded)
+}
+
+/// A write under the lock shows the holder is alive, which renews its lease.
+pub(super) async fn renew_after_write(
+    app: &AppState,
+    workspace_id: i64,
+    lock_id: Option<&str>,
+) -> Result<()> {
     if let Some(id) = lock_id {
         let _turn = app.write_turn().await;
         app.locks
-            .renew(&app.db, workspace.id, id, Utc::now())
+            .renew(&app.db, workspace_id, id, Utc::now())
             .await?;
     }
-    Ok(recorded)
+    Ok(())
 }
 
 /// Encrypts and stores the body, then records it if `decide` agrees.

@@ -198,6 +198,15 @@ async fn a_write_or_relock_with_the_holders_id_renews_the_lease(app: TestApp) {
     assert_eq!(holder["stale"], false);
     // Renewal keeps the original acquisition time.
     assert_eq!(holder["created_at"], created_at);
+    // So does an admin upload through the API carrying the holder's ID.
+    backdate_lock(&app, Duration::hours(2)).await;
+    let upload = RequestBuilder::new("POST", &TestApp::ws_api(WS, "/state-versions?ID=l1"))
+        .bearer(&app.admin_token)
+        .body(state("lin", 2));
+    app.send(upload.build())
+        .await
+        .assert_status(StatusCode::CREATED);
+    assert_eq!(app.lock_holder(WS).await.unwrap()["stale"], false);
 }
 
 async fn with_expire_stale_locks_a_new_lock_takes_over_a_stale_one(app: TestApp) {

@@ -68,7 +68,22 @@ pub fn router(app: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(run_to_completion))
         .with_state(app)
+}
+
+/// Runs each request on its own task, so a client that disconnects does not cancel it half
+/// way. A cancelled request could otherwise stop between uploading a blob and recording it,
+/// or, on PostgreSQL, while its `BEGIN` is in flight, which returns the connection to the
+/// pool inside a transaction nobody ends (sqlx 0.9). Outermost, so every layer runs inside.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            Error::Internal(anyhow::anyhow!("request task failed")).into_response()
+        }
+    }
 }
 
 /// HTTP/2 carries the host in the `:authority` pseudo-header, not in `Host`; links built from

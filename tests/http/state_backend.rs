@@ -29,6 +29,40 @@ on_every_backend! {
     concurrent_locks_grant_exactly_one_holder,
     states_larger_than_the_json_api_limit_are_stored_whole,
     readyz_checks_every_store_the_backend_uses,
+    a_write_whose_client_went_away_is_completed_not_cut_short,
+}
+
+async fn a_write_whose_client_went_away_is_completed_not_cut_short(app: TestApp) {
+    use tower::ServiceExt;
+    let filler = "x".repeat(4 * 1024 * 1024);
+    let body = format!(
+        r#"{{"version":4,"serial":1,"lineage":"gone","outputs":{{}},"resources":[],"pad":"{filler}"}}"#
+    );
+    let request = app
+        .state_request("POST", "gone", &app.write_token)
+        .body(body.clone())
+        .build();
+    // The client hangs up a moment after sending, long before a 4 MiB write is done.
+    let in_flight = app.router.clone().oneshot(request);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(1), in_flight).await;
+    assert!(
+        cut.is_err(),
+        "the write finished before the client went away"
+    );
+
+    let start = std::time::Instant::now();
+    loop {
+        let read = app.get_state("gone", &app.read_token).await;
+        if read.status == StatusCode::OK {
+            assert!(read.body == body.as_bytes(), "the whole body was recorded");
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the abandoned write was never recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 async fn readyz_checks_every_store_the_backend_uses(app: TestApp) {

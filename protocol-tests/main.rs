@@ -12,5 +12,6 @@ mod access_roles;
 mod login;
 mod module_registry;
 mod provider_registry;
+mod replicas;
 mod state_backend;
 mod state_locking;

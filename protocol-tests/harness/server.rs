@@ -5,7 +5,8 @@
 //! [`Terrace::start`] serves plain HTTP (enough for the http backend);
 //! [`Terrace::start_tls`] serves HTTPS with the server's development CA, which
 //! registry tests need because Terraform discovers registry hosts over HTTPS
-//! only.
+//! only. [`Terrace::start_replicas`] starts several servers on one shared
+//! database and blob store.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -83,32 +84,32 @@ impl Terrace {
         Self::start_configured(tls, &[])
     }
 
-    fn start_configured(tls: bool, settings: &[(&str, &str)]) -> Self {
-        let root = tempfile::Builder::new()
-            .prefix("terrace-protocol-")
-            .tempdir()
-            .expect("create a temporary directory for the server");
-        let data_dir = root.path().join("data");
-        let log_path = root.path().join("server.log");
-        let log = File::create(&log_path).expect("create the server log file");
-
-        let mut command = terrace_command(&data_dir);
-        command.arg("serve").envs(settings.iter().copied());
-        if tls {
-            command.arg("--dev-tls");
+    /// Starts `count` `terrace serve` processes on plain HTTP that share what `settings`
+    /// configures: one database (`TERRACE_DATABASE_URL`), one blob store
+    /// (`TERRACE_STORAGE_URL`, `AWS_*`) and one master key (`TERRACE_ENCRYPTION_KEY`, which
+    /// every replica needs). Each has its own port and data directory. The org and the tokens
+    /// are created once, in the shared database, so every replica accepts them.
+    pub fn start_replicas(count: usize, settings: &[(&str, &str)]) -> Vec<Self> {
+        assert!(count > 0, "start at least one replica");
+        // One after the other: the first one migrates the shared database.
+        let first = Self::start_configured(false, settings);
+        let tokens = first.tokens.clone();
+        let mut replicas = vec![first];
+        for _ in 1..count {
+            let (root, process, base_url) = spawn_serve(false, settings);
+            replicas.push(Self::assemble(
+                false,
+                root,
+                process,
+                base_url,
+                tokens.clone(),
+            ));
         }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn `terrace serve`");
-        let mut process = ServerProcess {
-            child,
-            log_path,
-            data_dir,
-        };
-        let base_url = process.wait_until_listening();
+        replicas
+    }
+
+    fn start_configured(tls: bool, settings: &[(&str, &str)]) -> Self {
+        let (root, process, base_url) = spawn_serve(tls, settings);
 
         process.run_cli(&["org", "create", ORG]);
         let tokens = Role::ALL
@@ -124,7 +125,17 @@ impl Terrace {
                 (role, token)
             })
             .collect();
+        Self::assemble(tls, root, process, base_url, tokens)
+    }
 
+    /// The handle of a started server whose org and tokens exist.
+    fn assemble(
+        tls: bool,
+        root: TempDir,
+        process: ServerProcess,
+        base_url: String,
+        tokens: HashMap<Role, String>,
+    ) -> Self {
         let (http, ca_path) = if tls {
             assert!(
                 base_url.starts_with("https://"),
@@ -183,10 +194,11 @@ impl Terrace {
         format!("Bearer {}", self.token(role))
     }
 
-    /// Runs a `terrace` CLI subcommand as a user would (same data directory,
-    /// no inherited `TERRACE_*` settings) and returns its output.
+    /// Runs a `terrace` CLI subcommand as a user would (same data directory and
+    /// settings as the server, no inherited `TERRACE_*` settings) and returns its output.
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-        terrace_command(&self.process.data_dir)
+        self.process
+            .command()
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -197,7 +209,9 @@ impl Terrace {
     /// Like [`Terrace::cli`], with `input` written to the command's stdin.
     pub fn cli_with_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
         use std::io::Write;
-        let mut child = terrace_command(&self.process.data_dir)
+        let mut child = self
+            .process
+            .command()
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -312,6 +326,18 @@ impl Terrace {
         }
     }
 
+    /// The stored content of the newest version of `workspace` with `serial`.
+    pub fn state_version(&self, workspace: &str, serial: i64) -> Value {
+        let response = self.api_get(workspace, &format!("state-versions/{serial}"));
+        match response.status() {
+            StatusCode::OK => response.json().expect("a state version is JSON"),
+            status => panic!(
+                "GET state-versions/{serial} answered {status}: {}",
+                text(response)
+            ),
+        }
+    }
+
     fn state_request(
         &self,
         method: Method,
@@ -368,14 +394,59 @@ fn terrace_command(data_dir: &Path) -> Command {
     command
 }
 
+/// Starts `terrace serve` on a free port with a fresh data directory and waits until it
+/// listens; returns the directory (removed when dropped), the process and the base URL.
+fn spawn_serve(tls: bool, settings: &[(&str, &str)]) -> (TempDir, ServerProcess, String) {
+    let root = tempfile::Builder::new()
+        .prefix("terrace-protocol-")
+        .tempdir()
+        .expect("create a temporary directory for the server");
+    let data_dir = root.path().join("data");
+    let log_path = root.path().join("server.log");
+    let log = File::create(&log_path).expect("create the server log file");
+
+    let mut command = terrace_command(&data_dir);
+    command.arg("serve").envs(settings.iter().copied());
+    if tls {
+        command.arg("--dev-tls");
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn `terrace serve`");
+    let mut process = ServerProcess {
+        child,
+        log_path,
+        data_dir,
+        settings: settings
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect(),
+    };
+    let base_url = process.wait_until_listening();
+    (root, process, base_url)
+}
+
 /// The `terrace serve` child; stopped with SIGTERM when dropped.
 struct ServerProcess {
     child: Child,
     log_path: PathBuf,
     data_dir: PathBuf,
+    /// The server's extra settings, which its CLI commands get too: with a shared database
+    /// or blob store they must address the same ones.
+    settings: Vec<(String, String)>,
 }
 
 impl ServerProcess {
+    /// A `terrace` command configured like the server.
+    fn command(&self) -> Command {
+        let mut command = terrace_command(&self.data_dir);
+        command.envs(self.settings.iter().map(|(name, value)| (name, value)));
+        command
+    }
+
     /// Reads stdout until the readiness line and returns the base URL from it.
     fn wait_until_listening(&mut self) -> String {
         let stdout = self.child.stdout.take().expect("server stdout is piped");
@@ -414,7 +485,8 @@ impl ServerProcess {
 
     /// Runs a `terrace` CLI subcommand on the same data directory and returns its stdout.
     fn run_cli(&self, args: &[&str]) -> String {
-        let output = terrace_command(&self.data_dir)
+        let output = self
+            .command()
             .args(args)
             .stdin(Stdio::null())
             .output()

@@ -7,29 +7,28 @@ use super::AuditEvent;
 use crate::db::{Db, on_pool};
 use crate::error::Result;
 
-/// Inserts `events` in one transaction.
+/// Inserts `events` with one statement (one round trip and one commit per batch).
 pub async fn insert(db: &Db, events: &[AuditEvent]) -> sqlx::Result<()> {
     const SQL: &str = "INSERT INTO audit_events (org_id, occurred_at, actor, token_id, action, \
-                       resource, outcome, status, source, request_id) \
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+                       resource, outcome, status, source, request_id) ";
+    if events.is_empty() {
+        return Ok(());
+    }
     on_pool!(db, p => {
-        let mut tx = p.begin().await?;
-        for e in events {
-            sqlx::query(SQL)
-                .bind(e.org_id)
-                .bind(e.occurred_at)
-                .bind(&e.actor)
-                .bind(&e.token_id)
-                .bind(&e.action)
-                .bind(&e.resource)
-                .bind(e.outcome)
-                .bind(i32::from(e.status))
-                .bind(&e.source)
-                .bind(&e.request_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await
+        let mut insert = sqlx::QueryBuilder::new(SQL);
+        insert.push_values(events, |mut row, e| {
+            row.push_bind(e.org_id)
+                .push_bind(e.occurred_at)
+                .push_bind(e.actor.clone())
+                .push_bind(e.token_id.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.resource.clone())
+                .push_bind(e.outcome)
+                .push_bind(i32::from(e.status))
+                .push_bind(e.source.clone())
+                .push_bind(e.request_id.clone());
+        });
+        insert.build().execute(p).await.map(|_| ())
     })
 }
 

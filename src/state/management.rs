@@ -314,10 +314,18 @@ pub async fn rollback(
     };
     let body = ReceivedState::from_bytes(&content);
     let meta = document::inspect(body.buf.plaintext())?;
-    let version = commit(app, principal, id, body, meta, Source::Rollback, |snap| {
-        check_lock(snap, None)?;
-        Ok(Decision::Insert)
-    })
+    let version = commit(
+        app,
+        principal,
+        id,
+        body,
+        meta,
+        (Source::Rollback, None),
+        |snap| {
+            check_lock(snap, None)?;
+            Ok(Decision::Insert)
+        },
+    )
     .await?;
     tracing::warn!(from_serial = serial, ?version, by = %principal.actor(), "state rolled back");
     latest(app, org_id, ws).await
@@ -343,7 +351,7 @@ pub async fn upload(
         workspace.id,
         body,
         meta,
-        Source::Upload,
+        (Source::Upload, lock_id),
         |snap| {
             check_lock(snap, lock_id)?;
             if snap.current_sha256.as_deref() == Some(sha256.as_str()) {
@@ -353,7 +361,6 @@ pub async fn upload(
         },
     )
     .await?;
-    super::service::renew_after_write(app, workspace.id, lock_id).await?;
     latest(app, org_id, ws).await
 }
 

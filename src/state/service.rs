@@ -6,6 +6,7 @@ use chrono::Utc;
 
 use super::document::{self, StateMeta};
 use super::lock::{self, LockInfo};
+use super::locks::Locks;
 use super::store::{self, Decision, NewVersion, WriteSnapshot};
 use crate::app::AppState;
 use crate::auth::{Action, Principal, Resource};
@@ -119,43 +120,27 @@ pub async fn write_state(
         check_lock(snap, lock_id)?;
         check_history(snap, &meta, &sha256)
     };
-    let recorded = commit(
+    commit(
         app,
         principal,
         workspace.id,
         body,
         meta.clone(),
-        Source::Terraform,
+        (Source::Terraform, lock_id),
         decide,
     )
-    .await?;
-    renew_after_write(app, workspace.id, lock_id).await?;
-    Ok(recorded)
+    .await
 }
 
-/// A write under the lock shows the holder is alive, which renews its lease.
-pub(super) async fn renew_after_write(
-    app: &AppState,
-    workspace_id: i64,
-    lock_id: Option<&str>,
-) -> Result<()> {
-    if let Some(id) = lock_id {
-        let _turn = app.write_turn().await;
-        app.locks
-            .renew(&app.db, workspace_id, id, Utc::now())
-            .await?;
-    }
-    Ok(())
-}
-
-/// Encrypts and stores the body, then records it if `decide` agrees.
+/// Encrypts and stores the body, then records it if `decide` agrees. A write carrying the
+/// holder's `lock_id` shows the holder is alive, which renews its lease.
 pub(super) async fn commit(
     app: &AppState,
     principal: &Principal,
     workspace_id: i64,
     body: ReceivedState,
     meta: StateMeta,
-    source: Source,
+    (source, lock_id): (Source, Option<&str>),
     decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
 ) -> Result<Option<i64>> {
     let size = body.buf.len() as i64;
@@ -173,6 +158,8 @@ pub(super) async fn commit(
         blob: &blob,
         source: source.as_str(),
         created_by: &actor,
+        // A database lock is renewed in the write's own transaction: no extra commit.
+        renews_lock: lock_id.filter(|_| matches!(app.locks, Locks::Database)),
     };
     // Database locks are read inside the write transaction. A DynamoDB lock cannot be: its
     // holder is read (strongly consistent) just before, as late as possible. A lock taken or
@@ -192,7 +179,8 @@ pub(super) async fn commit(
     let turn = app.write_turn().await;
     let recorded = store::record_version(&app.db, new, Utc::now(), decide).await;
     drop(turn);
-    match recorded {
+    let renewed = matches!((&recorded, &app.locks), (Ok(Some(_)), Locks::Database));
+    let recorded = match recorded {
         Ok(Some(version)) => {
             app.metrics.state_bytes_in.inc_by(size as u64);
             app.metrics.state_versions_written.inc();
@@ -207,7 +195,14 @@ pub(super) async fn commit(
             app.blobs.discard_unless_committed(&blob, &err).await;
             Err(err)
         }
+    }?;
+    if let (Some(id), false) = (lock_id, renewed) {
+        let _turn = app.write_turn().await;
+        app.locks
+            .renew(&app.db, workspace_id, id, Utc::now())
+            .await?;
     }
+    Ok(recorded)
 }
 
 /// While locked, only the holder's ID may write; an ID that holds nothing means the lock

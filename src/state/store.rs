@@ -122,6 +122,8 @@ pub struct NewVersion<'a> {
     pub blob: &'a StoredBlob,
     pub source: &'a str,
     pub created_by: &'a str,
+    /// The lock ID whose lease the write renews, in the same transaction.
+    pub renews_lock: Option<&'a str>,
 }
 
 const VERSION_COLUMNS: &str = "v.id, v.version, v.serial, v.lineage, v.sha256, v.size, v.source, \
@@ -335,6 +337,14 @@ pub async fn record_version(
                         .bind(new.workspace_id)
                         .execute(&mut *tx)
                         .await?;
+                    if let Some(lock_id) = new.renews_lock {
+                        sqlx::query(RENEW_LOCK)
+                            .bind(now)
+                            .bind(new.workspace_id)
+                            .bind(lock_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                     tx.commit().await?;
                     Ok(Some(version))
                 }
@@ -401,6 +411,9 @@ pub async fn find_lock(db: &Db, workspace_id: i64) -> Result<Option<LockRow>> {
         .bind(workspace_id).fetch_optional(p).await)?)
 }
 
+const RENEW_LOCK: &str =
+    "UPDATE state_locks SET renewed_at = $1 WHERE workspace_id = $2 AND lock_id = $3";
+
 /// Marks the lock as renewed when `lock_id` still holds it (a write under the lock).
 pub async fn renew_lock(
     db: &Db,
@@ -408,9 +421,7 @@ pub async fn renew_lock(
     lock_id: &str,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    const SQL: &str =
-        "UPDATE state_locks SET renewed_at = $1 WHERE workspace_id = $2 AND lock_id = $3";
-    on_pool!(db, p => sqlx::query(SQL).bind(now).bind(workspace_id).bind(lock_id)
+    on_pool!(db, p => sqlx::query(RENEW_LOCK).bind(now).bind(workspace_id).bind(lock_id)
         .execute(p).await.map(|r| r.rows_affected()))?;
     Ok(())
 }

@@ -67,16 +67,21 @@ enum Command {
     /// prints each failure and exits non-zero if there is any.
     Verify,
     /// Write a consistent snapshot (metadata, encrypted objects, manifest of the master key
-    /// ids it needs; never the keys) into an empty or new directory, while the server runs.
+    /// ids it needs; never the keys) into an empty or new directory, or an empty object-store
+    /// prefix, while the server runs.
     Backup {
-        #[arg(long)]
-        to: PathBuf,
+        /// A directory, or an `s3://bucket/prefix`, `az://container/prefix`,
+        /// `gs://bucket/prefix` or `file:///dir` URL (cloud settings from `AWS_*`, `AZURE_*`,
+        /// `GOOGLE_*`, as for `storage_url`).
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
     },
     /// Restore a backup onto an empty installation; the configured keyring must hold every
     /// master key the backup's manifest names.
     Restore {
-        #[arg(long)]
-        from: PathBuf,
+        /// The backup's directory or URL, as given to `backup --to`.
+        #[arg(long, value_name = "PATH|URL")]
+        from: String,
     },
     /// Delete objects in the blob store that no database row refers to and that are older
     /// than the grace period (uploads that never committed). `serve` also does this hourly.
@@ -304,6 +309,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { to } => {
+            let to = crate::backup::Location::parse(&to)?;
             // Objects are copied still encrypted: no master key is needed or loaded.
             let keys = std::sync::Arc::new(crate::crypto::Keyring::from_base64(
                 &crate::crypto::generate_key()?,
@@ -317,7 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "backed up {rows} rows and {} objects ({} bytes) to {}; it needs master key id(s) {}",
                 manifest.blobs.count,
                 manifest.blobs.bytes,
-                to.display(),
+                to,
                 manifest.key_ids.join(", ")
             );
             if !manifest.blobs.missing_objects.is_empty() {
@@ -330,17 +336,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { from } => {
+            let from = crate::backup::Location::parse(&from)?;
             // Fail on a bad backup before creating anything (such as a key file).
-            crate::backup::read_manifest(&from)?;
+            crate::backup::read_manifest(&from).await?;
             let (db, blobs) = stores(&config).await?;
             let manifest = crate::backup::restore(&db, &blobs, &from).await?;
             let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
             eprintln!(
                 "restored {rows} rows and {} objects from {} (taken {} on {})",
-                manifest.blobs.count,
-                from.display(),
-                manifest.created_at,
-                manifest.database
+                manifest.blobs.count, from, manifest.created_at, manifest.database
             );
             Ok(())
         }

@@ -1,7 +1,8 @@
 //! `terrace backup` and `terrace restore`: a consistent, restorable snapshot of one
 //! installation, taken while the server runs.
 //!
-//! A backup directory holds
+//! A backup lives in a local directory or under a prefix of an object store (S3, Azure Blob,
+//! GCS) and holds
 //! - `metadata/<table>.jsonl`: every row of every table, one JSON object per line, columns by
 //!   name (bytes as base64, times as RFC 3339), read inside one read-only transaction;
 //! - `objects/<object_key>`: the encrypted objects of the blobs in that snapshot, byte for byte
@@ -13,20 +14,29 @@
 //! objects of the snapshot's blobs after reading the metadata is consistent. A blob deleted in
 //! between (module version delete: row and object gone) is recorded in `missing_objects` and
 //! skipped; an object missing while its row still exists fails the backup.
+//!
+//! Every file is written once and never overwritten, the manifest last: a target without a
+//! manifest is an unfinished backup, and restore refuses it.
 
 mod tables;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail, ensure};
 use base64::Engine;
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::blob::BlobStore;
+use crate::blob::{BlobStore, PART_SIZE};
 use crate::db::Db;
 use tables::{Kind, Plan, TABLES, Table};
 
@@ -70,32 +80,186 @@ pub struct BlobTotals {
     pub missing_objects: Vec<String>,
 }
 
+/// Where a backup is written or read: a local directory (a path or a `file://` URL) or a
+/// prefix in an object store (`s3://bucket/prefix`, `az://container/prefix`,
+/// `gs://bucket/prefix`).
+#[derive(Debug, Clone)]
+pub struct Location(Place);
+
+#[derive(Debug, Clone)]
+enum Place {
+    Dir(PathBuf),
+    Remote {
+        /// For messages: the URL without query or credentials.
+        url: String,
+        store: Arc<dyn ObjectStore>,
+    },
+}
+
+impl Location {
+    /// A local directory.
+    pub fn dir(path: impl Into<PathBuf>) -> Self {
+        Location(Place::Dir(path.into()))
+    }
+
+    /// A path or URL; object stores take their settings from the environment (`AWS_*`,
+    /// `AZURE_*`, `GOOGLE_*`), as `storage_url` does.
+    pub fn parse(path_or_url: &str) -> anyhow::Result<Self> {
+        Self::parse_with_options(path_or_url, std::env::vars())
+    }
+
+    /// Like [`Location::parse`] with explicit `object_store` options (such as `aws_endpoint`)
+    /// instead of the environment.
+    pub fn parse_with_options<K: AsRef<str>, V: Into<String>>(
+        path_or_url: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> anyhow::Result<Self> {
+        // Only `scheme://…` is a URL: a plain path may well contain a colon.
+        if !path_or_url.contains("://") {
+            return Ok(Self::dir(path_or_url));
+        }
+        let mut url = url::Url::parse(path_or_url)
+            .with_context(|| format!("invalid backup URL {path_or_url}"))?;
+        match url.scheme() {
+            "file" => {
+                let dir = url
+                    .to_file_path()
+                    .map_err(|_| anyhow!("{path_or_url} is not a local directory URL"))?;
+                Ok(Self::dir(dir))
+            }
+            "memory" => bail!("a backup in memory:// would vanish with this process"),
+            _ => {
+                let store = crate::blob::store_from_url(&url, options)?;
+                url.set_query(None);
+                url.set_fragment(None);
+                // Only URLs without a host refuse these, and they have nothing to strip.
+                let _ = url.set_password(None);
+                let _ = url.set_username("");
+                Ok(Location(Place::Remote {
+                    url: url.to_string(),
+                    store,
+                }))
+            }
+        }
+    }
+
+    /// Opens an existing backup.
+    fn open(&self) -> anyhow::Result<Target> {
+        match &self.0 {
+            Place::Dir(dir) => {
+                ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+                let store = LocalFileSystem::new_with_prefix(dir)
+                    .with_context(|| format!("opening backup directory {}", dir.display()))?;
+                Ok(Target {
+                    store: Arc::new(store),
+                    dir: Some(dir.clone()),
+                })
+            }
+            Place::Remote { store, .. } => Ok(Target {
+                store: store.clone(),
+                dir: None,
+            }),
+        }
+    }
+
+    /// Opens the location for a new backup: a local directory must be empty or not exist
+    /// (it is created), a prefix must hold no object.
+    async fn create(&self) -> anyhow::Result<Target> {
+        match &self.0 {
+            Place::Dir(dir) => {
+                prepare_target(dir)?;
+                // fsync files and their directories: a finished backup survives a crash.
+                let store = LocalFileSystem::new_with_prefix(dir)
+                    .with_context(|| format!("opening backup directory {}", dir.display()))?
+                    .with_fsync(true);
+                Ok(Target {
+                    store: Arc::new(store),
+                    dir: Some(dir.clone()),
+                })
+            }
+            Place::Remote { url, store } => {
+                if let Some(first) = store.list(None).next().await {
+                    first.with_context(|| format!("listing {url}"))?;
+                    bail!("{url} is not empty; back up into a new or empty prefix");
+                }
+                Ok(Target {
+                    store: store.clone(),
+                    dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Place::Dir(dir) => write!(f, "{}", dir.display()),
+            Place::Remote { url, .. } => f.write_str(url),
+        }
+    }
+}
+
+/// An opened backup: the store rooted at it, and its directory when it is local (metadata
+/// files are then written and read in place rather than staged in a temporary directory).
+struct Target {
+    store: Arc<dyn ObjectStore>,
+    dir: Option<PathBuf>,
+}
+
+impl Target {
+    /// Remote stores take large files in parts; a request per part stays within the
+    /// store's request timeout.
+    fn multipart(&self) -> bool {
+        self.dir.is_none()
+    }
+}
+
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
 }
 
-/// Writes a backup of `db` and `blobs` into `to`, which must be empty or not exist.
-pub async fn backup(db: &Db, blobs: &BlobStore, to: &Path) -> anyhow::Result<Manifest> {
-    prepare_target(to)?;
-    let metadata_dir = to.join("metadata");
+/// Writes a backup of `db` and `blobs` to `to`: a directory that must be empty or not exist,
+/// or an object-store prefix that must hold no object.
+pub async fn backup(db: &Db, blobs: &BlobStore, to: &Location) -> anyhow::Result<Manifest> {
+    let target = to.create().await?;
+    // A local backup's metadata is written in place; for an object store it is staged in a
+    // temporary directory (rows stream to disk, not memory) and uploaded once the snapshot's
+    // transaction has ended.
+    let staging;
+    let metadata_dir = match &target.dir {
+        Some(dir) => dir.join("metadata"),
+        None => {
+            staging = tempfile::tempdir().context("creating a staging directory")?;
+            staging.path().to_path_buf()
+        }
+    };
     std::fs::create_dir_all(&metadata_dir)
         .with_context(|| format!("creating {}", metadata_dir.display()))?;
 
     let snapshot = dump_metadata(db, &metadata_dir).await?;
+    if target.dir.is_some() {
+        sync_dir(&metadata_dir)?;
+    } else {
+        for entry in &snapshot.counts {
+            let file = metadata_dir.join(format!("{}.jsonl", entry.table));
+            upload_file(&target, &metadata_location(&entry.table), &file)
+                .await
+                .with_context(|| format!("uploading the {} rows to {to}", entry.table))?;
+        }
+    }
 
     let mut totals = BlobTotals::default();
-    let objects_dir = to.join("objects");
     for (blob_id, object_key) in &snapshot.objects {
-        let target = object_path(&objects_dir, object_key)?;
+        let location = object_location(object_key)?;
         match blobs.raw_get(object_key).await? {
             Some(bytes) => {
-                if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                write_synced(&target, &bytes)?;
+                let len = bytes.len() as u64;
+                put_new(&target, &location, bytes)
+                    .await
+                    .with_context(|| format!("writing {location} to {to}"))?;
                 totals.count += 1;
-                totals.bytes += bytes.len() as u64;
+                totals.bytes += len;
             }
             None => {
                 // Gone with its row (a module version deleted since the snapshot) is fine;
@@ -130,25 +294,33 @@ pub async fn backup(db: &Db, blobs: &BlobStore, to: &Path) -> anyhow::Result<Man
     };
     let mut text = serde_json::to_vec_pretty(&manifest)?;
     text.push(b'\n');
-    write_synced(&to.join("manifest.json"), &text)?;
+    put_new(&target, &ObjectPath::from(MANIFEST), Bytes::from(text))
+        .await
+        .with_context(|| format!("writing {MANIFEST} to {to}"))?;
     Ok(manifest)
 }
 
+const MANIFEST: &str = "manifest.json";
+
 /// Reads a backup's manifest, checking its format.
-pub fn read_manifest(from: &Path) -> anyhow::Result<Manifest> {
-    let path = from.join("manifest.json");
-    let text = std::fs::read(&path).with_context(|| {
-        format!(
-            "reading {} (an unfinished backup has no manifest)",
-            path.display()
-        )
-    })?;
+pub async fn read_manifest(from: &Location) -> anyhow::Result<Manifest> {
+    manifest_of(&from.open()?, from).await
+}
+
+async fn manifest_of(source: &Target, from: &Location) -> anyhow::Result<Manifest> {
+    let text = match source.store.get(&ObjectPath::from(MANIFEST)).await {
+        Ok(found) => found.bytes().await,
+        Err(object_store::Error::NotFound { .. }) => {
+            bail!("{from} has no {MANIFEST}: not a backup, or an unfinished one")
+        }
+        Err(e) => Err(e),
+    }
+    .with_context(|| format!("reading {MANIFEST} of {from}"))?;
     let manifest: Manifest = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a backup manifest", path.display()))?;
+        .with_context(|| format!("{MANIFEST} of {from} is not a backup manifest"))?;
     ensure!(
         manifest.format == FORMAT,
-        "{} is not a Terrace backup manifest",
-        path.display()
+        "{MANIFEST} of {from} is not a Terrace backup manifest"
     );
     ensure!(
         manifest.format_version == FORMAT_VERSION,
@@ -160,8 +332,9 @@ pub fn read_manifest(from: &Path) -> anyhow::Result<Manifest> {
 
 /// Restores the backup in `from` onto an empty installation: `db` (migrated) and `blobs`,
 /// whose keyring must know every master key id the backup needs.
-pub async fn restore(db: &Db, blobs: &BlobStore, from: &Path) -> anyhow::Result<Manifest> {
-    let manifest = read_manifest(from)?;
+pub async fn restore(db: &Db, blobs: &BlobStore, from: &Location) -> anyhow::Result<Manifest> {
+    let source = from.open()?;
+    let manifest = manifest_of(&source, from).await?;
     db.migrate()
         .await
         .context("migrating the target database")?;
@@ -197,8 +370,22 @@ pub async fn restore(db: &Db, blobs: &BlobStore, from: &Path) -> anyhow::Result<
         );
     }
 
-    let metadata_dir = from.join("metadata");
-    let objects_dir = from.join("objects");
+    // A local backup's metadata is read in place; an object store's is downloaded first
+    // (only tables checked above, so names stay inside the staging directory).
+    let staging;
+    let metadata_dir = match &source.dir {
+        Some(dir) => dir.join("metadata"),
+        None => {
+            staging = tempfile::tempdir().context("creating a staging directory")?;
+            for entry in &manifest.tables {
+                let file = staging.path().join(format!("{}.jsonl", entry.table));
+                download(&source, &metadata_location(&entry.table), &file)
+                    .await
+                    .with_context(|| format!("downloading the {} rows from {from}", entry.table))?;
+            }
+            staging.path().to_path_buf()
+        }
+    };
     let skipped: BTreeSet<&str> = manifest
         .blobs
         .missing_objects
@@ -209,7 +396,7 @@ pub async fn restore(db: &Db, blobs: &BlobStore, from: &Path) -> anyhow::Result<
         Db::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
             insert_all!(&mut *tx, &metadata_dir, &plans, &manifest);
-            put_objects(blobs, &metadata_dir, &objects_dir, &skipped).await?;
+            put_objects(blobs, &metadata_dir, &source, &skipped).await?;
             tx.commit().await?;
         }
         Db::Postgres(pool) => {
@@ -225,7 +412,7 @@ pub async fn restore(db: &Db, blobs: &BlobStore, from: &Path) -> anyhow::Result<
                     .execute(&mut *tx)
                     .await?;
             }
-            put_objects(blobs, &metadata_dir, &objects_dir, &skipped).await?;
+            put_objects(blobs, &metadata_dir, &source, &skipped).await?;
             tx.commit().await?;
         }
     }
@@ -463,7 +650,7 @@ fn note_row(
 async fn put_objects(
     blobs: &BlobStore,
     metadata_dir: &Path,
-    objects_dir: &Path,
+    source: &Target,
     skipped: &BTreeSet<&str>,
 ) -> anyhow::Result<()> {
     let path = metadata_dir.join("blobs.jsonl");
@@ -482,11 +669,12 @@ async fn put_objects(
         if skipped.contains(id) {
             continue;
         }
-        let file = object_path(objects_dir, object_key)?;
-        let bytes = std::fs::read(&file)
-            .with_context(|| format!("reading object of blob {id} ({})", file.display()))?;
+        let location = object_location(object_key)?;
+        let bytes = async { source.store.get(&location).await?.bytes().await }
+            .await
+            .with_context(|| format!("reading object of blob {id} ({location})"))?;
         blobs
-            .raw_put(object_key, bytes::Bytes::from(bytes))
+            .raw_put(object_key, bytes)
             .await
             .with_context(|| format!("storing object {object_key}"))?;
     }
@@ -498,27 +686,109 @@ fn open_lines(path: &Path) -> anyhow::Result<std::io::Lines<std::io::BufReader<s
     Ok(std::io::BufReader::new(file).lines())
 }
 
-/// `objects/<object_key>`, refusing keys that would leave the directory.
-fn object_path(objects_dir: &Path, object_key: &str) -> anyhow::Result<PathBuf> {
-    let mut path = objects_dir.to_path_buf();
+/// `metadata/<table>.jsonl`.
+fn metadata_location(table: &str) -> ObjectPath {
+    ObjectPath::from(format!("metadata/{table}.jsonl"))
+}
+
+/// `objects/<object_key>`, refusing keys that would leave the `objects/` directory.
+fn object_location(object_key: &str) -> anyhow::Result<ObjectPath> {
     for part in object_key.split('/') {
         ensure!(
             !part.is_empty() && part != "." && part != ".." && !part.contains('\\'),
             "unexpected object key {object_key:?}"
         );
-        path.push(part);
     }
-    Ok(path)
+    Ok(ObjectPath::from(format!("objects/{object_key}")))
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
+/// Writes a new object, never over an existing one (a second backup racing into the same
+/// target fails rather than mixing); large ones go to remote stores in parts.
+async fn put_new(target: &Target, location: &ObjectPath, bytes: Bytes) -> anyhow::Result<()> {
+    if target.multipart() && bytes.len() > PART_SIZE {
+        let upload = target.store.put_multipart(location).await?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        writer.put(bytes);
+        writer.finish().await?;
+    } else {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        target
+            .store
+            .put_opts(location, PutPayload::from(bytes), options)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Uploads a staged file; a large one goes in parts, read as they are sent, so it is never
+/// held in memory whole.
+async fn upload_file(target: &Target, location: &ObjectPath, file: &Path) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let len = tokio::fs::metadata(file)
+        .await
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if !target.multipart() || len <= PART_SIZE as u64 {
+        let bytes = tokio::fs::read(file)
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        return put_new(target, location, Bytes::from(bytes)).await;
+    }
+    let upload = target.store.put_multipart(location).await?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let sent = async {
+        let mut input = tokio::fs::File::open(file).await?;
+        let mut buf = vec![0; 1024 * 1024];
+        loop {
+            let read = input.read(&mut buf).await?;
+            if read == 0 {
+                return anyhow::Ok(());
+            }
+            // Two parts in flight at most: memory stays bounded whatever the file's size.
+            writer.wait_for_capacity(2).await?;
+            writer.write(&buf[..read]);
+        }
+    }
+    .await;
+    match sent {
+        Ok(()) => {
+            writer.finish().await?;
+            Ok(())
+        }
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(error = %abort, "could not abort a multipart upload");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Downloads an object into a new local file, chunk by chunk.
+async fn download(source: &Target, location: &ObjectPath, file: &Path) -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut chunks = source.store.get(location).await?.into_stream();
+    let mut out = tokio::fs::File::create(file)
+        .await
+        .with_context(|| format!("creating {}", file.display()))?;
+    while let Some(chunk) = chunks.try_next().await? {
+        out.write_all(&chunk).await?;
+    }
+    out.flush().await?;
+    Ok(())
+}
+
+/// Makes a directory's entries durable (the files themselves were synced when written).
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 
@@ -617,10 +887,9 @@ mod tests {
 
     #[test]
     fn object_keys_stay_inside_the_objects_directory() {
-        let dir = Path::new("/backup/objects");
         assert_eq!(
-            object_path(dir, "state/1/abc").unwrap(),
-            Path::new("/backup/objects/state/1/abc")
+            object_location("state/1/abc").unwrap().as_ref(),
+            "objects/state/1/abc"
         );
         for bad in [
             "../x",
@@ -631,8 +900,66 @@ mod tests {
             "",
             "a\\..\\b",
         ] {
-            assert!(object_path(dir, bad).is_err(), "{bad}");
+            assert!(object_location(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn paths_and_urls_name_their_location() {
+        let none: [(&str, &str); 0] = [];
+        let local = |s: &str| match Location::parse_with_options(s, none).unwrap().0 {
+            Place::Dir(dir) => dir,
+            Place::Remote { url, .. } => panic!("{s} parsed as remote {url}"),
+        };
+        assert_eq!(local("backups/2026-01-02"), Path::new("backups/2026-01-02"));
+        assert_eq!(local("/srv/backup"), Path::new("/srv/backup"));
+        assert_eq!(local("file:///srv/backup"), Path::new("/srv/backup"));
+        assert_eq!(local("c:backup"), Path::new("c:backup"));
+
+        let s3 = [
+            ("aws_region", "eu-west-1"),
+            ("aws_endpoint", "http://127.0.0.1:9"),
+        ];
+        let remote = Location::parse_with_options("s3://bucket/nightly?x=1", s3).unwrap();
+        assert!(matches!(remote.0, Place::Remote { .. }));
+        assert_eq!(remote.to_string(), "s3://bucket/nightly");
+
+        for bad in ["memory://", "ftp://host/x", "file://host/x"] {
+            assert!(Location::parse_with_options(bad, none).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_staged_file_goes_up_in_parts_and_comes_back_whole() {
+        let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let target = Target {
+            store: store.clone(),
+            dir: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("up.jsonl");
+        let content: Vec<u8> = (0..2 * PART_SIZE + 12_345)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&file, &content).unwrap();
+        let location = metadata_location("big");
+        upload_file(&target, &location, &file).await.unwrap();
+        let stored = store.get(&location).await.unwrap().bytes().await.unwrap();
+        assert!(stored == content.as_slice());
+        let down = dir.path().join("down.jsonl");
+        download(&target, &location, &down).await.unwrap();
+        assert!(std::fs::read(&down).unwrap() == content);
+        // Written once: a second upload to the same place fails.
+        let small = dir.path().join("small.jsonl");
+        std::fs::write(&small, b"{}\n").unwrap();
+        upload_file(&target, &metadata_location("small"), &small)
+            .await
+            .unwrap();
+        assert!(
+            upload_file(&target, &metadata_location("small"), &small)
+                .await
+                .is_err()
+        );
     }
 
     #[test]

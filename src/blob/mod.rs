@@ -116,11 +116,40 @@ fn remote_store<K: AsRef<str>, V: Into<String>>(
     Ok((store, path))
 }
 
+/// The store a storage URL names: `file://` a local directory (created if missing, written
+/// with fsync), anything else through [`remote_store`], narrowed to the URL's path. Shared by
+/// the blob store and backups so both read URLs and settings the same way.
+pub(crate) fn store_from_url<K: AsRef<str>, V: Into<String>>(
+    url: &url::Url,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match url.scheme() {
+        "file" => {
+            let dir = url
+                .to_file_path()
+                .map_err(|_| anyhow::anyhow!("invalid file storage URL {url}"))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating blob directory {}", dir.display()))?;
+            // fsync files and directories: a write is acknowledged only once durable.
+            Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true))
+        }
+        _ => {
+            let (store, prefix) = remote_store(url, options)
+                .with_context(|| format!("unsupported storage URL {url}"))?;
+            if prefix.as_ref().is_empty() {
+                store
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            }
+        }
+    })
+}
+
 /// How long a readiness probe waits for the store.
 pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
-const PART_SIZE: usize = 8 * 1024 * 1024;
+pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
 
 type PlainCache = quick_cache::sync::Cache<String, Bytes, ByteWeighter>;
 
@@ -221,26 +250,7 @@ impl BlobStore {
     ) -> anyhow::Result<Self> {
         let parsed = url::Url::parse(url).with_context(|| format!("invalid storage URL {url}"))?;
         let multipart = !matches!(parsed.scheme(), "file" | "memory");
-        let store: Arc<dyn ObjectStore> = match parsed.scheme() {
-            "file" => {
-                let dir = parsed
-                    .to_file_path()
-                    .map_err(|_| anyhow::anyhow!("invalid file storage URL {url}"))?;
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating blob directory {}", dir.display()))?;
-                // fsync files and directories: a write is acknowledged only once durable.
-                Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true))
-            }
-            _ => {
-                let (store, prefix) = remote_store(&parsed, options)
-                    .with_context(|| format!("unsupported storage URL {url}"))?;
-                if prefix.as_ref().is_empty() {
-                    store
-                } else {
-                    Arc::new(PrefixStore::new(store, prefix))
-                }
-            }
-        };
+        let store = store_from_url(&parsed, options)?;
         Ok(BlobStore {
             store,
             keys,

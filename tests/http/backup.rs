@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::Value;
 use terrace::app::AppState;
+use terrace::backup::Location;
 use terrace::blob::BlobStore;
 use terrace::crypto::Keyring;
 use terrace::db::Db;
@@ -165,7 +166,8 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
 
     let out = tempfile::tempdir().unwrap();
     let to = out.path().join("backup");
-    let manifest = terrace::backup::backup(app.db(), &app.state.blobs, &to)
+    let at = Location::dir(&to);
+    let manifest = terrace::backup::backup(app.db(), &app.state.blobs, &at)
         .await
         .unwrap();
     let rows = |table: &str| {
@@ -204,9 +206,9 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     }
 
     // Refused: a directory that is not empty; an installation that is not empty.
-    let again = terrace::backup::backup(app.db(), &app.state.blobs, &to).await;
+    let again = terrace::backup::backup(app.db(), &app.state.blobs, &at).await;
     assert!(format!("{:#}", again.unwrap_err()).contains("not empty"));
-    let onto_self = terrace::backup::restore(app.db(), &app.state.blobs, &to).await;
+    let onto_self = terrace::backup::restore(app.db(), &app.state.blobs, &at).await;
     assert!(
         format!("{:#}", onto_self.unwrap_err()).contains("not empty"),
         "restore onto the source must be refused"
@@ -217,7 +219,7 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     let other_root = tempfile::tempdir().unwrap();
     let wrong_key = terrace::crypto::generate_key().unwrap();
     let wrong =
-        terrace::backup::restore(&other_db, &blob_store(other_root.path(), &wrong_key), &to).await;
+        terrace::backup::restore(&other_db, &blob_store(other_root.path(), &wrong_key), &at).await;
     let message = format!("{:#}", wrong.unwrap_err());
     assert!(
         message.contains(app.state.blobs.keys().current_id()),
@@ -239,7 +241,7 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     let (restored_db, _restored_dir) = fresh_db(app.backend).await;
     let restored_root = tempfile::tempdir().unwrap();
     let restored_blobs = blob_store(restored_root.path(), &key);
-    let restored = terrace::backup::restore(&restored_db, &restored_blobs, &to)
+    let restored = terrace::backup::restore(&restored_db, &restored_blobs, &at)
         .await
         .unwrap();
     assert_eq!(restored, manifest);
@@ -307,7 +309,7 @@ async fn a_backup_crosses_databases(mut app: TestApp) {
     let before = observe(&app, &["prod", "dev"]).await;
 
     let out = tempfile::tempdir().unwrap();
-    let first = out.path().join("from-sqlite");
+    let first = Location::dir(out.path().join("from-sqlite"));
     terrace::backup::backup(app.db(), &app.state.blobs, &first)
         .await
         .unwrap();
@@ -322,7 +324,7 @@ async fn a_backup_crosses_databases(mut app: TestApp) {
         without_times(observe(&app, &["prod", "dev"]).await)
     );
 
-    let second = out.path().join("from-postgres");
+    let second = Location::dir(out.path().join("from-postgres"));
     terrace::backup::backup(&pg, &app.state.blobs, &second)
         .await
         .unwrap();
@@ -350,7 +352,7 @@ async fn a_backup_of_a_damaged_store_fails_without_a_manifest(app: TestApp) {
     std::fs::remove_file(&app.blob_files()[0]).unwrap();
     let out = tempfile::tempdir().unwrap();
     let to = out.path().join("backup");
-    let err = terrace::backup::backup(app.db(), &app.state.blobs, &to)
+    let err = terrace::backup::backup(app.db(), &app.state.blobs, &Location::dir(&to))
         .await
         .unwrap_err();
     assert!(
@@ -359,7 +361,7 @@ async fn a_backup_of_a_damaged_store_fails_without_a_manifest(app: TestApp) {
     );
     assert!(!to.join("manifest.json").exists());
     let (db, _dir) = fresh_db(app.backend).await;
-    let err = terrace::backup::restore(&db, &app.state.blobs, &to)
+    let err = terrace::backup::restore(&db, &app.state.blobs, &Location::dir(&to))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("manifest"), "{err:#}");
@@ -391,7 +393,7 @@ async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
     for i in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let to = out.path().join(format!("b{i}"));
-        terrace::backup::backup(app.db(), &app.state.blobs, &to)
+        terrace::backup::backup(app.db(), &app.state.blobs, &Location::dir(&to))
             .await
             .unwrap();
         backups.push(to);
@@ -401,7 +403,9 @@ async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
         let (db, _dir) = fresh_db(app.backend).await;
         let root = tempfile::tempdir().unwrap();
         let blobs = blob_store(root.path(), &key);
-        let manifest = terrace::backup::restore(&db, &blobs, &to).await.unwrap();
+        let manifest = terrace::backup::restore(&db, &blobs, &Location::dir(&to))
+            .await
+            .unwrap();
         let report = terrace::verify::verify(&db, &blobs).await.unwrap();
         assert_eq!(report.checked, manifest.blobs.count);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -419,6 +423,145 @@ async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
     }
 }
 
+/// A backup to an object store (S3 on moto, Azure Blob on azurite) under a fresh prefix has
+/// a directory backup's layout and no key material, refuses a second backup into the same
+/// prefix, and restores identically; a prefix without a manifest is refused as unfinished.
+async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    let key = terrace::crypto::generate_key().unwrap();
+    let source_root = tempfile::tempdir().unwrap();
+    let source_db = app.db().clone();
+    rewire(&mut app, source_db, blob_store(source_root.path(), &key));
+    for (ws, serial) in [("prod", 1), ("prod", 2), ("dev", 1)] {
+        app.write_state(
+            ws,
+            state(&format!("lin-{ws}"), serial),
+            None,
+            &app.write_token,
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    }
+    // Over one upload part (8 MiB): copied to the store in parts.
+    let filler = "x".repeat(9 * 1024 * 1024);
+    let big = format!(
+        r#"{{"version":4,"serial":1,"lineage":"big","outputs":{{}},"resources":[],"pad":"{filler}"}}"#
+    );
+    app.write_state("big", big, None, &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    app.lock("dev", "held-during-backup", &app.write_token)
+        .await
+        .assert_status(StatusCode::OK);
+    crate::module_registry::publish(&app, "vpc/aws", "1.0.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let workspaces = ["prod", "dev", "big"];
+    let before = observe(&app, &workspaces).await;
+
+    use base64::Engine;
+    let raw_key = base64::engine::general_purpose::STANDARD
+        .decode(&key)
+        .unwrap();
+    for backend in [Backend::PostgresS3, Backend::PostgresAzure] {
+        let Some((url, options)) = crate::support::object_store_options(backend) else {
+            eprintln!("skipping {backend:?}: its emulator is not configured");
+            continue;
+        };
+        let at = Location::parse_with_options(&url, options.clone()).unwrap();
+        let manifest = terrace::backup::backup(app.db(), &app.state.blobs, &at)
+            .await
+            .unwrap();
+        let blob_rows = manifest
+            .tables
+            .iter()
+            .find(|t| t.table == "blobs")
+            .unwrap()
+            .rows;
+        assert!(blob_rows >= 5, "{manifest:?}");
+        assert_eq!(manifest.blobs.count, blob_rows);
+        assert!(manifest.blobs.missing_objects.is_empty());
+        assert_eq!(manifest.key_ids, vec![app.state.blobs.keys().current_id()]);
+
+        // The objects under the prefix, read with a client of its own.
+        let parsed = url::Url::parse(&url).unwrap();
+        let (store, prefix) = object_store::parse_url_opts(&parsed, options.clone()).unwrap();
+        let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+        let names: Vec<String> = listed
+            .iter()
+            .map(|meta| {
+                let name = meta.location.as_ref();
+                name[prefix.as_ref().len() + 1..].to_string()
+            })
+            .collect();
+        assert!(names.iter().any(|n| n == "manifest.json"), "{names:?}");
+        for table in &manifest.tables {
+            let file = format!("metadata/{}.jsonl", table.table);
+            assert!(names.contains(&file), "{file} in {names:?}");
+        }
+        let objects = names.iter().filter(|n| n.starts_with("objects/")).count();
+        assert_eq!(objects as u64, manifest.blobs.count, "{names:?}");
+        for meta in &listed {
+            let bytes = store
+                .get(&meta.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert!(!contains(&bytes, key.as_bytes()), "{}", meta.location);
+            assert!(!contains(&bytes, &raw_key), "{}", meta.location);
+        }
+
+        let again = terrace::backup::backup(app.db(), &app.state.blobs, &at).await;
+        let message = format!("{:#}", again.unwrap_err());
+        assert!(message.contains("not empty"), "{message}");
+
+        let unfinished_url = format!("{url}-unfinished");
+        let (unfinished_store, unfinished_prefix) = object_store::parse_url_opts(
+            &url::Url::parse(&unfinished_url).unwrap(),
+            options.clone(),
+        )
+        .unwrap();
+        unfinished_store
+            .put(
+                &unfinished_prefix
+                    .clone()
+                    .join("metadata")
+                    .join("orgs.jsonl"),
+                bytes::Bytes::from_static(b"{}\n").into(),
+            )
+            .await
+            .unwrap();
+        let unfinished = Location::parse_with_options(&unfinished_url, options.clone()).unwrap();
+        let (db, _dir) = fresh_db(app.backend).await;
+        let root = tempfile::tempdir().unwrap();
+        let err = terrace::backup::restore(&db, &blob_store(root.path(), &key), &unfinished)
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("manifest"), "{err:#}");
+
+        // Restored from the URL onto a fresh database and blob folder: identical, verified.
+        let (restored_db, _restored_dir) = fresh_db(app.backend).await;
+        let restored_root = tempfile::tempdir().unwrap();
+        let restored_blobs = blob_store(restored_root.path(), &key);
+        let from = Location::parse_with_options(&url, options).unwrap();
+        let restored = terrace::backup::restore(&restored_db, &restored_blobs, &from)
+            .await
+            .unwrap();
+        assert_eq!(restored, manifest);
+        let report = terrace::verify::verify(&restored_db, &restored_blobs)
+            .await
+            .unwrap();
+        assert_eq!(report.checked, manifest.blobs.count);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let mut copy = app.replica();
+        rewire(&mut copy, restored_db, restored_blobs);
+        assert_eq!(before, observe(&copy, &workspaces).await, "{backend:?}");
+    }
+}
+
 /// The version count of workspace `busy` and the version number its current state points at.
 const CURRENT: &str = "SELECT w.version_count, v.version FROM workspaces w \
     LEFT JOIN state_versions v ON v.id = w.current_version_id WHERE w.name = 'busy'";
@@ -427,5 +570,6 @@ on_both_databases!(
     a_backup_taken_during_writes_is_consistent,
     a_backup_restores_onto_a_fresh_installation_identically,
     a_backup_crosses_databases,
-    a_backup_of_a_damaged_store_fails_without_a_manifest
+    a_backup_of_a_damaged_store_fails_without_a_manifest,
+    a_backup_round_trips_through_object_stores
 );

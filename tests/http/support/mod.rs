@@ -77,7 +77,7 @@ pub async fn dynamo_locks() -> Option<terrace::state::locks::Locks> {
 
 /// `object_store` options for the emulator behind `backend`, or `None` when it is not
 /// configured (a failure under `CI`).
-fn object_store_options(backend: Backend) -> Option<(String, Vec<(String, String)>)> {
+pub fn object_store_options(backend: Backend) -> Option<(String, Vec<(String, String)>)> {
     let (variable, scheme) = match backend {
         Backend::Sqlite | Backend::Postgres | Backend::PostgresDynamo => {
             unreachable!("local blobs")

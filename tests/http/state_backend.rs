@@ -58,7 +58,7 @@ async fn a_write_whose_client_went_away_is_completed_not_cut_short(app: TestApp)
             break;
         }
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(20),
+            start.elapsed() < std::time::Duration::from_secs(60),
             "the abandoned write was never recorded"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -22,6 +22,23 @@ fn blob_store(root: &Path, key: &str) -> BlobStore {
 
 /// Points `app` at `db` and `blobs` (the tokens live in the database, so they keep working
 /// on a restored copy).
+/// Points `app` at a fresh blob store under `root` with master key `key`, and writes three
+/// versions: prod serials 1 and 2, dev serial 1.
+async fn seed_source(app: &mut TestApp, root: &Path, key: &str) {
+    let db = app.db().clone();
+    rewire(app, db, blob_store(root, key));
+    for (ws, serial) in [("prod", 1), ("prod", 2), ("dev", 1)] {
+        app.write_state(
+            ws,
+            state(&format!("lin-{ws}"), serial),
+            None,
+            &app.write_token,
+        )
+        .await
+        .assert_status(StatusCode::OK);
+    }
+}
+
 fn rewire(app: &mut TestApp, db: Db, blobs: BlobStore) {
     let mut state = AppState::new(db, blobs, DEFAULT_MAX_BODY_SIZE);
     state.mirror_org = Some(ORG.into());
@@ -288,18 +305,7 @@ async fn a_backup_crosses_databases(mut app: TestApp) {
     };
     let key = terrace::crypto::generate_key().unwrap();
     let source_root = tempfile::tempdir().unwrap();
-    let source_db = app.db().clone();
-    rewire(&mut app, source_db, blob_store(source_root.path(), &key));
-    for (ws, serial) in [("prod", 1), ("prod", 2), ("dev", 1)] {
-        app.write_state(
-            ws,
-            state(&format!("lin-{ws}"), serial),
-            None,
-            &app.write_token,
-        )
-        .await
-        .assert_status(StatusCode::OK);
-    }
+    seed_source(&mut app, source_root.path(), &key).await;
     app.lock("prod", "cross", &app.write_token)
         .await
         .assert_status(StatusCode::OK);
@@ -431,18 +437,7 @@ async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
     use object_store::ObjectStoreExt;
     let key = terrace::crypto::generate_key().unwrap();
     let source_root = tempfile::tempdir().unwrap();
-    let source_db = app.db().clone();
-    rewire(&mut app, source_db, blob_store(source_root.path(), &key));
-    for (ws, serial) in [("prod", 1), ("prod", 2), ("dev", 1)] {
-        app.write_state(
-            ws,
-            state(&format!("lin-{ws}"), serial),
-            None,
-            &app.write_token,
-        )
-        .await
-        .assert_status(StatusCode::OK);
-    }
+    seed_source(&mut app, source_root.path(), &key).await;
     // Over one upload part (8 MiB): copied to the store in parts.
     let filler = "x".repeat(9 * 1024 * 1024);
     let big = format!(

@@ -156,12 +156,13 @@ fn random_delay() -> Duration {
     Duration::from_millis(20 + (noise % 230) as u64)
 }
 
-fn all_versions(client: &Client, base: &str, token: &str) -> Vec<Value> {
+/// Every version of workspace `ws`, newest first, page by page.
+pub(crate) fn all_versions(client: &Client, base: &str, token: &str, ws: &str) -> Vec<Value> {
     let mut versions = Vec::new();
     let mut offset = Some(0);
     while let Some(at) = offset {
         let url = format!(
-            "{base}/api/v1/orgs/{ORG}/workspaces/{WS}/state-versions?limit=1000&offset={at}"
+            "{base}/api/v1/orgs/{ORG}/workspaces/{ws}/state-versions?limit=1000&offset={at}"
         );
         let page: Value = client
             .get(url)
@@ -242,7 +243,7 @@ fn crash_and_recover(root: &Path, env: &[(&str, &str)]) {
             "round {round}: bytes differ"
         );
 
-        let versions = all_versions(&client, &server.base, &token);
+        let versions = all_versions(&client, &server.base, &token, WS);
         let serials: Vec<i64> = versions
             .iter()
             .map(|v| v["serial"].as_i64().unwrap())

@@ -14,7 +14,7 @@ use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
-use crate::crash::{Server, body_for, cli, start, terrace};
+use crate::crash::{Server, all_versions, body_for, cli, start, terrace};
 use crate::support::{lock_info, sha256_hex};
 
 const ORG: &str = "acme";
@@ -169,27 +169,6 @@ impl Writer {
     }
 }
 
-/// Every version of `WS`, newest first.
-fn versions(client: &Client, base: &str, token: &str) -> Vec<Value> {
-    let mut versions = Vec::new();
-    let mut offset = Some(0);
-    while let Some(at) = offset {
-        let url = format!(
-            "{base}/api/v1/orgs/{ORG}/workspaces/{WS}/state-versions?limit=1000&offset={at}"
-        );
-        let page: Value = client
-            .get(url)
-            .bearer_auth(token)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        versions.extend(page["data"].as_array().unwrap().iter().cloned());
-        offset = page["meta"]["next_offset"].as_i64();
-    }
-    versions
-}
-
 /// No torn or lost version: the current state is the last acknowledged body byte for byte,
 /// and versions 1..=last hold serials 1..=last, each with its own bytes.
 fn assert_history(client: &Client, base: &str, token: &str, last: i64) {
@@ -200,7 +179,7 @@ fn assert_history(client: &Client, base: &str, token: &str, last: i64) {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.bytes().unwrap().as_ref(), body_for(last).as_bytes());
-    let versions = versions(client, base, token);
+    let versions = all_versions(client, base, token, WS);
     let serials: Vec<i64> = versions
         .iter()
         .map(|v| v["serial"].as_i64().unwrap())

@@ -76,17 +76,22 @@ async fn new_token(app: &TestApp, name: &str) -> (String, i64) {
     )
 }
 
+/// A token B has cached, then revoked in the database without telling any replica. B still
+/// accepts it: proof that B answers from its cache.
+async fn cached_on_b_then_revoked_quietly(a: &TestApp, b: &TestApp) -> String {
+    let (token, _) = new_token(a, "cached").await;
+    assert_ne!(state_status(b, &token).await, StatusCode::UNAUTHORIZED);
+    revoke_behind_their_backs(a, &token).await;
+    assert_ne!(state_status(b, &token).await, StatusCode::UNAUTHORIZED);
+    token
+}
+
 #[tokio::test]
 async fn a_token_change_on_one_replica_reaches_the_others_cache_at_once() {
     let Some((a, b)) = two_replicas().await else {
         return;
     };
-    let (token, _) = new_token(&a, "cached").await;
-    assert_ne!(state_status(&b, &token).await, StatusCode::UNAUTHORIZED);
-
-    // B answers from its cache: a revocation nobody announced goes unnoticed.
-    revoke_behind_their_backs(&a, &token).await;
-    assert_ne!(state_status(&b, &token).await, StatusCode::UNAUTHORIZED);
+    let token = cached_on_b_then_revoked_quietly(&a, &b).await;
 
     // Any token change made through A drops every cached token on B.
     let (_, other_id) = new_token(&a, "other").await;
@@ -156,10 +161,7 @@ async fn a_replica_whose_listener_reconnects_drops_what_it_may_have_missed() {
     let Some((a, b)) = two_replicas().await else {
         return;
     };
-    let (token, _) = new_token(&a, "cached").await;
-    assert_ne!(state_status(&b, &token).await, StatusCode::UNAUTHORIZED);
-    revoke_behind_their_backs(&a, &token).await;
-    assert_ne!(state_status(&b, &token).await, StatusCode::UNAUTHORIZED);
+    let token = cached_on_b_then_revoked_quietly(&a, &b).await;
 
     // Cut every listener connection of this database (other tests' replicas reconnect too).
     let Db::Postgres(pool) = a.db() else {

@@ -116,6 +116,9 @@ pub struct Caches {
     pub namespaces: TtlCache<String, Option<crate::registry::namespace::Namespace>>,
     /// Sorted module versions by (org id, name, system), for the protocol's hottest read.
     pub module_versions: TtlCache<(i64, String, String), Vec<String>>,
+    /// Workspace ids by (org id, name). Workspaces are never renamed or deleted, so nothing
+    /// invalidates these.
+    pub workspace_ids: TtlCache<(i64, String), i64>,
 }
 
 /// One change that makes cached entries wrong, as announced to the other replicas.
@@ -138,6 +141,7 @@ impl Caches {
             tokens: TtlCache::new(10_000, ttl),
             namespaces: TtlCache::new(1_000, ttl),
             module_versions: TtlCache::new(10_000, ttl),
+            workspace_ids: TtlCache::new(100_000, ttl),
         }
     }
 
@@ -160,12 +164,14 @@ impl Caches {
         self.tokens.clear();
         self.namespaces.clear();
         self.module_versions.clear();
+        self.workspace_ids.clear();
     }
 
     fn set_enabled(&self, enabled: bool) {
         self.tokens.set_enabled(enabled);
         self.namespaces.set_enabled(enabled);
         self.module_versions.set_enabled(enabled);
+        self.workspace_ids.set_enabled(enabled);
     }
 
     /// Drops what `change` makes wrong here and, on PostgreSQL, on every other replica.

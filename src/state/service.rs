@@ -56,10 +56,36 @@ pub(super) fn ws_resource<'a>(org: &'a OrgName, ws: &'a WorkspaceName) -> Resour
 }
 
 pub(super) async fn workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
-    Ok(store::find_workspace(&app.db, org_id, ws.as_str())
+    find_workspace_id(app, org_id, ws)
         .await?
-        .ok_or(Error::NotFound("workspace"))?
-        .id)
+        .ok_or(Error::NotFound("workspace"))
+}
+
+/// The id of workspace `ws`, if it exists. Workspaces are never renamed or deleted, so an id
+/// once found is cached without invalidation.
+async fn find_workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<Option<i64>> {
+    let key = (org_id, ws.as_str().to_string());
+    if let Some(id) = app.caches.workspace_ids.get(&key) {
+        return Ok(Some(id));
+    }
+    let ticket = app.caches.workspace_ids.ticket();
+    let found = store::find_workspace(&app.db, org_id, ws.as_str()).await?;
+    if let Some(row) = &found {
+        app.caches.workspace_ids.insert(ticket, key, row.id);
+    }
+    Ok(found.map(|row| row.id))
+}
+
+/// The id of workspace `ws`, creating the workspace on first use.
+async fn ensure_workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
+    if let Some(id) = find_workspace_id(app, org_id, ws).await? {
+        return Ok(id);
+    }
+    Ok(
+        store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now())
+            .await?
+            .id,
+    )
 }
 
 /// The current state's bytes, exactly as written; `None` when the workspace has no state.
@@ -108,9 +134,9 @@ pub async fn write_state(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateWrite, ws_resource(org, ws)).await?;
     let meta = document::inspect(body.buf.plaintext())?;
-    let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
+    let workspace_id = ensure_workspace_id(app, org_id, ws).await?;
     // Refuse a lock mismatch before paying for an upload; checked again in `commit`.
-    if let Some(holder) = app.locks.find(&app.db, workspace.id).await?
+    if let Some(holder) = app.locks.find(&app.db, workspace_id).await?
         && lock_id != Some(holder.lock_id.as_str())
     {
         return Err(Error::Locked(holder.info_bytes()));
@@ -123,7 +149,7 @@ pub async fn write_state(
     commit(
         app,
         principal,
-        workspace.id,
+        workspace_id,
         body,
         meta.clone(),
         (Source::Terraform, lock_id),
@@ -265,6 +291,12 @@ pub async fn acquire_lock(
     let org_id = orgs::resolve(&app.db, principal, Action::StateLock, ws_resource(org, ws)).await?;
     let info = LockInfo::parse(body)?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
+    // LOCK reads the row for its lease settings, which may change; its id never does.
+    app.caches.workspace_ids.insert(
+        app.caches.workspace_ids.ticket(),
+        (org_id, ws.as_str().to_string()),
+        workspace.id,
+    );
     let actor = principal.actor();
     let now = Utc::now();
     // Only a workspace that opted in lets a stale lock be taken over; the statement itself
@@ -340,11 +372,11 @@ pub async fn release_lock(
     body: &[u8],
 ) -> Result<()> {
     let org_id = orgs::resolve(&app.db, principal, Action::StateLock, ws_resource(org, ws)).await?;
-    let Some(workspace) = store::find_workspace(&app.db, org_id, ws.as_str()).await? else {
+    let Some(workspace_id) = find_workspace_id(app, org_id, ws).await? else {
         return Ok(());
     };
     if body.iter().all(u8::is_ascii_whitespace) {
-        if app.locks.release(&app.db, workspace.id, None).await? {
+        if app.locks.release(&app.db, workspace_id, None).await? {
             tracing::warn!(by = %principal.actor(), "lock force-released");
         }
         return Ok(());
@@ -353,13 +385,13 @@ pub async fn release_lock(
     let turn = app.write_turn().await;
     let released = app
         .locks
-        .release(&app.db, workspace.id, Some(&info.id))
+        .release(&app.db, workspace_id, Some(&info.id))
         .await?;
     drop(turn);
     if released {
         return Ok(());
     }
-    match app.locks.find(&app.db, workspace.id).await? {
+    match app.locks.find(&app.db, workspace_id).await? {
         // Someone else holds it now (ours was force-released): leave theirs alone.
         Some(holder) => Err(Error::Locked(holder.info_bytes())),
         // Already released: a retried UNLOCK.

@@ -20,8 +20,6 @@ fn blob_store(root: &Path, key: &str) -> BlobStore {
     BlobStore::from_url(&format!("file://{}/blobs", root.display()), keys).unwrap()
 }
 
-/// Points `app` at `db` and `blobs` (the tokens live in the database, so they keep working
-/// on a restored copy).
 /// Points `app` at a fresh blob store under `root` with master key `key`, and writes three
 /// versions: prod serials 1 and 2, dev serial 1.
 async fn seed_source(app: &mut TestApp, root: &Path, key: &str) {
@@ -39,6 +37,8 @@ async fn seed_source(app: &mut TestApp, root: &Path, key: &str) {
     }
 }
 
+/// Points `app` at `db` and `blobs` (the tokens live in the database, so they keep working
+/// on a restored copy).
 fn rewire(app: &mut TestApp, db: Db, blobs: BlobStore) {
     let mut state = AppState::new(db, blobs, DEFAULT_MAX_BODY_SIZE);
     state.mirror_org = Some(ORG.into());

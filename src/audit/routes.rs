@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::store::{self, Filter};
 use crate::app::AppState;
-use crate::auth::{Action, Principal, Resource};
+use crate::auth::Principal;
 use crate::error::{Error, Result};
 use crate::names::OrgName;
 use crate::pagination::{PageRequest, Paginated};
@@ -81,13 +81,7 @@ async fn list_events(
         offset: params.offset,
     }
     .validate()?;
-    let org_id = crate::orgs::resolve(
-        &app.db,
-        &principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
+    let org_id = crate::orgs::resolve_admin(&app.db, &principal, &org).await?;
     let filter = params.filter()?;
     let rows = store::list(&app.db, org_id, &filter, page.fetch_limit(), page.offset).await?;
     Ok(Json(Paginated::new(rows, page)).into_response())

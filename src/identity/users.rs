@@ -5,11 +5,11 @@ use serde::Serialize;
 
 use super::store::{self, NewUser};
 use crate::app::AppState;
-use crate::auth::{Action, Caller, Principal, Resource, Role, password, token};
+use crate::auth::{Action, Caller, Principal, Role, password, token};
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::names::{OrgName, UserName};
-use crate::orgs::resolve;
+use crate::orgs::resolve_admin;
 use crate::pagination::{Page, Paginated};
 
 /// How long an invitation link stays valid.
@@ -57,7 +57,7 @@ pub async fn add_member(
     password: Option<&str>,
     base_url: &str,
 ) -> Result<CreatedUser> {
-    let org_id = resolve(db, principal, Action::OrgAdmin, Resource::Org(org.as_str())).await?;
+    let org_id = resolve_admin(db, principal, org).await?;
     let now = Utc::now();
     let mut invitation_url = None;
     let user_id = match store::find_user(db, name.as_str()).await? {
@@ -117,13 +117,7 @@ pub async fn list_members(
     org: &OrgName,
     page: Page,
 ) -> Result<Paginated<MemberView>> {
-    let org_id = resolve(
-        &app.db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
+    let org_id = resolve_admin(&app.db, principal, org).await?;
     let rows = store::list_members(&app.db, org_id, page.fetch_limit(), page.offset).await?;
     Ok(Paginated::new(rows, page).map(MemberView::from))
 }
@@ -135,13 +129,7 @@ async fn member(
     org: &OrgName,
     name: &UserName,
 ) -> Result<(i64, store::MemberRow)> {
-    let org_id = resolve(
-        &app.db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
+    let org_id = resolve_admin(&app.db, principal, org).await?;
     let member = store::find_member(&app.db, org_id, name.as_str())
         .await?
         .ok_or(Error::NotFound("user"))?;

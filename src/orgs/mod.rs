@@ -36,6 +36,11 @@ pub async fn resolve(
     }
 }
 
+/// The id of `org` for an org-admin action, answered as [`resolve`] answers.
+pub async fn resolve_admin(db: &Db, principal: &Principal, org: &OrgName) -> Result<i64> {
+    resolve(db, principal, Action::OrgAdmin, Resource::Org(org.as_str())).await
+}
+
 /// Creates an org (CLI bootstrap).
 pub async fn create_org(db: &Db, name: &OrgName) -> Result<i64> {
     store::insert_org(db, name.as_str(), Utc::now())
@@ -99,13 +104,7 @@ pub async fn create_token(
     org: &OrgName,
     spec: TokenSpec<'_>,
 ) -> Result<CreatedToken> {
-    let org_id = resolve(
-        app_db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
+    let org_id = resolve_admin(app_db, principal, org).await?;
     let name = spec.name;
     if name.is_empty() || name.len() > 100 {
         return Err(Error::invalid("token name must be 1-100 characters"));
@@ -160,13 +159,7 @@ pub async fn list_tokens(
     org: &OrgName,
     page: Page,
 ) -> Result<Paginated<TokenView>> {
-    let org_id = resolve(
-        &app.db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
+    let org_id = resolve_admin(&app.db, principal, org).await?;
     let rows = store::list_tokens(&app.db, org_id, page.fetch_limit(), page.offset).await?;
     Ok(Paginated::new(rows, page).map(|row| TokenView {
         id: row.id,
@@ -187,13 +180,7 @@ pub async fn revoke_token(
     org: &OrgName,
     id: i64,
 ) -> Result<()> {
-    let org_id = resolve(
-        &app.db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await?;
+    let org_id = resolve_admin(&app.db, principal, org).await?;
     if store::revoke_token(&app.db, org_id, id, Utc::now()).await? {
         app.invalidate(crate::cache::Invalidation::Tokens).await;
         Ok(())

@@ -13,12 +13,12 @@ use serde_json::Value;
 pub use routes::routes;
 
 use crate::app::AppState;
+use crate::auth::Principal;
 use crate::auth::policy::PolicyDocument;
-use crate::auth::{Action, Principal, Resource};
 use crate::error::{Error, Result};
 use crate::identity::store::{find_member, find_team};
 use crate::names::{OrgName, PolicyName, TeamName, UserName};
-use crate::orgs::resolve;
+use crate::orgs::resolve_admin;
 use crate::pagination::{Page, Paginated};
 
 #[derive(Debug, Serialize)]
@@ -84,13 +84,7 @@ fn document_text(document: &Value) -> Result<String> {
 }
 
 async fn org_id(app: &AppState, principal: &Principal, org: &OrgName) -> Result<i64> {
-    resolve(
-        &app.db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await
+    resolve_admin(&app.db, principal, org).await
 }
 
 async fn policy(app: &AppState, org_id: i64, name: &PolicyName) -> Result<store::PolicyRow> {

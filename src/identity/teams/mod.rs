@@ -10,11 +10,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub use routes::routes;
 
 use crate::app::AppState;
-use crate::auth::{Action, Principal, Resource, Role};
+use crate::auth::{Principal, Role};
 use crate::error::{Error, Result};
 use crate::identity::store::{TeamRow, find_member, find_team};
 use crate::names::{OrgName, TeamName, UserName};
-use crate::orgs::resolve;
+use crate::orgs::resolve_admin;
 use crate::pagination::{MAX_LIMIT, Page, Paginated};
 
 /// A team as listed (members are under `…/teams/{team}/members`).
@@ -61,13 +61,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Role>>, D::E
 }
 
 async fn org_id(app: &AppState, principal: &Principal, org: &OrgName) -> Result<i64> {
-    resolve(
-        &app.db,
-        principal,
-        Action::OrgAdmin,
-        Resource::Org(org.as_str()),
-    )
-    .await
+    resolve_admin(&app.db, principal, org).await
 }
 
 async fn team(app: &AppState, org_id: i64, team: &TeamName) -> Result<TeamRow> {

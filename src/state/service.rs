@@ -187,6 +187,7 @@ pub(super) async fn commit(
         // A database lock is renewed in the write's own transaction: no extra commit.
         renews_lock: lock_id.filter(|_| matches!(app.locks, Locks::Database)),
     };
+    let renews_in_transaction = new.renews_lock.is_some();
     // Database locks are read inside the write transaction. A DynamoDB lock cannot be: its
     // holder is read (strongly consistent) just before, as late as possible. A lock taken or
     // force-released in the milliseconds between that read and the commit goes unseen: the
@@ -205,7 +206,6 @@ pub(super) async fn commit(
     let turn = app.write_turn().await;
     let recorded = store::record_version(&app.db, new, Utc::now(), decide).await;
     drop(turn);
-    let renewed = matches!((&recorded, &app.locks), (Ok(Some(_)), Locks::Database));
     let recorded = match recorded {
         Ok(Some(version)) => {
             app.metrics.state_bytes_in.inc_by(size as u64);
@@ -222,7 +222,10 @@ pub(super) async fn commit(
             Err(err)
         }
     }?;
-    if let (Some(id), false) = (lock_id, renewed) {
+    // Otherwise (DynamoDB, or the bytes were already current) renew on its own.
+    if let Some(id) = lock_id
+        && !(renews_in_transaction && recorded.is_some())
+    {
         let _turn = app.write_turn().await;
         app.locks
             .renew(&app.db, workspace_id, id, Utc::now())

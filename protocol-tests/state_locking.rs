@@ -204,3 +204,52 @@ fn lock_taken_with_the_lock_method_blocks_post_on_the_lock_address() {
     assert!(apply.stderr.contains(HOLDER_ID), "{apply}");
     assert_eq!(holder_id(&server).as_deref(), Some(HOLDER_ID));
 }
+
+/// The same flows with locks kept in DynamoDB (moto, created by `terrace locks init`):
+/// Terraform is refused and shown the holder, `terraform force-unlock` frees the lock, and
+/// then an apply locks, writes and unlocks through DynamoDB.
+#[test]
+fn terraform_locks_through_dynamodb() {
+    require_terraform!();
+    let Ok(endpoint) = std::env::var("TERRACE_TEST_DYNAMODB_ENDPOINT") else {
+        eprintln!("skipping: TERRACE_TEST_DYNAMODB_ENDPOINT is not set");
+        return;
+    };
+    let table = format!("terrace-{}", uuid::Uuid::new_v4().simple());
+    let locks = format!("dynamodb://{table}?region=us-east-1&endpoint={endpoint}");
+    let settings = [
+        ("TERRACE_LOCKS", locks.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    let server = Terrace::start_replicas(1, &settings)
+        .pop()
+        .expect("one server");
+    let init = server.cli(&["locks", "init"], &[]);
+    assert!(init.status.success(), "{init:?}");
+    // `locks` appears in the readiness report only when locks live outside the database.
+    let ready: Value = server
+        .http()
+        .get(format!("{}/readyz", server.base_url()))
+        .send()
+        .and_then(|r| r.json())
+        .expect("readyz answers JSON");
+    assert_eq!(ready["locks"], "ok", "{ready}");
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+    let apply = dir.terraform(&["apply", "-auto-approve"]);
+    apply.assert_failure();
+    assert!(apply.stderr.contains(HOLDER_ID), "{apply}");
+    assert_eq!(server.pull_state(WORKSPACE), None);
+
+    dir.terraform(&["force-unlock", "-force", HOLDER_ID])
+        .assert_success();
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+
+    dir.terraform(&["apply", "-auto-approve"]).assert_success();
+    let state = server.pull_state(WORKSPACE).expect("apply stores a state");
+    assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+}

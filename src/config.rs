@@ -123,6 +123,12 @@ impl std::fmt::Debug for Config {
     }
 }
 
+fn path_text(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
 fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
@@ -174,16 +180,159 @@ impl Config {
             ]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
-        if config.tls_cert.is_some() != config.tls_key.is_some() {
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every key a configuration has, in the order `terrace config show` prints them.
+    pub const KEYS: [&'static str; 19] = [
+        "listen",
+        "data_dir",
+        "database_url",
+        "storage_url",
+        "public_url",
+        "locks",
+        "mirror_org",
+        "tls_cert",
+        "tls_key",
+        "dev_tls",
+        "encryption_key",
+        "previous_encryption_keys",
+        "max_body_size",
+        "cache_size",
+        "cache_ttl",
+        "log_format",
+        "login_ports",
+        "login_token_ttl",
+        "config",
+    ];
+
+    /// Checks every setting that is kept as text, so a bad one stops the process at start
+    /// rather than at first use.
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
             anyhow::bail!("tls_cert and tls_key must be given together");
         }
-        if let Some(url) = &config.public_url {
+        if let Some(url) = &self.public_url {
             let parsed = url::Url::parse(url).context("public_url is not a valid URL")?;
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
                 anyhow::bail!("public_url must be an http(s) URL with a host");
             }
         }
-        Ok(config)
+        self.cache_ttl()?;
+        self.locks()?;
+        self.login_ports()?;
+        self.login_token_ttl()?;
+        self.storage_url()?;
+        Ok(())
+    }
+
+    /// The `login_ports` range.
+    pub fn login_ports(&self) -> anyhow::Result<(u16, u16)> {
+        let (min, max) = self
+            .login_ports
+            .split_once('-')
+            .ok_or_else(|| anyhow::anyhow!("login_ports must look like 10000-10010"))?;
+        let ports: (u16, u16) = (
+            min.trim().parse().context("login_ports")?,
+            max.trim().parse().context("login_ports")?,
+        );
+        // Terraform refuses ranges outside this and never picks `max` itself.
+        if ports.0 < 1024 || ports.0 >= ports.1 {
+            anyhow::bail!("login_ports must be MIN-MAX with 1024 <= MIN < MAX");
+        }
+        Ok(ports)
+    }
+
+    /// The `login_token_ttl` duration.
+    pub fn login_token_ttl(&self) -> anyhow::Result<std::time::Duration> {
+        humantime::parse_duration(&self.login_token_ttl)
+            .map_err(|e| anyhow::anyhow!("login_token_ttl: {e}"))
+    }
+
+    /// The base URL clients reach this server at, for links made outside a request (such as
+    /// an invitation printed by the CLI): `public_url`, else the listen address.
+    pub fn advertised_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => {
+                let scheme = if self.tls_cert.is_some() || self.dev_tls {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
+    }
+
+    /// Every setting's effective value (secrets redacted) and where it came from: `flag`,
+    /// `environment`, `file`, `default` or `unset`.
+    pub fn provenance(
+        &self,
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<Vec<(&'static str, String, &'static str)>> {
+        let from_file: toml::Table = match file {
+            Some(path) => std::fs::read_to_string(path)?.parse()?,
+            None => toml::Table::new(),
+        };
+        let flags = serde_json::to_value(overrides)?;
+        let mut rows = Vec::new();
+        for key in Config::KEYS {
+            let value = match key {
+                "listen" => self.listen.to_string(),
+                "data_dir" => self.data_dir.display().to_string(),
+                "database_url" => redact_url(&self.database_url()),
+                "storage_url" => self.storage_url()?,
+                "public_url" => self.public_url.clone().unwrap_or_default(),
+                "locks" => self.locks.clone().unwrap_or_else(|| "database".into()),
+                "mirror_org" => self.mirror_org.clone().unwrap_or_default(),
+                "tls_cert" => path_text(&self.tls_cert),
+                "tls_key" => path_text(&self.tls_key),
+                "dev_tls" => self.dev_tls.to_string(),
+                "encryption_key" => match &self.encryption_key {
+                    Some(_) => "<redacted>".into(),
+                    None => format!("<key file {}>", self.key_file().display()),
+                },
+                "previous_encryption_keys" => {
+                    format!("<{} redacted>", self.previous_keys().len())
+                }
+                "max_body_size" => self.max_body_size.to_string(),
+                "cache_size" => self.cache_size.to_string(),
+                "cache_ttl" => self.cache_ttl.clone().unwrap_or_default(),
+                "log_format" => format!("{:?}", self.log_format).to_lowercase(),
+                "login_ports" => self.login_ports.clone(),
+                "login_token_ttl" => self.login_token_ttl.clone(),
+                _ => file.map(|f| f.display().to_string()).unwrap_or_default(),
+            };
+            let env = format!("TERRACE_{}", key.to_uppercase());
+            let source = if key == "config" {
+                if file.is_some() { "flag" } else { "unset" }
+            } else if flags.get(key).is_some_and(|v| !v.is_null()) {
+                "flag"
+            } else if std::env::var_os(&env).is_some() {
+                "environment"
+            } else if from_file.contains_key(key) {
+                "file"
+            } else if matches!(
+                key,
+                "listen"
+                    | "data_dir"
+                    | "max_body_size"
+                    | "cache_size"
+                    | "log_format"
+                    | "login_ports"
+                    | "login_token_ttl"
+                    | "dev_tls"
+            ) {
+                "default"
+            } else {
+                "unset"
+            };
+            rows.push((key, value, source));
+        }
+        Ok(rows)
     }
 
     /// The configured `cache_ttl`, if any.
@@ -235,14 +384,109 @@ impl Config {
     }
 
     /// The lock backend, with the AWS variables a DynamoDB table needs.
-    pub fn locks(&self) -> anyhow::Result<crate::state::locks::LockSettings> {
-        crate::state::locks::LockSettings::parse(self.locks.as_deref(), &AwsEnv::from_env())
+    pub fn locks(&self) -> anyhow::Result<LockSettings> {
+        LockSettings::parse(self.locks.as_deref(), &AwsEnv::from_env())
             .context("invalid locks setting")
     }
 
     /// Where the generated master key lives when none is configured.
     pub fn key_file(&self) -> PathBuf {
         self.data_dir.join("master.key")
+    }
+}
+
+/// The `locks` setting, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LockSettings {
+    Database,
+    DynamoDb(DynamoSettings),
+}
+
+impl LockSettings {
+    /// `None` or `database`: the metadata database; `dynamodb://TABLE[?region=…&endpoint=…]`:
+    /// a DynamoDB table, with what the URL leaves out taken from the AWS variables in `env`.
+    pub fn parse(url: Option<&str>, env: &AwsEnv) -> anyhow::Result<LockSettings> {
+        match url.map(str::trim) {
+            None | Some("" | "database") => Ok(LockSettings::Database),
+            Some(url) if url.starts_with("dynamodb://") => {
+                Ok(LockSettings::DynamoDb(DynamoSettings::parse(url, env)?))
+            }
+            Some(other) => {
+                anyhow::bail!("locks must be `database` or dynamodb://TABLE, not {other:?}")
+            }
+        }
+    }
+}
+
+/// Where the table is and how to reach it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DynamoSettings {
+    pub table: String,
+    pub region: String,
+    /// `None`: the regional AWS endpoint.
+    pub endpoint: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for DynamoSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoSettings")
+            .field("table", &self.table)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoSettings {
+    /// `dynamodb://TABLE[?region=…&endpoint=…]`; parameters win over the AWS variables.
+    pub fn parse(url: &str, env: &AwsEnv) -> anyhow::Result<DynamoSettings> {
+        let rest = url.strip_prefix("dynamodb://").unwrap_or(url);
+        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let table = table.strip_suffix('/').unwrap_or(table);
+        if !(3..=255).contains(&table.len())
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            anyhow::bail!(
+                "{url}: a DynamoDB table name has 3 to 255 letters, digits, `_`, `-` or `.`"
+            );
+        }
+        let (mut region, mut endpoint) = (env.region.clone(), env.endpoint.clone());
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "region" => region = Some(value.into_owned()),
+                "endpoint" => endpoint = Some(value.into_owned()),
+                other => anyhow::bail!("{url}: unknown parameter {other:?} (region, endpoint)"),
+            }
+        }
+        let region = region
+            .filter(|r| !r.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("{url}: no region (set AWS_REGION or add ?region=…)"))?;
+        if let Some(endpoint) = &endpoint {
+            let parsed = url::Url::parse(endpoint)
+                .map_err(|e| anyhow::anyhow!("{url}: endpoint {endpoint:?}: {e}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                anyhow::bail!("{url}: the endpoint must be an http(s) URL");
+            }
+        }
+        let (Some(access_key_id), Some(secret_access_key)) =
+            (env.access_key_id.clone(), env.secret_access_key.clone())
+        else {
+            anyhow::bail!("DynamoDB locks need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        };
+        Ok(DynamoSettings {
+            table: table.to_string(),
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            session_token: env.session_token.clone(),
+        })
     }
 }
 
@@ -376,5 +620,85 @@ mod tests {
             assert!(!text.contains("c2VjcmV0") && !text.contains("pw@"));
             Ok(())
         });
+    }
+
+    // The `locks` setting.
+
+    fn env() -> AwsEnv {
+        AwsEnv {
+            region: Some("eu-west-1".into()),
+            endpoint: None,
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            secret_access_key: Some("secret".into()),
+            session_token: None,
+        }
+    }
+
+    #[test]
+    fn the_database_is_the_default() {
+        for url in [None, Some(""), Some("database")] {
+            assert_eq!(
+                LockSettings::parse(url, &AwsEnv::default()).unwrap(),
+                LockSettings::Database
+            );
+        }
+        assert!(LockSettings::parse(Some("redis://x"), &env()).is_err());
+    }
+
+    #[test]
+    fn dynamodb_urls_name_a_table_and_take_the_rest_from_the_environment() {
+        let LockSettings::DynamoDb(s) =
+            LockSettings::parse(Some("dynamodb://Terrace_Locks-1.prod"), &env()).unwrap()
+        else {
+            panic!("not dynamodb");
+        };
+        assert_eq!(s.table, "Terrace_Locks-1.prod");
+        assert_eq!(s.region, "eu-west-1");
+        assert_eq!(s.endpoint, None);
+        assert!(!format!("{s:?}").contains("secret"));
+    }
+
+    #[test]
+    fn query_parameters_override_the_environment() {
+        let env = AwsEnv {
+            endpoint: Some("http://from-env:1".into()),
+            ..env()
+        };
+        let url = "dynamodb://locks?region=us-east-2&endpoint=http%3A%2F%2F127.0.0.1%3A5000";
+        let LockSettings::DynamoDb(s) = LockSettings::parse(Some(url), &env).unwrap() else {
+            panic!("not dynamodb");
+        };
+        assert_eq!(s.table, "locks");
+        assert_eq!(s.region, "us-east-2");
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        let url = "dynamodb://locks/?endpoint=http://127.0.0.1:5000";
+        let LockSettings::DynamoDb(s) = LockSettings::parse(Some(url), &env).unwrap() else {
+            panic!("not dynamodb");
+        };
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn bad_dynamodb_settings_are_refused() {
+        let no_region = AwsEnv {
+            region: None,
+            ..env()
+        };
+        let no_keys = AwsEnv {
+            access_key_id: None,
+            ..env()
+        };
+        for (url, env) in [
+            ("dynamodb://", env()),
+            ("dynamodb://ab", env()),
+            ("dynamodb://a b c", env()),
+            ("dynamodb://locks/extra", env()),
+            ("dynamodb://locks?colour=blue", env()),
+            ("dynamodb://locks?endpoint=ftp://x", env()),
+            ("dynamodb://locks", no_region),
+            ("dynamodb://locks", no_keys),
+        ] {
+            assert!(LockSettings::parse(Some(url), &env).is_err(), "{url}");
+        }
     }
 }

@@ -55,8 +55,9 @@ impl Error {
     pub fn or_conflict(self, message: impl FnOnce() -> String) -> Error {
         match &self {
             Error::Internal(e)
-                if e.downcast_ref::<sqlx::Error>()
-                    .is_some_and(crate::db::is_unique_violation) =>
+                if e.downcast_ref::<sqlx::Error>().is_some_and(
+                    |e| matches!(e, sqlx::Error::Database(db) if db.is_unique_violation()),
+                ) =>
             {
                 Error::Conflict(message())
             }

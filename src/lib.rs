@@ -1,35 +1,33 @@
 //! Terrace: a Terraform state backend and registry server.
 //!
-//! Layers, one way only: `server` (HTTP, auth extraction) → feature `routes`/`api` →
-//! feature `service` (rules, authorization) → feature `store` (SQL) and `blob` (encrypted
-//! objects). Features: `state` (http backend, versions, locks), `orgs` (orgs and tokens).
-//! `db` and `blob` know no feature; `error`, `config` and `telemetry` are leaves.
+//! Layers, lowest first; a module imports only from its own layer or below (`scripts/layers`
+//! checks this):
+//! - leaves: `error` (the one error type and its HTTP mapping), `config` (every setting, parsed
+//!   once), `names` (validated names), `pagination`;
+//! - `infra`: database, blob store, encryption, caches, metrics, telemetry, per-request notes
+//!   and `AppState`, the shared infrastructure. It knows no feature;
+//! - features, each a folder of `routes` (HTTP only) → `service` (rules, authorization) →
+//!   `store` (its SQL), wire types in `views`: `identity` (orgs, users, teams, tokens, policies,
+//!   authorization, `terraform login`), `audit`, `downloads` (signed links), `state` (the http
+//!   backend, versions, locks), `registry` (discovery, modules, providers, mirror). A feature
+//!   uses lower features only through their public services;
+//! - `ops` (backup, restore, verify, sweep, key rotation) and `jobs` (every background task);
+//! - `http`: the router, middleware, extractors and the serve loop; `app`: builds everything
+//!   from the configuration;
+//! - `cli`: one file per command group.
 
 pub mod app;
 pub mod audit;
-pub mod auth;
-pub mod backup;
-pub mod blob;
-pub mod cache;
 pub mod cli;
-pub mod client;
 pub mod config;
-pub mod counts;
-pub mod crypto;
-pub mod db;
 pub mod downloads;
 pub mod error;
+pub mod http;
 pub mod identity;
-pub mod keys;
-pub mod links;
-pub mod login;
-pub mod metrics;
+pub mod infra;
+pub mod jobs;
 pub mod names;
-pub mod orgs;
+pub mod ops;
 pub mod pagination;
 pub mod registry;
-pub mod server;
 pub mod state;
-pub mod sweep;
-pub mod telemetry;
-pub mod verify;

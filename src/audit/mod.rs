@@ -9,7 +9,7 @@ mod sink;
 pub mod store;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -18,55 +18,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
-use crate::app::AppState;
+use crate::infra::notes::{self, Note};
 
 pub use sink::AuditSink;
 
-tokio::task_local! {
-    static NOTE: Arc<Mutex<Note>>;
-}
-
-/// What authentication and authorization learned about the current request.
-#[derive(Debug, Default)]
-struct Note {
-    actor: Option<String>,
-    token_id: Option<String>,
-    access: Option<Access>,
-}
-
-#[derive(Debug)]
-struct Access {
-    action: &'static str,
-    resource: String,
-    org_id: Option<i64>,
-}
-
-fn with_note(f: impl FnOnce(&mut Note)) {
-    // Outside a request scope (CLI, background jobs) there is nothing to note.
-    let _ = NOTE.try_with(|note| f(&mut note.lock().unwrap_or_else(PoisonError::into_inner)));
-}
-
-/// Records who is calling (set by authentication).
-pub fn note_actor(actor: String, token_id: Option<String>) {
-    with_note(|note| {
-        note.actor = Some(actor);
-        note.token_id = token_id;
-    });
-}
-
-/// Records what the request does to what (set by authorization, allowed or not). The last
-/// decision of a request wins.
-pub fn note_access(action: &'static str, resource: String, org_id: Option<i64>) {
-    with_note(|note| {
-        note.access = Some(Access {
-            action,
-            resource,
-            org_id,
-        });
-    });
-}
-
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<crate::identity::Ctx> {
     routes::routes()
 }
 
@@ -141,7 +97,7 @@ struct Draft {
 
 impl Draft {
     fn finish(self, note: &Mutex<Note>, status: StatusCode) -> AuditEvent {
-        let note = std::mem::take(&mut *note.lock().unwrap_or_else(PoisonError::into_inner));
+        let note = notes::take(note);
         let (action, resource, org_id) = match note.access {
             Some(a) => (a.action.to_string(), a.resource, a.org_id),
             None => (format!("http:{}", self.method), self.path, None),
@@ -212,7 +168,7 @@ pub async fn record(State(sink): State<AuditSink>, req: Request, next: Next) -> 
             .map(|ConnectInfo(addr)| addr.ip().to_canonical().to_string()),
         request_id: req
             .headers()
-            .get(crate::server::REQUEST_ID)
+            .get(crate::http::REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .map(capped),
     };
@@ -223,7 +179,7 @@ pub async fn record(State(sink): State<AuditSink>, req: Request, next: Next) -> 
         draft: Some(draft),
         event: None,
     };
-    let response = NOTE.scope(note.clone(), next.run(req)).await;
+    let response = notes::scope(note.clone(), next.run(req)).await;
     pending.event = pending
         .draft
         .take()
@@ -268,19 +224,13 @@ mod tests {
         assert!(!is_recorded(&Method::POST, Some("/healthz")));
     }
 
-    #[test]
-    fn notes_outside_a_request_are_ignored() {
-        note_actor("user:alice".into(), None);
-        note_access("state:read", "workspace:prod".into(), Some(1));
-    }
-
     #[tokio::test]
     async fn the_last_decision_wins() {
         let note = Arc::new(Mutex::new(Note::default()));
-        NOTE.scope(note.clone(), async {
-            note_actor("token:ci#12".into(), Some("12".into()));
-            note_access("state:read", "workspace:prod".into(), Some(1));
-            note_access("state:read-outputs", "workspace:prod".into(), Some(1));
+        notes::scope(note.clone(), async {
+            notes::note_actor("token:ci#12".into(), Some("12".into()));
+            notes::note_access("state:read", "workspace:prod".into(), Some(1));
+            notes::note_access("state:read-outputs", "workspace:prod".into(), Some(1));
         })
         .await;
         let draft = Draft {

@@ -8,14 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::store::{self, Filter};
-use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::identity::Ctx;
+use crate::identity::auth::Principal;
 use crate::names::OrgName;
 use crate::pagination::{PageRequest, Paginated};
-use crate::server::extract::{ApiPath, ApiQuery};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     Router::new().route("/api/v1/orgs/{org}/audit-events", get(list_events))
 }
 
@@ -70,7 +70,7 @@ impl ListParams {
 }
 
 async fn list_events(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -81,7 +81,7 @@ async fn list_events(
         offset: params.offset,
     }
     .validate()?;
-    let org_id = crate::orgs::resolve_admin(&app.db, &principal, &org).await?;
+    let org_id = crate::identity::orgs::resolve_admin(&app.db, &principal, &org).await?;
     let filter = params.filter()?;
     let rows = store::list(&app.db, org_id, &filter, page.fetch_limit(), page.offset).await?;
     Ok(Json(Paginated::new(rows, page)).into_response())

@@ -1,12 +1,14 @@
 //! The audit writer: a bounded queue drained by one background task in batches.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::{AuditEvent, store};
-use crate::db::Db;
+use crate::infra::AppState;
+use crate::infra::db::Db;
 
 /// Events queued before senders wait: bursts pass, a stuck database pushes back.
 const QUEUE: usize = 4096;
@@ -33,23 +35,14 @@ pub struct AuditSink {
 }
 
 impl AuditSink {
-    /// Starts the writer on the current tokio runtime.
-    pub fn new(db: Db) -> AuditSink {
-        AuditSink::with_write_lock(db, None)
-    }
-
-    /// Like [`AuditSink::new`], taking `write_lock` around each batch (SQLite's single-writer
-    /// queue, see `AppState::write_turn`).
-    pub fn with_write_lock(db: Db, write_lock: Option<Arc<Mutex<()>>>) -> AuditSink {
+    /// The sink and its writer, which the caller runs (as a background job) for as long as
+    /// events should be written. Batches take the SQLite writer queue when there is one.
+    pub fn new(app: &AppState) -> (AuditSink, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(run(db, write_lock, rx));
-            }
-            // No runtime, no requests to record; `send` reports the closed queue.
-            Err(_) => drop(rx),
-        }
-        AuditSink { tx }
+        (
+            AuditSink { tx },
+            run(app.db.clone(), app.sqlite_writer(), rx),
+        )
     }
 
     /// Queues one event, waiting while the queue is full.

@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::AuditEvent;
-use crate::db::{Db, on_pool};
 use crate::error::Result;
+use crate::infra::db::{Db, on_pool};
 
 /// Inserts `events` with one statement (one round trip and one commit per batch).
 pub async fn insert(db: &Db, events: &[AuditEvent]) -> sqlx::Result<()> {

@@ -4,11 +4,11 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
-use crate::auth::store::find_org;
-use crate::auth::{Action, Principal, Resource, authorize};
-use crate::db::{Db, on_pool};
 use crate::error::{Error, Result};
+use crate::identity::auth::{Action, Principal, Resource, authorize};
+use crate::identity::orgs::find_org;
+use crate::infra::db::{Db, on_pool};
+use crate::registry::Ctx;
 
 /// A namespace the caller was allowed to act on.
 #[derive(Debug, Clone, Serialize)]
@@ -44,7 +44,7 @@ pub enum Item<'a> {
 
 /// Finds namespace `name` and authorizes `action` on it as a whole.
 pub async fn resolve(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     action: Action,
     name: &str,
@@ -55,19 +55,18 @@ pub async fn resolve(
 /// Finds namespace `name` and authorizes `action` on `item` in it. An unknown namespace looks
 /// exactly like a private one to a caller without a token, so existence is not revealed.
 pub async fn resolve_item(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     action: Action,
     name: &str,
     item: Item<'_>,
 ) -> Result<Namespace> {
-    let found = match app.caches.namespaces.get(&name.to_string()) {
+    let found = match app.namespaces.get(&name.to_string()) {
         Some(found) => found,
         None => {
-            let ticket = app.caches.namespaces.ticket();
+            let ticket = app.namespaces.ticket();
             let found = load(&app.db, name).await?;
-            app.caches
-                .namespaces
+            app.namespaces
                 .insert(ticket, name.to_string(), found.clone());
             found
         }
@@ -113,7 +112,7 @@ async fn load(db: &Db, name: &str) -> Result<Option<Namespace>> {
 
 /// Changes namespace settings (registry admin).
 pub async fn update(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     name: &str,
     changes: NamespaceSettings,
@@ -128,9 +127,10 @@ pub async fn update(
     on_pool!(db, p => sqlx::query(SQL)
         .bind(current.org_id).bind(public).bind(server_signing).bind(Utc::now())
         .execute(p).await.map(|_| ()))?;
-    app.invalidate(crate::cache::Invalidation::Namespace {
-        name: name.to_string(),
-    })
+    app.invalidate(crate::infra::cache::Invalidation::key(
+        super::NAMESPACE_CACHE,
+        &name.to_string(),
+    ))
     .await;
     Ok(Namespace {
         public,

@@ -5,15 +5,15 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::Ctx;
 use super::service::{workspace_id, ws_resource};
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
-use crate::blob::StoredBlob;
-use crate::crypto::Envelope;
-use crate::db::{Db, on_pool};
+use super::store::{self, Candidate, candidates};
 use crate::error::{Error, Result};
+use crate::identity::auth::{Action, Principal};
+use crate::identity::orgs;
+use crate::infra::blob::StoredBlob;
+use crate::infra::crypto::Envelope;
 use crate::names::{OrgName, WorkspaceName};
-use crate::orgs;
 
 #[derive(Debug, Serialize)]
 pub struct Deleted {
@@ -21,35 +21,9 @@ pub struct Deleted {
     pub versions: Vec<i64>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Doomed {
-    id: i64,
-    version: i64,
-    blob_id: String,
-    object_key: String,
-    key_id: String,
-    wrapped_key: Vec<u8>,
-}
-
-#[derive(sqlx::FromRow)]
-struct Candidate {
-    version: i64,
-    created_at: DateTime<Utc>,
-    is_current: bool,
-}
-
-/// The workspace's versions, newest first, with the serial's when one is given.
-async fn candidates(db: &Db, workspace: i64, serial: Option<i64>) -> Result<Vec<Candidate>> {
-    const SQL: &str = "SELECT v.version, v.created_at, \
-        (w.current_version_id = v.id) AS is_current FROM state_versions v \
-        JOIN workspaces w ON w.id = v.workspace_id \
-        WHERE v.workspace_id = $1 AND ($2 IS NULL OR v.serial = $2) ORDER BY v.version DESC";
-    Ok(on_pool!(db, p => sqlx::query_as(SQL).bind(workspace).bind(serial).fetch_all(p).await)?)
-}
-
 /// Deletes every version of `ws` with `serial` (admin), with their encrypted objects.
 pub async fn delete_versions(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -100,7 +74,7 @@ fn outside_policy(
 /// Deletes the versions of one workspace that its retention policy no longer keeps;
 /// returns their numbers.
 pub async fn apply_retention(
-    app: &AppState,
+    app: &Ctx,
     workspace: i64,
     keep_versions: Option<i64>,
     keep_days: Option<i64>,
@@ -116,35 +90,14 @@ pub async fn apply_retention(
 
 /// Removes version and blob rows, one short transaction per version that re-checks the
 /// version is not (or no longer) current, then the objects; returns what was removed.
-async fn remove_versions(app: &AppState, workspace: i64, versions: &[i64]) -> Result<Vec<i64>> {
-    const DOOMED: &str = "SELECT v.id, v.version, b.id AS blob_id, b.object_key, b.key_id, \
-        b.wrapped_key FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
-        JOIN blobs b ON b.id = v.blob_id WHERE v.workspace_id = $1 AND v.version = $2 \
-        AND w.current_version_id <> v.id";
+async fn remove_versions(app: &Ctx, workspace: i64, versions: &[i64]) -> Result<Vec<i64>> {
     if versions.is_empty() {
         return Ok(Vec::new());
     }
-    let db = &app.db;
     let _turn = app.write_turn().await;
     let mut doomed = Vec::new();
     for version in versions {
-        let removed: Vec<Doomed> = on_pool!(db, p => {
-            let mut tx = p.begin().await?;
-            let rows: Vec<Doomed> = sqlx::query_as(DOOMED)
-                .bind(workspace)
-                .bind(version)
-                .fetch_all(&mut *tx)
-                .await?;
-            for row in &rows {
-                sqlx::query("DELETE FROM state_versions WHERE id = $1")
-                    .bind(row.id).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM blobs WHERE id = $1")
-                    .bind(&row.blob_id).execute(&mut *tx).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(rows)
-        })?;
-        doomed.extend(removed);
+        doomed.extend(store::delete_version(&app.db, workspace, *version).await?);
     }
     // The rows are gone; an object left behind by a failure here is the sweep's.
     for row in &doomed {
@@ -162,38 +115,14 @@ async fn remove_versions(app: &AppState, workspace: i64, versions: &[i64]) -> Re
     Ok(doomed.iter().map(|r| r.version).collect())
 }
 
-/// A workspace's id and retention limits.
-type Policy = (i64, Option<i64>, Option<i64>);
-
-/// Applies every workspace's retention policy every `interval`.
-pub fn spawn_retention(
-    app: AppState,
-    interval: std::time::Duration,
-) -> tokio::task::JoinHandle<()> {
-    const POLICIES: &str = "SELECT id, retain_versions, retain_days FROM workspaces \
-        WHERE retain_versions IS NOT NULL OR retain_days IS NOT NULL ORDER BY id";
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let db = &app.db;
-            let policies: std::result::Result<Vec<Policy>, _> =
-                on_pool!(db, p => sqlx::query_as(POLICIES).fetch_all(p).await);
-            let policies = match policies {
-                Ok(policies) => policies,
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention: cannot list policies; will retry");
-                    continue;
-                }
-            };
-            for (workspace, versions, days) in policies {
-                if let Err(e) = apply_retention(&app, workspace, versions, days).await {
-                    tracing::warn!(error = %e, workspace, "retention failed; will retry");
-                }
-            }
+/// Applies every workspace's retention policy once (a periodic job).
+pub async fn apply_all_retention(app: &Ctx) -> Result<()> {
+    for (workspace, versions, days) in store::retention_policies(&app.db).await? {
+        if let Err(e) = apply_retention(app, workspace, versions, days).await {
+            tracing::warn!(error = %e, workspace, "retention failed; will retry");
         }
-    })
+    }
+    Ok(())
 }
 
 #[cfg(test)]

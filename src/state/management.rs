@@ -3,110 +3,19 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
+use super::Ctx;
 use super::document;
 use super::lock::{self, LockInfo};
-use super::service::{ReceivedState, Source, check_lock, commit, workspace_id, ws_resource};
+use super::service::{Source, check_lock, commit, workspace_id, ws_resource};
 use super::store::{self, Decision, VersionRow};
-use crate::app::AppState;
-use crate::auth::{Action, Principal, Resource};
+pub use super::views::{LockHolder, Settings, StateVersion, WorkspaceSummary};
 use crate::error::{Error, Result};
+use crate::http::body::ReceivedBody;
+use crate::identity::auth::{Action, Principal, Resource};
+use crate::identity::orgs;
 use crate::names::{OrgName, WorkspaceName};
-use crate::orgs;
 use crate::pagination::{Page, Paginated};
-
-/// One state version as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct StateVersion {
-    pub version: i64,
-    pub serial: Option<i64>,
-    pub lineage: Option<String>,
-    pub sha256: String,
-    pub size: i64,
-    pub source: String,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-}
-
-impl From<VersionRow> for StateVersion {
-    fn from(row: VersionRow) -> Self {
-        StateVersion {
-            version: row.version,
-            serial: row.serial,
-            lineage: row.lineage,
-            sha256: row.sha256,
-            size: row.size,
-            source: row.source,
-            created_at: row.created_at,
-            created_by: row.created_by,
-        }
-    }
-}
-
-/// Who holds a lock, as the API shows it.
-#[derive(Debug, Serialize)]
-pub struct LockHolder {
-    pub id: String,
-    pub who: String,
-    pub operation: String,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-    /// Acquisition, or the holder's latest write or re-LOCK.
-    pub renewed_at: DateTime<Utc>,
-    /// `None` when the workspace has no lock lease.
-    pub lease_expires_at: Option<DateTime<Utc>>,
-    /// The lease ran out without a write or renewal.
-    pub stale: bool,
-    /// The lock info JSON exactly as the holder sent it.
-    pub info: serde_json::Value,
-}
-
-/// One workspace in a listing.
-#[derive(Debug, Serialize)]
-pub struct WorkspaceSummary {
-    pub name: String,
-    pub serial: Option<i64>,
-    pub size: Option<i64>,
-    pub versions: i64,
-    pub updated_at: DateTime<Utc>,
-    pub lineage_protection: bool,
-    /// Lock lease such as `2h`; `None` when locks never go stale.
-    pub lock_lease: Option<String>,
-    pub expire_stale_locks: bool,
-    /// Keep only the newest N versions (and those younger than `retain_days`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retain_versions: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retain_days: Option<i64>,
-    pub lock: Option<serde_json::Value>,
-}
-
-/// Workspace settings an admin can change.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub lineage_protection: Option<bool>,
-    /// Absent: unchanged; `null`: no lease; otherwise a duration such as `2h`.
-    #[serde(default, deserialize_with = "present")]
-    pub lock_lease: Option<Option<String>>,
-    pub expire_stale_locks: Option<bool>,
-    /// Absent: unchanged; `null`: no limit; otherwise keep the newest N versions.
-    #[serde(default, deserialize_with = "present")]
-    pub retain_versions: Option<Option<i64>>,
-    /// Absent: unchanged; `null`: no limit; otherwise keep versions younger than D days.
-    #[serde(default, deserialize_with = "present")]
-    pub retain_days: Option<Option<i64>>,
-}
-
-/// Tells an explicit `null` (Some(None)) from an absent field (None, through `default`).
-fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
-}
 
 fn lease_text(seconds: Option<i64>) -> Option<String> {
     let seconds = u64::try_from(seconds?).ok()?;
@@ -135,7 +44,7 @@ fn lock_view(
 
 /// The org's workspaces by name.
 pub async fn list_workspaces(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     page: Page,
@@ -168,7 +77,7 @@ pub async fn list_workspaces(
 
 /// One workspace.
 pub async fn workspace(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -196,7 +105,7 @@ pub async fn workspace(
 
 /// Changes workspace settings (admin).
 pub async fn update_settings(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -253,7 +162,7 @@ pub async fn update_settings(
 
 /// Versions newest first.
 pub async fn list_versions(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -266,7 +175,7 @@ pub async fn list_versions(
 }
 
 async fn find_version(
-    app: &AppState,
+    app: &Ctx,
     org_id: i64,
     ws: &WorkspaceName,
     serial: i64,
@@ -280,7 +189,7 @@ async fn find_version(
 
 /// The bytes of the newest version with `serial`.
 pub async fn read_version(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -296,7 +205,7 @@ pub async fn read_version(
 /// Writes the content of version `serial` as a new version with the next serial, so that
 /// Terraform, which only moves forward, accepts it as the newest state.
 pub async fn rollback(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -312,7 +221,7 @@ pub async fn rollback(
         Some(_) => document::with_serial(&old, next_serial)?,
         None => old.to_vec(),
     };
-    let body = ReceivedState::from_bytes(&content);
+    let body = ReceivedBody::from_bytes(&content);
     let meta = document::inspect(body.buf.plaintext())?;
     let version = commit(
         app,
@@ -333,11 +242,11 @@ pub async fn rollback(
 
 /// Stores a body as the newest version without lineage or serial checks (admin escape hatch).
 pub async fn upload(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
-    body: ReceivedState,
+    body: ReceivedBody,
     lock_id: Option<&str>,
 ) -> Result<StateVersion> {
     let org_id =
@@ -364,7 +273,7 @@ pub async fn upload(
     latest(app, org_id, ws).await
 }
 
-async fn latest(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<StateVersion> {
+async fn latest(app: &Ctx, org_id: i64, ws: &WorkspaceName) -> Result<StateVersion> {
     store::current_version(&app.db, org_id, ws.as_str())
         .await?
         .map(StateVersion::from)
@@ -373,7 +282,7 @@ async fn latest(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<State
 
 /// The current lock holder, if any.
 pub async fn lock_holder(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -405,7 +314,7 @@ pub async fn lock_holder(
 
 /// Releases any lock (admin, through the API).
 pub async fn force_unlock(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,

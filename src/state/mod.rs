@@ -1,14 +1,56 @@
 //! Terraform HTTP state backend: versions, locks, lineage/serial protection (`service`), and the
-//! management API over them. SQL stays in `store`, private to this feature.
+//! management API over them (`management`). SQL stays in `store`, private to this feature.
 
-pub mod api;
-pub mod deletion;
+mod deletion;
 mod document;
 mod lock;
 pub mod locks;
-pub mod management;
-pub mod routes;
+mod management;
+mod routes;
 pub mod service;
 mod store;
+pub mod views;
 
-pub use service::ReceivedState;
+use std::ops::Deref;
+use std::sync::Arc;
+
+pub use deletion::{apply_all_retention, apply_retention, delete_versions};
+pub use routes::routes;
+
+use crate::infra::AppState;
+use crate::infra::cache::TtlCache;
+
+/// The state feature's state: identity (to authenticate), the lock backend and its caches.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub identity: crate::identity::Ctx,
+    /// Where state locks live: the database (default) or DynamoDB.
+    pub locks: locks::Locks,
+    /// Workspace ids by (org id, name). Workspaces are never renamed or deleted, so nothing
+    /// invalidates these.
+    pub workspace_ids: Arc<TtlCache<(i64, String), i64>>,
+}
+
+impl Ctx {
+    pub fn new(identity: &crate::identity::Ctx, locks: locks::Locks) -> Ctx {
+        Ctx {
+            workspace_ids: identity.caches.register("workspace_ids", 100_000),
+            identity: identity.clone(),
+            locks,
+        }
+    }
+}
+
+impl Deref for Ctx {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.identity.app
+    }
+}
+
+impl crate::identity::HasIdentity for Ctx {
+    fn identity(&self) -> &crate::identity::Ctx {
+        &self.identity
+    }
+}

@@ -4,31 +4,17 @@
 use bytes::Bytes;
 use chrono::Utc;
 
+use super::Ctx;
 use super::document::{self, StateMeta};
 use super::lock::{self, LockInfo};
 use super::locks::Locks;
 use super::store::{self, Decision, NewVersion, WriteSnapshot};
-use crate::app::AppState;
-use crate::auth::{Action, Principal, Resource};
-use crate::blob::{BlobKey, PlainBuffer};
 use crate::error::{Error, Result};
+use crate::http::body::ReceivedBody;
+use crate::identity::auth::{Action, Principal, Resource};
+use crate::identity::orgs;
+use crate::infra::blob::BlobKey;
 use crate::names::{OrgName, WorkspaceName};
-use crate::orgs;
-
-/// A state body as received: plaintext with room for encryption, and its SHA-256.
-pub struct ReceivedState {
-    pub buf: PlainBuffer,
-    pub sha256: String,
-}
-
-impl ReceivedState {
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        ReceivedState {
-            buf: PlainBuffer::from_plaintext(bytes),
-            sha256: hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes)),
-        }
-    }
-}
 
 /// Where a write came from, recorded with the version.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +41,7 @@ pub(super) fn ws_resource<'a>(org: &'a OrgName, ws: &'a WorkspaceName) -> Resour
     }
 }
 
-pub(super) async fn workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
+pub(super) async fn workspace_id(app: &Ctx, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
     find_workspace_id(app, org_id, ws)
         .await?
         .ok_or(Error::NotFound("workspace"))
@@ -63,21 +49,21 @@ pub(super) async fn workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName
 
 /// The id of workspace `ws`, if it exists. Workspaces are never renamed or deleted, so an id
 /// once found is cached without invalidation.
-async fn find_workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<Option<i64>> {
+async fn find_workspace_id(app: &Ctx, org_id: i64, ws: &WorkspaceName) -> Result<Option<i64>> {
     let key = (org_id, ws.as_str().to_string());
-    if let Some(id) = app.caches.workspace_ids.get(&key) {
+    if let Some(id) = app.workspace_ids.get(&key) {
         return Ok(Some(id));
     }
-    let ticket = app.caches.workspace_ids.ticket();
+    let ticket = app.workspace_ids.ticket();
     let found = store::find_workspace(&app.db, org_id, ws.as_str()).await?;
     if let Some(row) = &found {
-        app.caches.workspace_ids.insert(ticket, key, row.id);
+        app.workspace_ids.insert(ticket, key, row.id);
     }
     Ok(found.map(|row| row.id))
 }
 
 /// The id of workspace `ws`, creating the workspace on first use.
-async fn ensure_workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
+async fn ensure_workspace_id(app: &Ctx, org_id: i64, ws: &WorkspaceName) -> Result<i64> {
     if let Some(id) = find_workspace_id(app, org_id, ws).await? {
         return Ok(id);
     }
@@ -91,7 +77,7 @@ async fn ensure_workspace_id(app: &AppState, org_id: i64, ws: &WorkspaceName) ->
 /// The current state's bytes, exactly as written; `None` when the workspace has no state.
 #[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]
 pub async fn read_state(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -124,11 +110,11 @@ pub async fn read_state(
 /// Records a write from Terraform: lock ownership, then lineage and serial protection.
 #[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]
 pub async fn write_state(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
-    body: ReceivedState,
+    body: ReceivedBody,
     lock_id: Option<&str>,
 ) -> Result<Option<i64>> {
     let org_id =
@@ -161,10 +147,10 @@ pub async fn write_state(
 /// Encrypts and stores the body, then records it if `decide` agrees. A write carrying the
 /// holder's `lock_id` shows the holder is alive, which renews its lease.
 pub(super) async fn commit(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     workspace_id: i64,
-    body: ReceivedState,
+    body: ReceivedBody,
     meta: StateMeta,
     (source, lock_id): (Source, Option<&str>),
     decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
@@ -285,7 +271,7 @@ fn check_history(snap: &WriteSnapshot, meta: &StateMeta, sha256: &str) -> Result
 /// holder, because Terraform retries LOCK with the same body.
 #[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]
 pub async fn acquire_lock(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -295,8 +281,8 @@ pub async fn acquire_lock(
     let info = LockInfo::parse(body)?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
     // LOCK reads the row for its lease settings, which may change; its id never does.
-    app.caches.workspace_ids.insert(
-        app.caches.workspace_ids.ticket(),
+    app.workspace_ids.insert(
+        app.workspace_ids.ticket(),
         (org_id, ws.as_str().to_string()),
         workspace.id,
     );
@@ -355,7 +341,7 @@ pub async fn acquire_lock(
 }
 
 /// How many locks are stale right now (for `/metrics`).
-pub async fn stale_lock_count(app: &AppState) -> Result<i64> {
+pub async fn stale_lock_count(app: &Ctx) -> Result<i64> {
     let now = Utc::now();
     let leased = app.locks.leased(&app.db).await?;
     Ok(leased
@@ -368,7 +354,7 @@ pub async fn stale_lock_count(app: &AppState) -> Result<i64> {
 /// releases any holder; otherwise only the holder's ID releases it.
 #[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]
 pub async fn release_lock(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
@@ -404,7 +390,7 @@ pub async fn release_lock(
 
 /// Detaches the current state (Terraform's DELETE). Versions are kept.
 pub async fn delete_state(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,

@@ -3,10 +3,10 @@
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::blob::{StoredBlob, insert_blob_row};
-use crate::crypto::Envelope;
-use crate::db::{Db, DurableCommits, on_pool};
 use crate::error::{Error, Result};
+use crate::infra::blob::{StoredBlob, insert_blob_row};
+use crate::infra::crypto::Envelope;
+use crate::infra::db::{Db, DurableCommits, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct WorkspaceRow {
@@ -475,4 +475,67 @@ impl LockRow {
     pub fn info_bytes(&self) -> Bytes {
         Bytes::from(self.info.clone())
     }
+}
+
+// Version deletion and retention.
+
+#[derive(sqlx::FromRow)]
+pub struct Doomed {
+    pub id: i64,
+    pub version: i64,
+    pub blob_id: String,
+    pub object_key: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+}
+
+#[derive(sqlx::FromRow)]
+pub struct Candidate {
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub is_current: bool,
+}
+
+/// The workspace's versions, newest first, with the serial's when one is given.
+pub async fn candidates(db: &Db, workspace: i64, serial: Option<i64>) -> Result<Vec<Candidate>> {
+    const SQL: &str = "SELECT v.version, v.created_at, \
+        (w.current_version_id = v.id) AS is_current FROM state_versions v \
+        JOIN workspaces w ON w.id = v.workspace_id \
+        WHERE v.workspace_id = $1 AND ($2 IS NULL OR v.serial = $2) ORDER BY v.version DESC";
+    Ok(on_pool!(db, p => sqlx::query_as(SQL).bind(workspace).bind(serial).fetch_all(p).await)?)
+}
+
+/// Deletes the version rows (and their blob rows) of `workspace` numbered `version` unless it
+/// is current, in one short transaction; returns what went, for the objects to follow.
+pub async fn delete_version(db: &Db, workspace: i64, version: i64) -> Result<Vec<Doomed>> {
+    const DOOMED: &str = "SELECT v.id, v.version, b.id AS blob_id, b.object_key, b.key_id, \
+        b.wrapped_key FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
+        JOIN blobs b ON b.id = v.blob_id WHERE v.workspace_id = $1 AND v.version = $2 \
+        AND w.current_version_id <> v.id";
+    Ok(on_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        let rows: Vec<Doomed> = sqlx::query_as(DOOMED)
+            .bind(workspace)
+            .bind(version)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &rows {
+            sqlx::query("DELETE FROM state_versions WHERE id = $1")
+                .bind(row.id).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM blobs WHERE id = $1")
+                .bind(&row.blob_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(rows)
+    })?)
+}
+
+/// A workspace's id and retention limits.
+pub type Policy = (i64, Option<i64>, Option<i64>);
+
+/// Every workspace with a retention policy.
+pub async fn retention_policies(db: &Db) -> Result<Vec<Policy>> {
+    const SQL: &str = "SELECT id, retain_versions, retain_days FROM workspaces \
+        WHERE retain_versions IS NOT NULL OR retain_days IS NOT NULL ORDER BY id";
+    Ok(on_pool!(db, p => sqlx::query_as(SQL).fetch_all(p).await)?)
 }

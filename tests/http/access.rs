@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use serde_json::json;
-use terrace::auth::Role;
+use terrace::identity::auth::Role;
 
 use crate::support::{ORG, RequestBuilder, Resp, TestApp, create_token, lock_info, state};
 

@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use terrace::db::Db;
+use terrace::infra::db::Db;
 
 use crate::support::{ORG, RequestBuilder, TestApp, basic_auth, lock_info, raw_http, state};
 
@@ -424,7 +424,7 @@ async fn the_served_app_records_the_peer_and_flushes_on_shutdown(app: TestApp) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(terrace::server::serve(
+    let server = tokio::spawn(terrace::app::serve(
         listener,
         app.state.clone(),
         None,

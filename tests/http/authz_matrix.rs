@@ -13,11 +13,11 @@ use axum::http::StatusCode;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use terrace::auth::jwt::Claims;
-use terrace::auth::{Principal, Role};
-use terrace::db::Db;
+use terrace::identity::auth::jwt::Claims;
+use terrace::identity::auth::{Principal, Role};
+use terrace::identity::orgs::TokenSpec;
+use terrace::infra::db::Db;
 use terrace::names::{OrgName, UserName};
-use terrace::orgs::TokenSpec;
 
 use crate::provider_registry::{
     BOUNDARY, Release, SIGNING_KEY_ID, SUBKEY_PRIMARY_ID, SUBKEY_PUBLIC, multipart_body,
@@ -663,7 +663,7 @@ async fn add_user(app: &TestApp, org: &str, name: &str, role: Role) -> i64 {
     )
     .await
     .unwrap();
-    terrace::identity::store::find_user(app.db(), name)
+    terrace::identity::users::store::find_user(app.db(), name)
         .await
         .unwrap()
         .unwrap()
@@ -673,7 +673,7 @@ async fn add_user(app: &TestApp, org: &str, name: &str, role: Role) -> i64 {
 /// A new login token of a user: (id, JWT).
 async fn login_token(app: &TestApp, user_id: i64, name: &str) -> (String, String) {
     terrace::identity::users::issue_login_token_with_id(
-        &app.state,
+        &app.state.identity,
         user_id,
         name,
         "matrix",
@@ -774,7 +774,7 @@ async fn callers(app: &TestApp) -> Vec<Caller> {
         iat: now - 120,
         exp,
     };
-    let api = terrace::auth::jwt::API_AUDIENCE;
+    let api = terrace::identity::auth::jwt::API_AUDIENCE;
     // The recipe is right: the same token with a future expiry is accepted.
     let forged_valid = sign_jwt(&kid, &claims(api, now + 3600), &secret);
     app.api("GET", "/api/v1/user", &forged_valid, None)
@@ -789,7 +789,7 @@ async fn callers(app: &TestApp) -> Vec<Caller> {
     );
     let browser_audience = sign_jwt(
         &kid,
-        &claims(terrace::auth::jwt::BROWSER_AUDIENCE, now + 3600),
+        &claims(terrace::identity::auth::jwt::BROWSER_AUDIENCE, now + 3600),
         &secret,
     );
     let alg_none = format!(
@@ -807,7 +807,7 @@ async fn callers(app: &TestApp) -> Vec<Caller> {
     let outputs_token = create_token(db, ORG, "consumer", Role::Outputs, None).await;
     let past = chrono::Utc::now() - chrono::Duration::hours(1);
     let expired_api = create_token(db, ORG, "expired", Role::Admin, Some(past)).await;
-    let revoked = terrace::orgs::create_token(
+    let revoked = terrace::identity::orgs::create_token(
         db,
         &Principal::System,
         &acme,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use axum::http::StatusCode;
 use serde_json::Value;
-use terrace::app::AppState;
-use terrace::backup::Location;
-use terrace::blob::BlobStore;
-use terrace::crypto::Keyring;
-use terrace::db::Db;
+use terrace::infra::AppState;
+use terrace::infra::blob::BlobStore;
+use terrace::infra::crypto::Keyring;
+use terrace::infra::db::Db;
+use terrace::ops::backup::Location;
 
 use crate::support::{Backend, DEFAULT_MAX_BODY_SIZE, ORG, TestApp, contains, sha256_hex, state};
 
@@ -40,19 +40,22 @@ async fn seed_source(app: &mut TestApp, root: &Path, key: &str) {
 /// Points `app` at `db` and `blobs` (the tokens live in the database, so they keep working
 /// on a restored copy).
 fn rewire(app: &mut TestApp, db: Db, blobs: BlobStore) {
-    let mut state = AppState::new(db, blobs, DEFAULT_MAX_BODY_SIZE);
-    state.mirror_org = Some(ORG.into());
-    app.router = terrace::server::router(state.clone());
+    let settings = terrace::app::Settings {
+        mirror_org: Some(ORG.into()),
+        ..Default::default()
+    };
+    let state = terrace::app::App::new(AppState::new(db, blobs, DEFAULT_MAX_BODY_SIZE), settings);
+    app.router = terrace::app::router(&state);
     app.state = state;
 }
 
 async fn fresh_db(backend: Backend) -> (Db, Option<tempfile::TempDir>) {
     match backend {
         Backend::Sqlite => {
-            let (db, dir) = terrace::db::testing::sqlite().await;
+            let (db, dir) = terrace::infra::db::testing::sqlite().await;
             (db, Some(dir))
         }
-        _ => (terrace::db::testing::postgres().await.unwrap(), None),
+        _ => (terrace::infra::db::testing::postgres().await.unwrap(), None),
     }
 }
 
@@ -152,7 +155,7 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 
 async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestApp) {
     // Our own master key, so the test knows its base64 and can look for it in the backup.
-    let key = terrace::crypto::generate_key().unwrap();
+    let key = terrace::infra::crypto::generate_key().unwrap();
     let source_root = tempfile::tempdir().unwrap();
     let source_db = app.db().clone();
     rewire(&mut app, source_db, blob_store(source_root.path(), &key));
@@ -184,7 +187,7 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     let out = tempfile::tempdir().unwrap();
     let to = out.path().join("backup");
     let at = Location::dir(&to);
-    let manifest = terrace::backup::backup(app.db(), &app.state.blobs, &at)
+    let manifest = terrace::ops::backup::backup(app.db(), &app.state.blobs, &at)
         .await
         .unwrap();
     let rows = |table: &str| {
@@ -223,9 +226,9 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     }
 
     // Refused: a directory that is not empty; an installation that is not empty.
-    let again = terrace::backup::backup(app.db(), &app.state.blobs, &at).await;
+    let again = terrace::ops::backup::backup(app.db(), &app.state.blobs, &at).await;
     assert!(format!("{:#}", again.unwrap_err()).contains("not empty"));
-    let onto_self = terrace::backup::restore(app.db(), &app.state.blobs, &at).await;
+    let onto_self = terrace::ops::backup::restore(app.db(), &app.state.blobs, &at).await;
     assert!(
         format!("{:#}", onto_self.unwrap_err()).contains("not empty"),
         "restore onto the source must be refused"
@@ -234,9 +237,10 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     // Refused: a keyring that lacks the key, naming the missing id, writing nothing.
     let (other_db, _other_dir) = fresh_db(app.backend).await;
     let other_root = tempfile::tempdir().unwrap();
-    let wrong_key = terrace::crypto::generate_key().unwrap();
+    let wrong_key = terrace::infra::crypto::generate_key().unwrap();
     let wrong =
-        terrace::backup::restore(&other_db, &blob_store(other_root.path(), &wrong_key), &at).await;
+        terrace::ops::backup::restore(&other_db, &blob_store(other_root.path(), &wrong_key), &at)
+            .await;
     let message = format!("{:#}", wrong.unwrap_err());
     assert!(
         message.contains(app.state.blobs.keys().current_id()),
@@ -258,14 +262,14 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
     let (restored_db, _restored_dir) = fresh_db(app.backend).await;
     let restored_root = tempfile::tempdir().unwrap();
     let restored_blobs = blob_store(restored_root.path(), &key);
-    let restored = terrace::backup::restore(&restored_db, &restored_blobs, &at)
+    let restored = terrace::ops::backup::restore(&restored_db, &restored_blobs, &at)
         .await
         .unwrap();
     assert_eq!(restored, manifest);
     rewire(&mut app, restored_db.clone(), restored_blobs);
     let after = observe(&app, &["prod", "dev"]).await;
     assert_eq!(before, after);
-    let report = terrace::verify::verify(&restored_db, &app.state.blobs)
+    let report = terrace::ops::verify::verify(&restored_db, &app.state.blobs)
         .await
         .unwrap();
     assert_eq!(report.checked, manifest.blobs.count);
@@ -286,7 +290,7 @@ async fn a_backup_restores_onto_a_fresh_installation_identically(mut app: TestAp
         .await
         .assert_status(StatusCode::OK);
     assert_eq!(app.versions("prod").await.len(), 4);
-    terrace::orgs::create_org(
+    terrace::identity::orgs::create_org(
         &restored_db,
         &terrace::names::OrgName::parse("third").unwrap(),
     )
@@ -299,11 +303,11 @@ async fn a_backup_crosses_databases(mut app: TestApp) {
     if app.backend != Backend::Sqlite {
         return;
     }
-    let Some(pg) = terrace::db::testing::postgres().await else {
+    let Some(pg) = terrace::infra::db::testing::postgres().await else {
         eprintln!("skipping: TERRACE_TEST_POSTGRES_URL is not set");
         return;
     };
-    let key = terrace::crypto::generate_key().unwrap();
+    let key = terrace::infra::crypto::generate_key().unwrap();
     let source_root = tempfile::tempdir().unwrap();
     seed_source(&mut app, source_root.path(), &key).await;
     app.lock("prod", "cross", &app.write_token)
@@ -316,12 +320,12 @@ async fn a_backup_crosses_databases(mut app: TestApp) {
 
     let out = tempfile::tempdir().unwrap();
     let first = Location::dir(out.path().join("from-sqlite"));
-    terrace::backup::backup(app.db(), &app.state.blobs, &first)
+    terrace::ops::backup::backup(app.db(), &app.state.blobs, &first)
         .await
         .unwrap();
     let pg_root = tempfile::tempdir().unwrap();
     let pg_blobs = blob_store(pg_root.path(), &key);
-    terrace::backup::restore(&pg, &pg_blobs, &first)
+    terrace::ops::backup::restore(&pg, &pg_blobs, &first)
         .await
         .unwrap();
     rewire(&mut app, pg.clone(), pg_blobs);
@@ -331,13 +335,13 @@ async fn a_backup_crosses_databases(mut app: TestApp) {
     );
 
     let second = Location::dir(out.path().join("from-postgres"));
-    terrace::backup::backup(&pg, &app.state.blobs, &second)
+    terrace::ops::backup::backup(&pg, &app.state.blobs, &second)
         .await
         .unwrap();
-    let (sqlite, _dir) = terrace::db::testing::sqlite().await;
+    let (sqlite, _dir) = terrace::infra::db::testing::sqlite().await;
     let sqlite_root = tempfile::tempdir().unwrap();
     let sqlite_blobs = blob_store(sqlite_root.path(), &key);
-    terrace::backup::restore(&sqlite, &sqlite_blobs, &second)
+    terrace::ops::backup::restore(&sqlite, &sqlite_blobs, &second)
         .await
         .unwrap();
     rewire(&mut app, sqlite, sqlite_blobs);
@@ -358,7 +362,7 @@ async fn a_backup_of_a_damaged_store_fails_without_a_manifest(app: TestApp) {
     std::fs::remove_file(&app.blob_files()[0]).unwrap();
     let out = tempfile::tempdir().unwrap();
     let to = out.path().join("backup");
-    let err = terrace::backup::backup(app.db(), &app.state.blobs, &Location::dir(&to))
+    let err = terrace::ops::backup::backup(app.db(), &app.state.blobs, &Location::dir(&to))
         .await
         .unwrap_err();
     assert!(
@@ -367,7 +371,7 @@ async fn a_backup_of_a_damaged_store_fails_without_a_manifest(app: TestApp) {
     );
     assert!(!to.join("manifest.json").exists());
     let (db, _dir) = fresh_db(app.backend).await;
-    let err = terrace::backup::restore(&db, &app.state.blobs, &Location::dir(&to))
+    let err = terrace::ops::backup::restore(&db, &app.state.blobs, &Location::dir(&to))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("manifest"), "{err:#}");
@@ -377,7 +381,7 @@ async fn a_backup_of_a_damaged_store_fails_without_a_manifest(app: TestApp) {
 /// version's object is there and each workspace's current state is its newest version.
 async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
     use tower::ServiceExt;
-    let key = terrace::crypto::generate_key().unwrap();
+    let key = terrace::infra::crypto::generate_key().unwrap();
     let source_root = tempfile::tempdir().unwrap();
     let source_db = app.db().clone();
     rewire(&mut app, source_db, blob_store(source_root.path(), &key));
@@ -399,7 +403,7 @@ async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
     for i in 0..3 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let to = out.path().join(format!("b{i}"));
-        terrace::backup::backup(app.db(), &app.state.blobs, &Location::dir(&to))
+        terrace::ops::backup::backup(app.db(), &app.state.blobs, &Location::dir(&to))
             .await
             .unwrap();
         backups.push(to);
@@ -409,10 +413,10 @@ async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
         let (db, _dir) = fresh_db(app.backend).await;
         let root = tempfile::tempdir().unwrap();
         let blobs = blob_store(root.path(), &key);
-        let manifest = terrace::backup::restore(&db, &blobs, &Location::dir(&to))
+        let manifest = terrace::ops::backup::restore(&db, &blobs, &Location::dir(&to))
             .await
             .unwrap();
-        let report = terrace::verify::verify(&db, &blobs).await.unwrap();
+        let report = terrace::ops::verify::verify(&db, &blobs).await.unwrap();
         assert_eq!(report.checked, manifest.blobs.count);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         let (versions, current): (i64, Option<i64>) = match &db {
@@ -435,7 +439,7 @@ async fn a_backup_taken_during_writes_is_consistent(mut app: TestApp) {
 async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
-    let key = terrace::crypto::generate_key().unwrap();
+    let key = terrace::infra::crypto::generate_key().unwrap();
     let source_root = tempfile::tempdir().unwrap();
     seed_source(&mut app, source_root.path(), &key).await;
     // Over one upload part (8 MiB): copied to the store in parts.
@@ -465,7 +469,7 @@ async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
             continue;
         };
         let at = Location::parse_with_options(&url, options.clone()).unwrap();
-        let manifest = terrace::backup::backup(app.db(), &app.state.blobs, &at)
+        let manifest = terrace::ops::backup::backup(app.db(), &app.state.blobs, &at)
             .await
             .unwrap();
         let blob_rows = manifest
@@ -509,7 +513,7 @@ async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
             assert!(!contains(&bytes, &raw_key), "{}", meta.location);
         }
 
-        let again = terrace::backup::backup(app.db(), &app.state.blobs, &at).await;
+        let again = terrace::ops::backup::backup(app.db(), &app.state.blobs, &at).await;
         let message = format!("{:#}", again.unwrap_err());
         assert!(message.contains("not empty"), "{message}");
 
@@ -532,7 +536,7 @@ async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
         let unfinished = Location::parse_with_options(&unfinished_url, options.clone()).unwrap();
         let (db, _dir) = fresh_db(app.backend).await;
         let root = tempfile::tempdir().unwrap();
-        let err = terrace::backup::restore(&db, &blob_store(root.path(), &key), &unfinished)
+        let err = terrace::ops::backup::restore(&db, &blob_store(root.path(), &key), &unfinished)
             .await
             .unwrap_err();
         assert!(format!("{err:#}").contains("manifest"), "{err:#}");
@@ -542,11 +546,11 @@ async fn a_backup_round_trips_through_object_stores(mut app: TestApp) {
         let restored_root = tempfile::tempdir().unwrap();
         let restored_blobs = blob_store(restored_root.path(), &key);
         let from = Location::parse_with_options(&url, options).unwrap();
-        let restored = terrace::backup::restore(&restored_db, &restored_blobs, &from)
+        let restored = terrace::ops::backup::restore(&restored_db, &restored_blobs, &from)
             .await
             .unwrap();
         assert_eq!(restored, manifest);
-        let report = terrace::verify::verify(&restored_db, &restored_blobs)
+        let report = terrace::ops::verify::verify(&restored_db, &restored_blobs)
             .await
             .unwrap();
         assert_eq!(report.checked, manifest.blobs.count);

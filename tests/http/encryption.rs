@@ -107,7 +107,7 @@ async fn the_database_never_contains_the_plaintext(app: TestApp) {
         | Backend::PostgresS3
         | Backend::PostgresAzure
         | Backend::PostgresDynamo => {
-            let terrace::db::Db::Postgres(pool) = app.db() else {
+            let terrace::infra::db::Db::Postgres(pool) = app.db() else {
                 unreachable!()
             };
             let tables: Vec<(String,)> = sqlx::query_as(

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
-use terrace::db::Db;
+use terrace::infra::db::Db;
 
 use terrace::state::locks::Locks;
 
@@ -34,7 +34,7 @@ on_every_lock_backend! {
 async fn backdate_lock(app: &TestApp, ago: Duration) {
     const SQL: &str = "UPDATE state_locks SET renewed_at = $1";
     let then = Utc::now() - ago;
-    if let Locks::DynamoDb(locks) = &app.state.locks {
+    if let Locks::DynamoDb(locks) = &app.state.state.locks {
         use aws_sdk_dynamodb::types::AttributeValue;
         let items = locks
             .client()
@@ -341,7 +341,7 @@ async fn two_concurrent_takeovers_of_a_stale_lock_have_one_winner(app: TestApp) 
 /// DynamoDB trouble is the client's cue to retry (503 with Retry-After), never a 500.
 #[tokio::test]
 async fn an_unreachable_dynamodb_answers_503_with_retry_after() {
-    use terrace::state::locks::LockSettings;
+    use terrace::config::LockSettings;
     let mut app = TestApp::new(crate::support::Backend::Sqlite).await.unwrap();
     let env = terrace::config::AwsEnv {
         access_key_id: Some("test".into()),
@@ -350,8 +350,8 @@ async fn an_unreachable_dynamodb_answers_503_with_retry_after() {
     };
     // Nothing listens on port 1.
     let url = "dynamodb://locks?region=us-east-1&endpoint=http://127.0.0.1:1";
-    app.state.locks = Locks::connect(&LockSettings::parse(Some(url), &env).unwrap());
-    app.router = terrace::server::router(app.state.clone());
+    app.state.state.locks = Locks::connect(&LockSettings::parse(Some(url), &env).unwrap());
+    app.router = terrace::app::router(&app.state);
 
     for resp in [
         app.lock(WS, "l1", &app.write_token).await,

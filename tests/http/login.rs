@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Value, json};
-use terrace::auth::{Principal, Role};
+use terrace::identity::auth::{Principal, Role};
 use terrace::names::{OrgName, UserName};
 
 use crate::support::{ORG, RequestBuilder, Resp, TestApp};
@@ -292,14 +292,14 @@ async fn expired_codes_are_refused(app: TestApp) {
     let code = code_from(&Browser::new().sign_in(&app, "alice", PASSWORD).await);
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);
     match app.db() {
-        terrace::db::Db::Sqlite(p) => {
+        terrace::infra::db::Db::Sqlite(p) => {
             sqlx::query("UPDATE oauth_codes SET expires_at = $1")
                 .bind(past)
                 .execute(p)
                 .await
                 .unwrap();
         }
-        terrace::db::Db::Postgres(p) => {
+        terrace::infra::db::Db::Postgres(p) => {
             sqlx::query("UPDATE oauth_codes SET expires_at = $1")
                 .bind(past)
                 .execute(p)
@@ -673,19 +673,19 @@ async fn rotating_the_login_key_keeps_old_tokens_until_retired(app: TestApp) {
     let old = login(&app, "alice").await;
     let keys = app.state.blobs.keys();
 
-    terrace::auth::jwt::rotate(app.db(), keys, false)
+    terrace::identity::auth::jwt::rotate(app.db(), keys, false)
         .await
         .unwrap();
-    app.state.login_keys.forget().await;
+    app.state.identity.login_keys.forget().await;
     let new = login(&app, "alice").await;
     let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
     assert_ne!(kid(&old), kid(&new), "new tokens use the new key");
     whoami(&app, &old).await.assert_status(StatusCode::OK);
 
-    terrace::auth::jwt::rotate(app.db(), keys, true)
+    terrace::identity::auth::jwt::rotate(app.db(), keys, true)
         .await
         .unwrap();
-    app.state.login_keys.forget().await;
+    app.state.identity.login_keys.forget().await;
     for token in [&old, &new] {
         whoami(&app, token)
             .await

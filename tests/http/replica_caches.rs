@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::json;
-use terrace::db::Db;
+use terrace::infra::db::Db;
 
 use crate::module_registry::publish;
 use crate::support::{Backend, ORG, RequestBuilder, Resp, TestApp};
@@ -19,7 +19,8 @@ async fn two_replicas() -> Option<(TestApp, TestApp)> {
     let a = TestApp::new(Backend::Postgres).await?;
     let b = a.replica();
     for app in [&a, &b] {
-        terrace::cache::spawn_listener(&app.state.db, app.state.caches.clone());
+        let listener = terrace::infra::cache::listener(&app.state.db, app.state.caches.clone());
+        tokio::spawn(listener.expect("PostgreSQL has a listener"));
     }
     wait_until("listeners connected", || async {
         a.state.caches.live() && b.state.caches.live()
@@ -53,7 +54,7 @@ async fn revoke_behind_their_backs(app: &TestApp, token: &str) {
         unreachable!("replica tests run on PostgreSQL")
     };
     sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE token_hash = $1")
-        .bind(terrace::auth::token::hash(token))
+        .bind(terrace::identity::auth::token::hash(token))
         .execute(pool)
         .await
         .unwrap();

@@ -30,14 +30,14 @@ async fn the_sweep_removes_old_unreferenced_objects_only(app: TestApp) {
         .set_modified(two_days_ago)
         .unwrap();
 
-    let grace = terrace::sweep::DEFAULT_GRACE;
-    let dry = terrace::sweep::sweep(app.db(), &app.state.blobs, grace, true)
+    let grace = terrace::ops::sweep::DEFAULT_GRACE;
+    let dry = terrace::ops::sweep::sweep(app.db(), &app.state.blobs, grace, true)
         .await
         .unwrap();
     assert_eq!((dry.objects, dry.orphans, dry.kept_young), (3, 2, 1));
     assert!(old.exists(), "a dry run deletes nothing");
 
-    let report = terrace::sweep::sweep(app.db(), &app.state.blobs, grace, false)
+    let report = terrace::ops::sweep::sweep(app.db(), &app.state.blobs, grace, false)
         .await
         .unwrap();
     assert_eq!(report.deleted.len(), 1);
@@ -48,7 +48,7 @@ async fn the_sweep_removes_old_unreferenced_objects_only(app: TestApp) {
     app.get_state("prod", &app.read_token)
         .await
         .assert_status(axum::http::StatusCode::OK);
-    let verified = terrace::verify::verify(app.db(), &app.state.blobs)
+    let verified = terrace::ops::verify::verify(app.db(), &app.state.blobs)
         .await
         .unwrap();
     assert!(verified.problems.is_empty());

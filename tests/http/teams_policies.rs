@@ -3,9 +3,9 @@
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use terrace::auth::{Principal, Role};
+use terrace::identity::auth::{Principal, Role};
+use terrace::identity::orgs::TokenSpec;
 use terrace::names::{OrgName, UserName};
-use terrace::orgs::TokenSpec;
 
 use crate::support::{ORG, OTHER_ORG, Resp, TestApp, state};
 
@@ -50,13 +50,13 @@ async fn login_as(app: &TestApp, name: &str, role: Role) -> String {
     )
     .await
     .unwrap();
-    let id = terrace::identity::store::find_user(app.db(), name)
+    let id = terrace::identity::users::store::find_user(app.db(), name)
         .await
         .unwrap()
         .unwrap()
         .id;
     terrace::identity::users::issue_login_token(
-        &app.state,
+        &app.state.identity,
         id,
         name,
         "test",
@@ -69,7 +69,7 @@ async fn login_as(app: &TestApp, name: &str, role: Role) -> String {
 /// An API token of acme made directly (as the CLI does); returns (id, secret).
 async fn api_token(app: &TestApp, spec: TokenSpec<'_>) -> (i64, String) {
     let org = OrgName::parse(ORG).unwrap();
-    let created = terrace::orgs::create_token(app.db(), &Principal::System, &org, spec)
+    let created = terrace::identity::orgs::create_token(app.db(), &Principal::System, &org, spec)
         .await
         .unwrap();
     (created.id, created.token)

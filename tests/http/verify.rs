@@ -8,7 +8,7 @@ async fn verify_passes_a_clean_store_and_names_every_damaged_blob(app: TestApp) 
             .await
             .assert_status(axum::http::StatusCode::OK);
     }
-    let clean = terrace::verify::verify(app.db(), &app.state.blobs)
+    let clean = terrace::ops::verify::verify(app.db(), &app.state.blobs)
         .await
         .unwrap();
     assert_eq!(clean.checked, 3);
@@ -22,7 +22,7 @@ async fn verify_passes_a_clean_store_and_names_every_damaged_blob(app: TestApp) 
     bytes[last] ^= 1;
     std::fs::write(&files[1], bytes).unwrap();
 
-    let damaged = terrace::verify::verify(app.db(), &app.state.blobs)
+    let damaged = terrace::ops::verify::verify(app.db(), &app.state.blobs)
         .await
         .unwrap();
     assert_eq!(damaged.checked, 3);

@@ -73,7 +73,7 @@ async fn an_admin_deletes_an_old_version_and_its_object(app: TestApp) {
         .iter()
         .any(|e| e["resource"] == "workspace:prod" && e["status"] == 200);
     assert!(recorded, "{}", events.text());
-    let verified = terrace::verify::verify(app.db(), &app.state.blobs)
+    let verified = terrace::ops::verify::verify(app.db(), &app.state.blobs)
         .await
         .unwrap();
     assert!(verified.problems.is_empty(), "{:?}", verified.problems);

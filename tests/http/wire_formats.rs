@@ -63,7 +63,7 @@ fn redact_link(url: &str) -> String {
             Some(("expires", at)) => {
                 let ttl = at.parse::<i64>().unwrap() - chrono::Utc::now().timestamp();
                 assert!(
-                    (1..=terrace::links::LINK_TTL_SECONDS).contains(&ttl),
+                    (1..=terrace::downloads::LINK_TTL_SECONDS).contains(&ttl),
                     "{url}"
                 );
                 "expires=[expires]".to_string()

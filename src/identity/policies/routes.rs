@@ -9,14 +9,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::AttachTarget;
-use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::identity::Ctx;
+use crate::identity::auth::Principal;
 use crate::names::{OrgName, PolicyName, TeamName, UserName};
 use crate::pagination::PageRequest;
-use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     let policy = "/api/v1/orgs/{org}/policies/{policy}";
     Router::new()
         .route(
@@ -73,7 +73,7 @@ fn policy_names(org: &str, policy: &str) -> Result<(OrgName, PolicyName)> {
 }
 
 async fn create_policy(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<CreatePolicy>,
@@ -84,7 +84,7 @@ async fn create_policy(
 }
 
 async fn list_policies(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageRequest>,
@@ -95,7 +95,7 @@ async fn list_policies(
 }
 
 async fn show_policy(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, policy)): ApiPath<(String, String)>,
 ) -> Result<Response> {
@@ -104,7 +104,7 @@ async fn show_policy(
 }
 
 async fn replace_policy(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, policy)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<ReplacePolicy>,
@@ -115,7 +115,7 @@ async fn replace_policy(
 }
 
 async fn delete_policy(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, policy)): ApiPath<(String, String)>,
 ) -> Result<Response> {
@@ -125,7 +125,7 @@ async fn delete_policy(
 }
 
 async fn attach(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, policy)): ApiPath<(String, String)>,
     ApiJson(request): ApiJson<Attach>,
@@ -137,7 +137,7 @@ async fn attach(
 }
 
 async fn list_attachments(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, policy)): ApiPath<(String, String)>,
     ApiQuery(page): ApiQuery<PageRequest>,
@@ -149,7 +149,7 @@ async fn list_attachments(
 }
 
 async fn detach(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, policy, id)): ApiPath<(String, String, i64)>,
 ) -> Result<Response> {

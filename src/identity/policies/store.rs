@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Db, on_pool};
 use crate::error::Result;
+use crate::infra::db::{Db, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PolicyRow {

@@ -8,14 +8,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::TeamUpdate;
-use crate::app::AppState;
-use crate::auth::{Principal, Role};
 use crate::error::Result;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::identity::Ctx;
+use crate::identity::auth::{Principal, Role};
 use crate::names::{OrgName, TeamName, UserName};
 use crate::pagination::PageRequest;
-use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     let team = "/api/v1/orgs/{org}/teams/{team}";
     Router::new()
         .route(
@@ -43,7 +43,7 @@ fn team_names(org: &str, team: &str) -> Result<(OrgName, TeamName)> {
 }
 
 async fn create_team(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<CreateTeam>,
@@ -54,7 +54,7 @@ async fn create_team(
 }
 
 async fn list_teams(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageRequest>,
@@ -64,7 +64,7 @@ async fn list_teams(
 }
 
 async fn show_team(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, team)): ApiPath<(String, String)>,
 ) -> Result<Response> {
@@ -73,7 +73,7 @@ async fn show_team(
 }
 
 async fn update_team(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, team)): ApiPath<(String, String)>,
     ApiJson(update): ApiJson<TeamUpdate>,
@@ -83,7 +83,7 @@ async fn update_team(
 }
 
 async fn delete_team(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, team)): ApiPath<(String, String)>,
 ) -> Result<Response> {
@@ -93,7 +93,7 @@ async fn delete_team(
 }
 
 async fn list_members(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, team)): ApiPath<(String, String)>,
     ApiQuery(page): ApiQuery<PageRequest>,
@@ -104,7 +104,7 @@ async fn list_members(
 }
 
 async fn add_member(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, team, user)): ApiPath<(String, String, String)>,
 ) -> Result<Response> {
@@ -115,7 +115,7 @@ async fn add_member(
 }
 
 async fn remove_member(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, team, user)): ApiPath<(String, String, String)>,
 ) -> Result<Response> {

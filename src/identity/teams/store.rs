@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Db, on_pool};
 use crate::error::Result;
-use crate::identity::store::TeamRow;
+use crate::identity::users::store::TeamRow;
+use crate::infra::db::{Db, on_pool};
 
 pub async fn insert_team(
     db: &Db,

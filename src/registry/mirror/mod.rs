@@ -11,10 +11,8 @@
 //! role), uploading takes an admin token of the org named by the `mirror_org` setting. Terraform cannot reach providers whose
 //! hostname has a port through a mirror.
 
-pub mod client;
 pub mod routes;
 pub mod service;
 mod store;
 
-pub use client::MirrorCommand;
 pub use routes::routes;

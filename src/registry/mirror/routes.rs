@@ -16,13 +16,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::service::{self, Origin};
-use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{Error, Result};
-use crate::server::body::read_state_body;
-use crate::server::extract::ApiPath;
+use crate::http::body::read_state_body;
+use crate::http::extract::ApiPath;
+use crate::identity::auth::Principal;
+use crate::registry::Ctx;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     Router::new()
         .route(
             "/v1/mirror/{hostname}/{namespace}/{type}/{file}",
@@ -80,7 +80,7 @@ fn own_host(base_url: &str) -> String {
 }
 
 async fn mirror_document(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(p): ApiPath<DocumentPath>,
     headers: HeaderMap,
@@ -118,7 +118,7 @@ async fn mirror_document(
 }
 
 async fn upload(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(p): ApiPath<UploadPath>,
     headers: HeaderMap,

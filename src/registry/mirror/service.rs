@@ -7,10 +7,10 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::store::{self, Address, NewArchive};
-use crate::app::AppState;
-use crate::auth::{Action, Principal, Resource, authorize};
-use crate::blob::{BlobKey, BlobKind, PlainBuffer};
 use crate::error::{Error, Result};
+use crate::identity::auth::{Action, Principal, Resource, authorize};
+use crate::infra::blob::{BlobKey, BlobKind, PlainBuffer};
+use crate::registry::Ctx;
 use crate::registry::providers::address::{
     Platform, ProviderType, ProviderVersion, is_label, package_filename,
 };
@@ -65,14 +65,14 @@ impl Origin {
 
 /// Reading mirrored archives needs a token of any org (any role): the mirror serves public
 /// providers to the whole instance, but not to anonymous callers.
-fn require_reader(app: &AppState, principal: &Principal) -> Result<()> {
+fn require_reader(app: &Ctx, principal: &Principal) -> Result<()> {
     let owner = app.mirror_org.as_deref();
     authorize(principal, Action::MirrorRead, Resource::Mirror { owner })
 }
 
 /// Uploading needs an admin token of the `mirror_org`: what the mirror serves, every org
 /// installs.
-pub fn require_uploader(app: &AppState, principal: &Principal) -> Result<()> {
+pub fn require_uploader(app: &Ctx, principal: &Principal) -> Result<()> {
     let owner = app.mirror_org.as_deref();
     authorize(principal, Action::MirrorUpload, Resource::Mirror { owner })
 }
@@ -80,7 +80,7 @@ pub fn require_uploader(app: &AppState, principal: &Principal) -> Result<()> {
 /// `index.json`'s versions. `own_host` says whether the origin is this server, whose hosted
 /// providers are served with the namespace's own read rules.
 pub async fn versions(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     origin: &Origin,
     own_host: bool,
@@ -108,7 +108,7 @@ pub struct Archive {
 
 /// `{version}.json`'s archives by `os_arch`.
 pub async fn archives(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     origin: &Origin,
     own_host: bool,
@@ -173,7 +173,7 @@ pub struct Uploaded {
 /// Stores a provider archive for `origin` at `version` and `platform`. Uploading the same
 /// bytes again is a no-op; different bytes for a mirrored platform are a conflict.
 pub async fn upload(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     origin: &Origin,
     version: &str,

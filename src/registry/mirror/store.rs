@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::blob::StoredBlob;
-use crate::db::{Db, is_unique_violation, on_pool};
 use crate::error::{Error, Result};
+use crate::infra::blob::StoredBlob;
+use crate::infra::db::{Db, on_pool};
 
 /// `hostname/namespace/type` of a mirrored provider.
 pub struct Address<'a> {
@@ -87,7 +87,7 @@ pub async fn insert_archive(db: &Db, new: &NewArchive<'_>, now: DateTime<Utc>) -
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
     let result: std::result::Result<(), sqlx::Error> = on_pool!(db, p => {
         let mut tx = p.begin().await?;
-        crate::blob::insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
+        crate::infra::blob::insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
         sqlx::query(ARCHIVE)
             .bind(new.address.hostname).bind(new.address.namespace).bind(new.address.name)
             .bind(new.version).bind(new.os).bind(new.arch).bind(new.filename)
@@ -96,11 +96,8 @@ pub async fn insert_archive(db: &Db, new: &NewArchive<'_>, now: DateTime<Utc>) -
             .execute(&mut *tx).await?;
         tx.commit().await
     });
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(Error::conflict(
-            "this platform of this version is already mirrored",
-        )),
-        Err(e) => Err(e.into()),
-    }
+    result.map_err(|e| {
+        Error::from(e)
+            .or_conflict(|| "this platform of this version is already mirrored".to_string())
+    })
 }

@@ -11,13 +11,13 @@ use serde::Deserialize;
 
 use super::address::{ModuleAddress, ModuleVersion};
 use super::service;
-use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::Result;
-use crate::server::body::read_state_body;
-use crate::server::extract::ApiPath;
+use crate::http::body::read_state_body;
+use crate::http::extract::ApiPath;
+use crate::identity::auth::Principal;
+use crate::registry::Ctx;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     Router::new().route(
         "/api/v1/modules/{namespace}/{name}/{system}/{version}",
         put(publish_module_version).delete(delete_module_version),
@@ -40,7 +40,7 @@ impl VersionPath {
 }
 
 async fn publish_module_version(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<VersionPath>,
     headers: HeaderMap,
@@ -56,7 +56,7 @@ async fn publish_module_version(
 }
 
 async fn delete_module_version(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<VersionPath>,
 ) -> Result<Response> {

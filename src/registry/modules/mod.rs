@@ -4,12 +4,11 @@
 //!
 //! Layers: `routes` (protocol, browse) and `api` (publish, delete) → `service` (rules,
 //! authorization through the namespace) → `store` (SQL). `archive` and `metadata` are pure
-//! functions over the uploaded bytes; `client` is the `terrace module publish` command.
+//! functions over the uploaded bytes; `terrace module publish` lives in the CLI.
 
 mod address;
 mod api;
 mod archive;
-pub mod client;
 mod counts;
 mod metadata;
 mod routes;
@@ -19,12 +18,11 @@ mod views;
 
 use axum::Router;
 
-pub use client::ModuleCommand;
 pub use counts::flush as flush_downloads;
 
-use crate::app::AppState;
+use crate::registry::Ctx;
 
 /// Every module registry route: `/v1/modules/…` and `/api/v1/modules/…`.
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     Router::new().merge(routes::routes()).merge(api::routes())
 }

@@ -10,14 +10,14 @@ use serde::Deserialize;
 
 use super::address::{ModuleAddress, ModuleName, ModuleVersion, System};
 use super::service::{self, ListRequest};
-use crate::app::AppState;
-use crate::auth::Principal;
 use crate::error::{Error, Result};
+use crate::http::extract::{ApiPath, ApiQuery};
+use crate::identity::auth::Principal;
 use crate::names::OrgName;
 use crate::pagination::PageRequest;
-use crate::server::extract::{ApiPath, ApiQuery};
+use crate::registry::Ctx;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     let module = "/v1/modules/{namespace}/{name}/{system}";
     Router::new()
         .route("/v1/modules", get(list_modules))
@@ -105,7 +105,7 @@ impl ListParams {
 }
 
 async fn list(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     params: &ListParams,
     namespace: Option<&OrgName>,
@@ -131,7 +131,7 @@ async fn list(
 }
 
 async fn list_modules(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response> {
@@ -152,7 +152,7 @@ async fn list_modules(
 }
 
 async fn search_modules(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response> {
@@ -169,7 +169,7 @@ async fn search_modules(
 }
 
 async fn list_namespace(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(namespace): ApiPath<String>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -181,7 +181,7 @@ async fn list_namespace(
 
 /// The latest version of every system a module name is published for.
 async fn list_module_systems(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((namespace, name)): ApiPath<(String, String)>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -202,7 +202,7 @@ async fn list_module_systems(
 
 /// `GET …/versions`: 404 when the module does not exist (Terraform says "Module not found").
 async fn list_module_versions(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<ModulePath>,
 ) -> Result<Response> {
@@ -215,7 +215,7 @@ async fn list_module_versions(
 /// OpenTofu version accepts. Terraform asks for go-version's normalized form of the version
 /// it chose, which is the canonical form stored.
 async fn download_module(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<VersionPath>,
     headers: HeaderMap,
@@ -230,7 +230,7 @@ async fn download_module(
 
 /// `GET …/{system}/download`: a redirect to the latest version's download.
 async fn download_latest(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<ModulePath>,
 ) -> Result<Response> {
@@ -241,7 +241,7 @@ async fn download_latest(
 }
 
 async fn latest_details(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<ModulePath>,
 ) -> Result<Response> {
@@ -251,7 +251,7 @@ async fn latest_details(
 }
 
 async fn version_details(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(path): ApiPath<VersionPath>,
 ) -> Result<Response> {

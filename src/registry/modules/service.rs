@@ -12,24 +12,24 @@ use super::views::{
     ModuleDetail, ModuleList, ModuleView, PublishedView, VersionEntry, VersionList,
     VersionsResponse,
 };
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
-use crate::blob::{BlobKey, BlobKind};
-use crate::cache::Invalidation;
 use crate::error::{Error, Result};
+use crate::http::body::ReceivedBody;
+use crate::identity::auth::{Action, Principal};
+use crate::infra::blob::{BlobKey, BlobKind};
+use crate::infra::cache::Invalidation;
 use crate::names::OrgName;
 use crate::pagination::Page;
+use crate::registry::Ctx;
 use crate::registry::namespace::{self, Namespace};
-use crate::state::ReceivedState;
 
 /// The largest archive this server accepts: the module cap, or the body cap when lower.
-pub fn archive_limit(app: &AppState) -> u64 {
+pub fn archive_limit(app: &Ctx) -> u64 {
     archive::MAX_ARCHIVE_SIZE.min(app.max_body_size)
 }
 
 /// Authorizes a publish and refuses an existing version before the body is read.
 pub async fn prepare_publish(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
     version: &ModuleVersion,
@@ -55,7 +55,7 @@ fn already_exists(version: &ModuleVersion) -> Error {
 }
 
 async fn find(
-    app: &AppState,
+    app: &Ctx,
     ns: &Namespace,
     addr: &ModuleAddress,
     version: &ModuleVersion,
@@ -72,14 +72,14 @@ async fn find(
 
 /// Checks the archive, extracts its metadata, stores it encrypted and records the version.
 pub async fn publish_module_version(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &Namespace,
     addr: &ModuleAddress,
     version: &ModuleVersion,
-    body: ReceivedState,
+    body: ReceivedBody,
 ) -> Result<PublishedView> {
-    let ReceivedState { buf, sha256 } = body;
+    let ReceivedBody { buf, sha256 } = body;
     // Decompression and parsing are CPU work: keep them off the async workers.
     let (buf, metadata) = tokio::task::spawn_blocking(move || {
         let files = archive::inspect(buf.plaintext())?;
@@ -120,9 +120,10 @@ pub async fn publish_module_version(
             other => other,
         });
     }
-    app.invalidate(Invalidation::ModuleVersions {
-        key: versions_key(ns, addr),
-    })
+    app.invalidate(Invalidation::key(
+        crate::registry::MODULE_VERSION_CACHE,
+        &versions_key(ns, addr),
+    ))
     .await;
     let row = find(app, ns, addr, version)
         .await?
@@ -139,7 +140,7 @@ pub async fn publish_module_version(
 
 /// Deletes a version (registry admin). Its archive is removed from the blob store.
 pub async fn delete_module_version(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
     version: &ModuleVersion,
@@ -162,20 +163,17 @@ pub async fn delete_module_version(
     )
     .await?
     .ok_or(Error::NotFound("module version"))?;
-    app.invalidate(Invalidation::ModuleVersions {
-        key: versions_key(&ns, addr),
-    })
+    app.invalidate(Invalidation::key(
+        crate::registry::MODULE_VERSION_CACHE,
+        &versions_key(&ns, addr),
+    ))
     .await;
     app.blobs.discard(&blob).await;
     tracing::info!(module = %addr, version = %version, actor = %principal.actor(), "module version deleted");
     Ok(())
 }
 
-async fn readable(
-    app: &AppState,
-    principal: &Principal,
-    addr: &ModuleAddress,
-) -> Result<Namespace> {
+async fn readable(app: &Ctx, principal: &Principal, addr: &ModuleAddress) -> Result<Namespace> {
     namespace::resolve_item(
         app,
         principal,
@@ -203,25 +201,19 @@ fn versions_key(ns: &Namespace, addr: &ModuleAddress) -> (i64, String, String) {
 
 /// Every version of a module, oldest first (unparsable strings cannot be stored). Cached
 /// briefly: this is what every `terraform init` asks first.
-async fn sorted_versions(
-    app: &AppState,
-    ns: &Namespace,
-    addr: &ModuleAddress,
-) -> Result<Vec<String>> {
+async fn sorted_versions(app: &Ctx, ns: &Namespace, addr: &ModuleAddress) -> Result<Vec<String>> {
     let key = versions_key(ns, addr);
-    if let Some(versions) = app.caches.module_versions.get(&key) {
+    if let Some(versions) = app.module_versions.get(&key) {
         return Ok(versions);
     }
-    let ticket = app.caches.module_versions.ticket();
+    let ticket = app.module_versions.ticket();
     let versions = load_sorted_versions(app, ns, addr).await?;
-    app.caches
-        .module_versions
-        .insert(ticket, key, versions.clone());
+    app.module_versions.insert(ticket, key, versions.clone());
     Ok(versions)
 }
 
 async fn load_sorted_versions(
-    app: &AppState,
+    app: &Ctx,
     ns: &Namespace,
     addr: &ModuleAddress,
 ) -> Result<Vec<String>> {
@@ -238,7 +230,7 @@ async fn load_sorted_versions(
 
 /// The protocol's versions list.
 pub async fn list_module_versions(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
 ) -> Result<VersionsResponse> {
@@ -258,7 +250,7 @@ pub async fn list_module_versions(
 /// A signed, expiring archive URL for one version. The path ends in `.tar.gz` so that
 /// go-getter recognises an archive (it looks at the path, not the query).
 pub async fn download_module(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
     version: &ModuleVersion,
@@ -280,7 +272,7 @@ pub async fn download_module(
 
 /// Details of one version, or of the latest when `version` is `None`.
 pub async fn module_details(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
     version: Option<&ModuleVersion>,
@@ -300,7 +292,7 @@ pub async fn module_details(
 
 /// The latest version of a module (for the `…/{system}/download` redirect).
 pub async fn latest_version(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
 ) -> Result<String> {
@@ -325,7 +317,7 @@ pub struct ListRequest<'a> {
 /// A page of the modules the caller may see (their org's and public ones), latest version
 /// each. `path` and `query` build the `meta` links.
 pub async fn list_modules(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     request: ListRequest<'_>,
     page: Page,

@@ -5,10 +5,10 @@
 use chrono::{DateTime, Utc};
 
 use super::address::{ModuleVersion, latest};
-use crate::blob::StoredBlob;
-use crate::crypto::Envelope;
-use crate::db::{Db, is_unique_violation, on_pool};
 use crate::error::{Error, Result};
+use crate::infra::blob::StoredBlob;
+use crate::infra::crypto::Envelope;
+use crate::infra::db::{Db, on_pool};
 
 /// A version together with its module.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -231,7 +231,7 @@ pub async fn insert_version(db: &Db, new: NewVersion<'_>, now: DateTime<Utc>) ->
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
-        crate::blob::insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
+        crate::infra::blob::insert_blob_row!(&mut *tx, new.blob, new.size, new.sha256, now).await?;
         sqlx::query(INSERT_VERSION)
             .bind(module_id)
             .bind(new.version)
@@ -247,14 +247,9 @@ pub async fn insert_version(db: &Db, new: NewVersion<'_>, now: DateTime<Utc>) ->
         refresh_latest!(tx, module_id, now);
         tx.commit().await
     }.await);
-    match result {
-        Ok(()) => Ok(()),
-        Err(err) if is_unique_violation(&err) => Err(Error::conflict(format!(
-            "version {} already exists",
-            new.version
-        ))),
-        Err(err) => Err(err.into()),
-    }
+    result.map_err(|e| {
+        Error::from(e).or_conflict(|| format!("version {} already exists", new.version))
+    })
 }
 
 /// Deletes a version and its blob row; returns the blob so its object can be removed.

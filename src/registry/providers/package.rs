@@ -9,6 +9,7 @@ use std::io::Cursor;
 use base64::Engine;
 
 use crate::error::{Error, Result};
+use crate::infra::crypto::sha256_hex;
 
 /// Upper bound on the bytes a package may expand to (zip bombs).
 pub const MAX_EXPANDED_SIZE: u64 = 2 * 1024 * 1024 * 1024;
@@ -24,11 +25,6 @@ pub struct PackageInfo {
     pub h1: String,
     /// `zh:` hash: lowercase hex SHA-256 of the zip itself.
     pub sha256: String,
-}
-
-/// Lowercase hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 /// Checks a package zip for provider `kind` and computes its hashes. CPU-bound: call it off

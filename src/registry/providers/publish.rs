@@ -11,14 +11,15 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::address::{Artifact, Platform, ProviderType, ProviderVersion, parse_protocols};
-use super::package::{PackageInfo, inspect, sha256_hex};
+use super::package::{PackageInfo, inspect};
 use super::sums::Shasums;
 use super::{keys, signing, store};
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
-use crate::blob::{BlobKey, BlobKind, PlainBuffer, StoredBlob};
 use crate::error::{Error, Result};
+use crate::identity::auth::{Action, Principal};
+use crate::infra::blob::{BlobKey, BlobKind, PlainBuffer, StoredBlob};
+use crate::infra::crypto::sha256_hex;
 use crate::names::OrgName;
+use crate::registry::Ctx;
 use crate::registry::namespace::{self, Namespace};
 
 /// Most package zips one release may have.
@@ -39,7 +40,7 @@ struct StagedPackage {
 
 /// A release being received.
 pub struct Publish {
-    app: AppState,
+    app: Ctx,
     ns: Namespace,
     kind: ProviderType,
     version: ProviderVersion,
@@ -77,7 +78,7 @@ pub struct PublishedPackage {
 impl Publish {
     /// Authorizes a publish of `namespace/type` `version` and refuses an existing version early.
     pub async fn begin(
-        app: &AppState,
+        app: &Ctx,
         principal: &Principal,
         namespace: &str,
         kind: &str,

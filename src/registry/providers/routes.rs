@@ -13,17 +13,17 @@ use serde::Deserialize;
 use super::address::Artifact;
 use super::publish::Publish;
 use super::service;
-use crate::app::AppState;
-use crate::auth::Principal;
-use crate::blob::PlainBuffer;
 use crate::error::{Error, Result};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::identity::auth::Principal;
+use crate::infra::blob::PlainBuffer;
 use crate::pagination::PageRequest;
-use crate::server::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::registry::Ctx;
 
 /// Largest accepted `protocols` form field.
 const MAX_FIELD_SIZE: usize = 256;
 
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     Router::new()
         .route(
             "/v1/providers/{namespace}/{type}/versions",
@@ -68,7 +68,7 @@ struct DownloadPath {
 }
 
 async fn list_versions(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(p): ApiPath<ProviderPath>,
 ) -> Result<Response> {
@@ -77,7 +77,7 @@ async fn list_versions(
 }
 
 async fn find_download(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(p): ApiPath<DownloadPath>,
     headers: HeaderMap,
@@ -90,7 +90,7 @@ async fn find_download(
 }
 
 async fn publish(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(p): ApiPath<VersionPath>,
     multipart: std::result::Result<Multipart, MultipartRejection>,
@@ -181,7 +181,7 @@ struct AddKeyRequest {
 }
 
 async fn add_key(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<AddKeyRequest>,
@@ -191,7 +191,7 @@ async fn add_key(
 }
 
 async fn list_keys(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageRequest>,
@@ -201,7 +201,7 @@ async fn list_keys(
 }
 
 async fn delete_key(
-    State(app): State<AppState>,
+    State(app): State<Ctx>,
     principal: Principal,
     ApiPath((org, key_id)): ApiPath<(String, String)>,
 ) -> Result<Response> {

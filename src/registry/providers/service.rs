@@ -8,11 +8,11 @@ use serde::Serialize;
 
 use super::address::{ProviderType, ProviderVersion, shasums_filename};
 use super::{counts, keys, store};
-use crate::app::AppState;
-use crate::auth::{Action, Principal};
 use crate::error::{Error, Result};
+use crate::identity::auth::{Action, Principal};
 use crate::names::OrgName;
 use crate::pagination::{Page, Paginated};
+use crate::registry::Ctx;
 use crate::registry::namespace::{self, Namespace};
 
 /// A registered key as the management API shows it.
@@ -40,19 +40,14 @@ impl From<store::KeyRow> for KeyView {
     }
 }
 
-async fn resolve(
-    app: &AppState,
-    principal: &Principal,
-    action: Action,
-    ns: &str,
-) -> Result<Namespace> {
+async fn resolve(app: &Ctx, principal: &Principal, action: Action, ns: &str) -> Result<Namespace> {
     let org = OrgName::parse(ns)?;
     namespace::resolve(app, principal, action, org.as_str()).await
 }
 
 /// Authorizes reading provider `kind` (which must parse, else `missing`).
 async fn resolve_provider(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &str,
     kind: &str,
@@ -70,7 +65,7 @@ async fn resolve_provider(
 
 /// Registers an ASCII-armored public key for the namespace (registry admin).
 pub async fn add_key(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &str,
     ascii_armor: &str,
@@ -91,7 +86,7 @@ pub async fn add_key(
 
 /// The namespace's keys, one page.
 pub async fn list_keys(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &str,
     page: Page,
@@ -104,12 +99,7 @@ pub async fn list_keys(
 /// Removes a key. Versions signed by it can no longer be installed until re-signed, which is
 /// how a leaked key is revoked. Removing the server signing key makes Terrace generate a new
 /// one on next use.
-pub async fn delete_key(
-    app: &AppState,
-    principal: &Principal,
-    ns: &str,
-    key_id: &str,
-) -> Result<()> {
+pub async fn delete_key(app: &Ctx, principal: &Principal, ns: &str, key_id: &str) -> Result<()> {
     let ns = resolve(app, principal, Action::RegistryAdmin, ns).await?;
     let key_id = key_id.to_ascii_uppercase();
     if store::delete_key(&app.db, ns.org_id, &key_id).await? {
@@ -144,7 +134,7 @@ fn split_protocols(text: &str) -> Vec<String> {
 
 /// Every version of a provider, oldest first, with protocols and platforms.
 pub async fn list_versions(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &str,
     kind: &str,
@@ -205,7 +195,7 @@ pub struct GpgPublicKey {
 /// Where a package is and how Terraform checks it. Links are signed (Terraform sends no
 /// credentials on these downloads) and absolute under `base_url`.
 pub async fn find_download(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     address: (&str, &str, &str),
     os: &str,
@@ -266,7 +256,7 @@ pub struct MirrorArchive {
 
 /// Versions of a hosted provider, for the mirror's `index.json`.
 pub async fn mirror_versions(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &str,
     kind: &str,
@@ -277,7 +267,7 @@ pub async fn mirror_versions(
 
 /// Archives of one hosted version, for the mirror's `{version}.json`.
 pub async fn mirror_archives(
-    app: &AppState,
+    app: &Ctx,
     principal: &Principal,
     ns: &str,
     kind: &str,

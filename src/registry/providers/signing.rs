@@ -16,10 +16,10 @@ use pgp::types::{KeyDetails, Password, Timestamp};
 
 use super::keys::key_id_hex;
 use super::store::{self, NewBlob, NewKey};
-use crate::app::AppState;
-use crate::blob::{BlobKey, BlobKind, PlainBuffer, StoredBlob};
-use crate::crypto::Envelope;
 use crate::error::{Error, Result};
+use crate::infra::blob::{BlobKey, BlobKind, PlainBuffer, StoredBlob};
+use crate::infra::crypto::Envelope;
+use crate::registry::Ctx;
 use crate::registry::namespace::Namespace;
 
 /// RSA modulus size of generated keys. Generation happens once per namespace, off the async
@@ -74,7 +74,7 @@ pub fn generate(name: &str) -> Result<SignedSecretKey> {
 }
 
 /// The namespace's signing key, generated (and its public key registered) on first use.
-pub async fn namespace_key(app: &AppState, ns: &Namespace) -> Result<SignedSecretKey> {
+pub async fn namespace_key(app: &Ctx, ns: &Namespace) -> Result<SignedSecretKey> {
     if let Some(key) = load(app, ns.org_id).await? {
         return Ok(key);
     }
@@ -94,7 +94,7 @@ pub async fn namespace_key(app: &AppState, ns: &Namespace) -> Result<SignedSecre
 
     let plain = PlainBuffer::from_plaintext(armored_secret.as_bytes());
     let size = plain.len() as i64;
-    let sha256 = super::package::sha256_hex(armored_secret.as_bytes());
+    let sha256 = crate::infra::crypto::sha256_hex(armored_secret.as_bytes());
     let blob = app
         .blobs
         .put(BlobKey::new(BlobKind::Secret, ns.org_id), plain)
@@ -131,7 +131,7 @@ pub async fn namespace_key(app: &AppState, ns: &Namespace) -> Result<SignedSecre
     }
 }
 
-async fn load(app: &AppState, org_id: i64) -> Result<Option<SignedSecretKey>> {
+async fn load(app: &Ctx, org_id: i64) -> Result<Option<SignedSecretKey>> {
     let Some(row) = store::find_signing_key(&app.db, org_id).await? else {
         return Ok(None);
     };

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::blob::StoredBlob;
-use crate::db::{Db, is_unique_violation, on_pool};
 use crate::error::{Error, Result};
+use crate::infra::blob::StoredBlob;
+use crate::infra::db::{Db, on_pool};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct KeyRow {
@@ -92,7 +92,7 @@ pub struct SigningKeyRow {
 /// Inserts a `blobs` row inside a transaction.
 macro_rules! insert_blob {
     ($tx:expr, $new:expr, $now:expr) => {
-        crate::blob::insert_blob_row!($tx, $new.blob, $new.size, $new.sha256, $now).await?
+        crate::infra::blob::insert_blob_row!($tx, $new.blob, $new.size, $new.sha256, $now).await?
     };
 }
 
@@ -109,14 +109,14 @@ pub async fn insert_key(db: &Db, key: &NewKey<'_>, now: DateTime<Utc>) -> Result
         .bind(key.org_id).bind(key.key_id).bind(key.fingerprint).bind(key.ascii_armor)
         .bind(key.source).bind(now).bind(key.created_by)
         .fetch_one(p).await);
-    match result {
-        Ok(row) => Ok(row),
-        Err(e) if is_unique_violation(&e) => Err(Error::conflict(format!(
-            "key {} is already registered for this namespace",
-            key.key_id
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    result.map_err(|e| {
+        Error::from(e).or_conflict(|| {
+            format!(
+                "key {} is already registered for this namespace",
+                key.key_id
+            )
+        })
+    })
 }
 
 /// Keys of a namespace by key ID, one page.
@@ -238,14 +238,14 @@ pub async fn record_release(db: &Db, release: &NewRelease<'_>, now: DateTime<Utc
         }
         tx.commit().await
     });
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if is_unique_violation(&e) => Err(Error::conflict(format!(
-            "version {} of provider {} already exists",
-            release.version, release.name
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    result.map_err(|e| {
+        Error::from(e).or_conflict(|| {
+            format!(
+                "version {} of provider {} already exists",
+                release.version, release.name
+            )
+        })
+    })
 }
 
 /// Every (version, platform) of provider `name`.

@@ -18,7 +18,7 @@ use aws_sdk_dynamodb::types::{
 use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
-use crate::config::AwsEnv;
+use crate::config::DynamoSettings;
 use crate::error::{Error, Result};
 use crate::state::store::LockRow;
 
@@ -38,78 +38,6 @@ const BATCH_KEYS: usize = 100;
 
 /// How often a lock that keeps changing hands under one request is tried again.
 const ACQUIRE_ATTEMPTS: usize = 5;
-
-/// Where the table is and how to reach it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DynamoSettings {
-    pub table: String,
-    pub region: String,
-    /// `None`: the regional AWS endpoint.
-    pub endpoint: Option<String>,
-    access_key_id: String,
-    secret_access_key: String,
-    session_token: Option<String>,
-}
-
-impl std::fmt::Debug for DynamoSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoSettings")
-            .field("table", &self.table)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DynamoSettings {
-    /// `dynamodb://TABLE[?region=…&endpoint=…]`; parameters win over the AWS variables.
-    pub(super) fn parse(url: &str, env: &AwsEnv) -> anyhow::Result<DynamoSettings> {
-        let rest = url.strip_prefix("dynamodb://").unwrap_or(url);
-        let (table, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let table = table.strip_suffix('/').unwrap_or(table);
-        if !(3..=255).contains(&table.len())
-            || !table
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        {
-            anyhow::bail!(
-                "{url}: a DynamoDB table name has 3 to 255 letters, digits, `_`, `-` or `.`"
-            );
-        }
-        let (mut region, mut endpoint) = (env.region.clone(), env.endpoint.clone());
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match key.as_ref() {
-                "region" => region = Some(value.into_owned()),
-                "endpoint" => endpoint = Some(value.into_owned()),
-                other => anyhow::bail!("{url}: unknown parameter {other:?} (region, endpoint)"),
-            }
-        }
-        let region = region
-            .filter(|r| !r.is_empty())
-            .ok_or_else(|| anyhow::anyhow!("{url}: no region (set AWS_REGION or add ?region=…)"))?;
-        if let Some(endpoint) = &endpoint {
-            let parsed = url::Url::parse(endpoint)
-                .map_err(|e| anyhow::anyhow!("{url}: endpoint {endpoint:?}: {e}"))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
-                anyhow::bail!("{url}: the endpoint must be an http(s) URL");
-            }
-        }
-        let (Some(access_key_id), Some(secret_access_key)) =
-            (env.access_key_id.clone(), env.secret_access_key.clone())
-        else {
-            anyhow::bail!("DynamoDB locks need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
-        };
-        Ok(DynamoSettings {
-            table: table.to_string(),
-            region,
-            endpoint,
-            access_key_id,
-            secret_access_key,
-            session_token: env.session_token.clone(),
-        })
-    }
-}
 
 /// A client for one lock table.
 #[derive(Clone, Debug)]
@@ -538,6 +466,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AwsEnv;
 
     #[tokio::test]
     async fn an_unreachable_table_is_unavailable_not_an_internal_error() {

@@ -8,34 +8,11 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-pub use self::dynamo::{DynamoLocks, DynamoSettings};
+pub use self::dynamo::DynamoLocks;
 use super::store::{self, LockRow, WorkspaceSummaryRow};
-use crate::config::AwsEnv;
-use crate::db::Db;
+use crate::config::LockSettings;
 use crate::error::Result;
-
-/// The `locks` setting, parsed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LockSettings {
-    Database,
-    DynamoDb(DynamoSettings),
-}
-
-impl LockSettings {
-    /// `None` or `database`: the metadata database; `dynamodb://TABLE[?region=…&endpoint=…]`:
-    /// a DynamoDB table, with what the URL leaves out taken from the AWS variables in `env`.
-    pub fn parse(url: Option<&str>, env: &AwsEnv) -> anyhow::Result<LockSettings> {
-        match url.map(str::trim) {
-            None | Some("" | "database") => Ok(LockSettings::Database),
-            Some(url) if url.starts_with("dynamodb://") => {
-                Ok(LockSettings::DynamoDb(DynamoSettings::parse(url, env)?))
-            }
-            Some(other) => {
-                anyhow::bail!("locks must be `database` or dynamodb://TABLE, not {other:?}")
-            }
-        }
-    }
-}
+use crate::infra::db::Db;
 
 /// The lock backend in use.
 #[derive(Clone, Debug)]
@@ -192,88 +169,5 @@ impl Locks {
             row.lock_info = lock.map(|l| l.info);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env() -> AwsEnv {
-        AwsEnv {
-            region: Some("eu-west-1".into()),
-            endpoint: None,
-            access_key_id: Some("AKIDEXAMPLE".into()),
-            secret_access_key: Some("secret".into()),
-            session_token: None,
-        }
-    }
-
-    #[test]
-    fn the_database_is_the_default() {
-        for url in [None, Some(""), Some("database")] {
-            assert_eq!(
-                LockSettings::parse(url, &AwsEnv::default()).unwrap(),
-                LockSettings::Database
-            );
-        }
-        assert!(LockSettings::parse(Some("redis://x"), &env()).is_err());
-    }
-
-    #[test]
-    fn dynamodb_urls_name_a_table_and_take_the_rest_from_the_environment() {
-        let LockSettings::DynamoDb(s) =
-            LockSettings::parse(Some("dynamodb://Terrace_Locks-1.prod"), &env()).unwrap()
-        else {
-            panic!("not dynamodb");
-        };
-        assert_eq!(s.table, "Terrace_Locks-1.prod");
-        assert_eq!(s.region, "eu-west-1");
-        assert_eq!(s.endpoint, None);
-        assert!(!format!("{s:?}").contains("secret"));
-    }
-
-    #[test]
-    fn query_parameters_override_the_environment() {
-        let env = AwsEnv {
-            endpoint: Some("http://from-env:1".into()),
-            ..env()
-        };
-        let url = "dynamodb://locks?region=us-east-2&endpoint=http%3A%2F%2F127.0.0.1%3A5000";
-        let LockSettings::DynamoDb(s) = LockSettings::parse(Some(url), &env).unwrap() else {
-            panic!("not dynamodb");
-        };
-        assert_eq!(s.table, "locks");
-        assert_eq!(s.region, "us-east-2");
-        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-        let url = "dynamodb://locks/?endpoint=http://127.0.0.1:5000";
-        let LockSettings::DynamoDb(s) = LockSettings::parse(Some(url), &env).unwrap() else {
-            panic!("not dynamodb");
-        };
-        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
-    }
-
-    #[test]
-    fn bad_dynamodb_settings_are_refused() {
-        let no_region = AwsEnv {
-            region: None,
-            ..env()
-        };
-        let no_keys = AwsEnv {
-            access_key_id: None,
-            ..env()
-        };
-        for (url, env) in [
-            ("dynamodb://", env()),
-            ("dynamodb://ab", env()),
-            ("dynamodb://a b c", env()),
-            ("dynamodb://locks/extra", env()),
-            ("dynamodb://locks?colour=blue", env()),
-            ("dynamodb://locks?endpoint=ftp://x", env()),
-            ("dynamodb://locks", no_region),
-            ("dynamodb://locks", no_keys),
-        ] {
-            assert!(LockSettings::parse(Some(url), &env).is_err(), "{url}");
-        }
     }
 }

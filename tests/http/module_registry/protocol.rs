@@ -219,11 +219,11 @@ async fn download_counts_reach_the_database_only_when_flushed(app: TestApp) {
     }
     assert_eq!(downloads().await, 0);
 
-    terrace::registry::modules::flush_downloads(&app.state)
+    terrace::registry::modules::flush_downloads(&app.state.registry)
         .await
         .unwrap();
     assert_eq!(downloads().await, 3);
-    terrace::registry::modules::flush_downloads(&app.state)
+    terrace::registry::modules::flush_downloads(&app.state.registry)
         .await
         .unwrap();
     assert_eq!(downloads().await, 3);

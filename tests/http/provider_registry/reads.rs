@@ -214,10 +214,10 @@ async fn downloads_are_counted_in_memory_and_flushed_in_batches(app: TestApp) {
     let counts = || async {
         let sql = "SELECT os, downloads FROM provider_packages ORDER BY os";
         match app.db() {
-            terrace::db::Db::Sqlite(p) => {
+            terrace::infra::db::Db::Sqlite(p) => {
                 sqlx::query_as::<_, (String, i64)>(sql).fetch_all(p).await
             }
-            terrace::db::Db::Postgres(p) => {
+            terrace::infra::db::Db::Postgres(p) => {
                 sqlx::query_as::<_, (String, i64)>(sql).fetch_all(p).await
             }
         }
@@ -228,14 +228,14 @@ async fn downloads_are_counted_in_memory_and_flushed_in_batches(app: TestApp) {
         counts().await,
         vec![("darwin".into(), 0), ("linux".into(), 0)]
     );
-    terrace::registry::providers::flush_download_counts(&app.state)
+    terrace::registry::providers::flush_download_counts(&app.state.registry)
         .await
         .unwrap();
     assert_eq!(
         counts().await,
         vec![("darwin".into(), 0), ("linux".into(), 3)]
     );
-    terrace::registry::providers::flush_download_counts(&app.state)
+    terrace::registry::providers::flush_download_counts(&app.state.registry)
         .await
         .unwrap();
     assert_eq!(

@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tempfile::TempDir;
-use terrace::app::AppState;
-use terrace::auth::{Principal, Role};
-use terrace::blob::BlobStore;
-use terrace::crypto::Keyring;
-use terrace::db::Db;
+use terrace::app::{App, Settings};
+use terrace::identity::auth::{Principal, Role};
+use terrace::infra::AppState;
+use terrace::infra::blob::BlobStore;
+use terrace::infra::crypto::Keyring;
+use terrace::infra::db::Db;
 use terrace::names::OrgName;
 use tower::ServiceExt;
 
@@ -49,7 +50,8 @@ pub enum Backend {
 /// A lock backend on a new DynamoDB table, created as `terrace locks init` does; `None` when
 /// no emulator is configured (a failure under `CI`).
 pub async fn dynamo_locks() -> Option<terrace::state::locks::Locks> {
-    use terrace::state::locks::{DynamoLocks, LockSettings, Locks};
+    use terrace::config::LockSettings;
+    use terrace::state::locks::{DynamoLocks, Locks};
     const VARIABLE: &str = "TERRACE_TEST_DYNAMODB_ENDPOINT";
     let endpoint = match std::env::var(VARIABLE) {
         Ok(endpoint) => endpoint,
@@ -189,7 +191,7 @@ impl Resp {
 pub struct TestApp {
     pub backend: Backend,
     pub router: Router,
-    pub state: AppState,
+    pub state: App,
     pub read_token: String,
     pub write_token: String,
     pub admin_token: String,
@@ -209,17 +211,17 @@ impl TestApp {
     pub async fn with_max_body_size(backend: Backend, max_body_size: u64) -> Option<TestApp> {
         let (db, sqlite_dir) = match backend {
             Backend::Sqlite => {
-                let (db, dir) = terrace::db::testing::sqlite().await;
+                let (db, dir) = terrace::infra::db::testing::sqlite().await;
                 (db, Some(dir))
             }
             Backend::Postgres
             | Backend::PostgresS3
             | Backend::PostgresAzure
-            | Backend::PostgresDynamo => (terrace::db::testing::postgres().await?, None),
+            | Backend::PostgresDynamo => (terrace::infra::db::testing::postgres().await?, None),
         };
         let blobs_root = tempfile::tempdir().unwrap();
         let blobs_dir = blobs_root.path().join("blobs");
-        let key = terrace::crypto::generate_key().unwrap();
+        let key = terrace::infra::crypto::generate_key().unwrap();
         let keys = Arc::new(Keyring::from_base64(&key, &[]).unwrap());
         let blobs = match backend {
             Backend::Sqlite | Backend::Postgres | Backend::PostgresDynamo => {
@@ -231,17 +233,26 @@ impl TestApp {
                 BlobStore::from_url_with_options(&url, options, keys).unwrap()
             }
         };
-        let mut state = AppState::new(db.clone(), blobs, max_body_size);
-        if backend == Backend::PostgresDynamo {
-            state.locks = dynamo_locks().await?;
-        }
-        state.mirror_org = Some("acme".into());
-        let router = terrace::server::router(state.clone());
+        let locks = match backend {
+            Backend::PostgresDynamo => Some(dynamo_locks().await?),
+            _ => None,
+        };
+        let settings = Settings {
+            locks,
+            mirror_org: Some("acme".into()),
+            ..Settings::default()
+        };
+        let state = App::new(AppState::new(db.clone(), blobs, max_body_size), settings);
+        let router = terrace::app::router(&state);
 
         let acme = OrgName::parse(ORG).unwrap();
         let other = OrgName::parse(OTHER_ORG).unwrap();
-        terrace::orgs::create_org(&db, &acme).await.unwrap();
-        terrace::orgs::create_org(&db, &other).await.unwrap();
+        terrace::identity::orgs::create_org(&db, &acme)
+            .await
+            .unwrap();
+        terrace::identity::orgs::create_org(&db, &other)
+            .await
+            .unwrap();
         let read_token = create_token(&db, ORG, "reader", Role::Read, None).await;
         let write_token = create_token(&db, ORG, "writer", Role::Write, None).await;
         let admin_token = create_token(&db, ORG, "admin", Role::Admin, None).await;
@@ -271,15 +282,19 @@ impl TestApp {
 
     /// Another replica on the same database and blob store: its own router and caches.
     pub fn replica(&self) -> TestApp {
-        let mut state = AppState::new(
+        let infra = AppState::new(
             self.state.db.clone(),
             self.state.blobs.clone(),
             self.state.max_body_size,
         );
-        state.mirror_org = self.state.mirror_org.clone();
+        let settings = Settings {
+            mirror_org: self.state.registry.mirror_org.clone(),
+            ..Settings::default()
+        };
+        let state = App::new(infra, settings);
         TestApp {
             backend: self.backend,
-            router: terrace::server::router(state.clone()),
+            router: terrace::app::router(&state),
             state,
             read_token: self.read_token.clone(),
             write_token: self.write_token.clone(),
@@ -422,11 +437,11 @@ pub async fn create_token(
     expires_at: Option<DateTime<Utc>>,
 ) -> String {
     let org = OrgName::parse(org).unwrap();
-    let spec = terrace::orgs::TokenSpec {
+    let spec = terrace::identity::orgs::TokenSpec {
         expires_at,
-        ..terrace::orgs::TokenSpec::new(name, role)
+        ..terrace::identity::orgs::TokenSpec::new(name, role)
     };
-    terrace::orgs::create_token(db, &Principal::System, &org, spec)
+    terrace::identity::orgs::create_token(db, &Principal::System, &org, spec)
         .await
         .unwrap()
         .token

@@ -1,0 +1,116 @@
+//! The composition root: builds the shared infrastructure and each feature's state from the
+//! configuration, and the router and background jobs over them. The only place where concrete
+//! backends are chosen.
+
+mod server;
+pub mod tls;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+pub use server::{router, serve, shutdown_signal};
+
+use crate::config::Config;
+use crate::infra::AppState;
+use crate::infra::blob::BlobStore;
+use crate::infra::db::Db;
+use crate::jobs::Jobs;
+
+/// What varies between installations beyond the infrastructure.
+#[derive(Debug, Default)]
+pub struct Settings {
+    /// Where state locks live: the database (default) or DynamoDB.
+    pub locks: Option<crate::state::locks::Locks>,
+    /// The org whose admins manage the provider mirror.
+    pub mirror_org: Option<String>,
+    pub login: crate::identity::login::LoginSettings,
+}
+
+/// Everything a running server holds, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub infra: AppState,
+    pub identity: crate::identity::Ctx,
+    pub audit: crate::audit::AuditSink,
+    pub state: crate::state::Ctx,
+    pub registry: crate::registry::Ctx,
+    /// Background tasks: the audit writer always, maintenance once serving.
+    pub jobs: Arc<Jobs>,
+}
+
+impl Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.infra
+    }
+}
+
+impl App {
+    /// Builds every feature over `infra`. Starts the audit writer on the current runtime.
+    pub fn new(infra: AppState, settings: Settings) -> App {
+        let jobs = Arc::new(Jobs::new());
+        let (audit, writer) = crate::audit::AuditSink::new(&infra);
+        jobs.spawn("audit-writer", writer);
+        let identity = crate::identity::Ctx::new(&infra, settings.login);
+        let locks = settings
+            .locks
+            .unwrap_or(crate::state::locks::Locks::Database);
+        App {
+            state: crate::state::Ctx::new(&identity, locks),
+            registry: crate::registry::Ctx::new(&identity, settings.mirror_org),
+            identity,
+            audit,
+            infra,
+            jobs,
+        }
+    }
+
+    /// Connects, migrates and opens the blob store described by `config`.
+    pub async fn from_config(config: &Config) -> anyhow::Result<App> {
+        let (db, blobs) = open_stores(config).await?;
+        db.migrate().await.context("migrating the database")?;
+        let mut infra = AppState::new(
+            db,
+            blobs.with_cache(config.cache_size),
+            config.max_body_size,
+        );
+        infra.caches = Arc::new(crate::infra::cache::Caches::new(
+            crate::infra::cache::ttl_for(&infra.db, config.cache_ttl()?),
+        ));
+        infra.public_url = config
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string());
+        infra.tls = config.tls_cert.is_some() || config.dev_tls;
+        let settings = Settings {
+            locks: Some(crate::state::locks::Locks::connect(&config.locks()?)),
+            mirror_org: config.mirror_org.clone(),
+            login: crate::identity::login::LoginSettings::from_config(config)?,
+        };
+        Ok(App::new(infra, settings))
+    }
+
+    /// Starts the periodic maintenance and the cache listener of a serving process.
+    pub fn start_jobs(&self) {
+        if let Some(listener) = crate::infra::cache::listener(&self.db, self.caches.clone()) {
+            self.jobs.spawn("cache-listener", listener);
+        }
+        crate::jobs::start_maintenance(&self.jobs, &self.state, &self.registry);
+    }
+}
+
+/// The configured database and blob store, with the configured master keys (the data dir is
+/// created, and a key file generated there, when none is configured).
+pub async fn open_stores(config: &Config) -> anyhow::Result<(Db, BlobStore)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let keys = Arc::new(crate::infra::keyring::load_keyring(config)?);
+    let db = Db::connect(&config.database_url())
+        .await
+        .context("connecting to the database")?;
+    let blobs = BlobStore::from_url(&config.storage_url()?, keys)?;
+    Ok((db, blobs))
+}

@@ -1,0 +1,263 @@
+//! The HTTP surface: one router, its middleware, health endpoints and the serve loop.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use super::App;
+use crate::error::Error;
+use crate::http::{JSON_BODY_LIMIT, REQUEST_ID};
+use crate::infra::AppState;
+use crate::infra::metrics::{RequestLabels, RouteLabels};
+
+/// The whole application.
+pub fn router(app: &App) -> Router {
+    // Each feature's routes get that feature's own state.
+    Router::<()>::new()
+        .merge(crate::state::routes().with_state(app.state.clone()))
+        .merge(crate::identity::routes().with_state(app.identity.clone()))
+        .merge(crate::audit::routes().with_state(app.identity.clone()))
+        .merge(crate::downloads::routes().with_state(app.infra.clone()))
+        .merge(crate::registry::routes().with_state(app.registry.clone()))
+        .merge(
+            Router::new()
+                .route("/healthz", get(healthz))
+                .route("/readyz", get(readyz))
+                .route("/metrics", get(metrics))
+                .with_state(app.state.clone()),
+        )
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .layer(middleware::from_fn(require_credentials))
+        // Inside `observe` (so its time counts) and inside SetRequestIdLayer (so the id is set).
+        .layer(middleware::from_fn_with_state(
+            app.audit.clone(),
+            crate::audit::record,
+        ))
+        .layer(middleware::from_fn_with_state(app.infra.clone(), observe))
+        .layer(middleware::map_request(host_from_authority))
+        .layer(
+            // Span fields never include headers or bodies: tokens and state stay out of logs.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let request_id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(middleware::from_fn(run_to_completion))
+}
+
+/// Runs each request on its own task, so a client that disconnects does not cancel it half
+/// way. A cancelled request could otherwise stop between uploading a blob and recording it,
+/// or, on PostgreSQL, while its `BEGIN` is in flight, which returns the connection to the
+/// pool inside a transaction nobody ends (sqlx 0.9). Outermost, so every layer runs inside.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            Error::Internal(anyhow::anyhow!("request task failed")).into_response()
+        }
+    }
+}
+
+/// HTTP/2 carries the host in the `:authority` pseudo-header, not in `Host`; links built from
+/// the request (download URLs) read `Host`, so fill it in.
+async fn host_from_authority(mut req: Request) -> Request {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(value) = req
+            .uri()
+            .authority()
+            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, value);
+    }
+    req
+}
+
+/// No management API change is open to anonymous callers: answer 401 before the body is
+/// parsed, so a caller without a token learns nothing from validation errors.
+async fn require_credentials(req: Request, next: Next) -> Response {
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !reads
+        && req.uri().path().starts_with("/api/")
+        && !req.headers().contains_key(header::AUTHORIZATION)
+    {
+        return Error::Unauthenticated.into_response();
+    }
+    next.run(req).await
+}
+
+/// Counts requests by matched route and status, and times them.
+async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    app.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    app.metrics
+        .latency
+        .get_or_create(&RouteLabels { method, route })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: both dependencies answer. Each ping is bounded (`db::PING_TIMEOUT`,
+/// `blob::PING_TIMEOUT`) and they run together, so the probe answers within about two seconds
+/// even while a dependency hangs, and names the one that is down.
+async fn readyz(State(app): State<crate::state::Ctx>) -> Response {
+    let (db, blobs, locks) = tokio::join!(app.db.ping(), app.blobs.ping(), app.locks.ping());
+    if let Err(e) = &db {
+        tracing::warn!(error = %e, "database not ready");
+    }
+    if let Err(e) = &blobs {
+        let detail = match e {
+            Error::Unavailable(inner) => format!("{inner:#}"),
+            other => other.to_string(),
+        };
+        tracing::warn!(error = %detail, "blob store not ready");
+    }
+    if let Err(e) = &locks {
+        tracing::warn!(error = %e, "lock store not ready");
+    }
+    let mut body = serde_json::json!({
+        "database": if db.is_ok() { "ok" } else { "unavailable" },
+        "blob_store": if blobs.is_ok() { "ok" } else { "unavailable" },
+    });
+    if let crate::state::locks::Locks::DynamoDb(_) = &app.locks {
+        body["locks"] = (if locks.is_ok() { "ok" } else { "unavailable" }).into();
+    }
+    if db.is_ok() && blobs.is_ok() && locks.is_ok() {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            Json(body),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(app): State<crate::state::Ctx>) -> impl IntoResponse {
+    // Counted on scrape, so every replica reports the shared database's view.
+    match crate::state::service::stale_lock_count(&app).await {
+        Ok(count) => {
+            app.metrics.stale_locks.set(count);
+        }
+        Err(e) => tracing::warn!(error = %e, "counting stale locks failed"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+}
+
+/// How long in-flight requests may take to finish after a shutdown signal.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Serves (over TLS when `tls` is given) until `shutdown` completes, then drains in-flight
+/// requests and writes out the audit events they queued.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let served = serve_until(listener, &app, tls, shutdown).await;
+    // Bounded: with the database gone for good the writer would wait for it forever.
+    if tokio::time::timeout(DRAIN_TIMEOUT, app.audit.flush())
+        .await
+        .is_err()
+    {
+        tracing::error!("audit events still queued at exit: the database did not come back");
+    }
+    app.jobs.stop().await;
+    served
+}
+
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    app: &App,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Connect info gives handlers and the audit trail the peer address.
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let Some(tls) = tls else {
+        return axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let handle = axum_server::Handle::new();
+    let drain = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        drain.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+        .handle(handle)
+        .serve(service)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down; draining in-flight requests");
+}

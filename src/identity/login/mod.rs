@@ -1,0 +1,119 @@
+//! `terraform login`: the login.v1 service (OAuth 2.0 authorization code with PKCE, for a
+//! public client on a loopback redirect) and the invitation pages where new users set their
+//! password.
+//!
+//! The browser-facing pages are HTML forms protected by a double-submit CSRF cookie; a signed
+//! session cookie lets a browser that already signed in skip to a consent page.
+
+mod codes;
+mod invite;
+mod limits;
+mod oauth;
+mod pages;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::routing::get;
+
+pub use limits::{LoginLimits, Quota};
+
+use crate::config::Config;
+use crate::identity::Ctx;
+
+/// The OAuth client id Terraform sends (advertised in discovery).
+pub const CLIENT_ID: &str = "terraform-cli";
+
+#[derive(Clone, Debug)]
+pub struct LoginSettings {
+    /// `[min, max]` of the loopback ports a redirect URI may use.
+    pub ports: (u16, u16),
+    pub token_ttl: Duration,
+    pub user_quota: Quota,
+    pub address_quota: Quota,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            ports: (10000, 10010),
+            token_ttl: Duration::from_secs(30 * 24 * 3600),
+            // A person mistypes a few times; a guesser needs thousands.
+            user_quota: Quota {
+                burst: 5,
+                per: Duration::from_secs(60),
+            },
+            address_quota: Quota {
+                burst: 30,
+                per: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+impl LoginSettings {
+    pub fn from_config(config: &Config) -> anyhow::Result<LoginSettings> {
+        Ok(LoginSettings {
+            ports: config.login_ports()?,
+            token_ttl: config.login_token_ttl()?,
+            ..LoginSettings::default()
+        })
+    }
+
+    /// The `login.v1` discovery object.
+    pub fn discovery(&self) -> serde_json::Value {
+        serde_json::json!({
+            "client": CLIENT_ID,
+            "grant_types": ["authz_code"],
+            "authz": "/oauth/authorize",
+            "token": "/oauth/token",
+            "ports": [self.ports.0, self.ports.1],
+        })
+    }
+}
+
+/// Settings and the attempt limits shared by every request of this process.
+#[derive(Debug)]
+pub struct LoginState {
+    pub settings: LoginSettings,
+    pub limits: LoginLimits,
+}
+
+impl LoginState {
+    pub fn new(settings: LoginSettings) -> LoginState {
+        let limits = LoginLimits::new(settings.user_quota, settings.address_quota);
+        LoginState { settings, limits }
+    }
+}
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize_page).post(oauth::authorize_submit),
+        )
+        .route("/oauth/token", axum::routing::post(oauth::token))
+        .route(
+            "/invite/{secret}",
+            get(invite::invite_page).post(invite::invite_submit),
+        )
+}
+
+/// The peer's address, when the server recorded it (in-process tests have none).
+pub(crate) struct PeerAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}

@@ -1,0 +1,202 @@
+//! The rules of this slice; no HTTP types.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use super::store;
+use crate::error::{Error, Result};
+use crate::identity::Ctx;
+use crate::identity::auth::{Principal, Role};
+use crate::identity::orgs::resolve_admin;
+use crate::identity::users::store::{TeamRow, find_member, find_team};
+use crate::names::{OrgName, TeamName, UserName};
+use crate::pagination::{MAX_LIMIT, Page, Paginated};
+
+/// A team as listed (members are under `…/teams/{team}/members`).
+#[derive(Debug, Serialize)]
+pub struct TeamSummary {
+    pub name: String,
+    pub role: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<TeamRow> for TeamSummary {
+    fn from(row: TeamRow) -> Self {
+        TeamSummary {
+            name: row.name,
+            role: row.role,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// One team with its members.
+#[derive(Debug, Serialize)]
+pub struct TeamView {
+    pub name: String,
+    pub role: Option<String>,
+    /// The first [`MAX_LIMIT`] members; the paginated `/members` list has them all.
+    pub members: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub members_truncated: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamUpdate {
+    /// Absent: unchanged; `null`: the team grants no role (only its policies).
+    #[serde(default, deserialize_with = "present")]
+    pub role: Option<Option<Role>>,
+}
+
+/// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Role>>, D::Error> {
+    Option::<Role>::deserialize(d).map(Some)
+}
+
+async fn org_id(app: &Ctx, principal: &Principal, org: &OrgName) -> Result<i64> {
+    resolve_admin(&app.db, principal, org).await
+}
+
+async fn team(app: &Ctx, org_id: i64, team: &TeamName) -> Result<TeamRow> {
+    find_team(&app.db, org_id, team.as_str())
+        .await?
+        .ok_or(Error::NotFound("team"))
+}
+
+async fn view(app: &Ctx, row: TeamRow) -> Result<TeamView> {
+    let mut members = store::list_members(&app.db, row.id, MAX_LIMIT + 1, 0).await?;
+    let members_truncated = members.len() as i64 > MAX_LIMIT;
+    members.truncate(MAX_LIMIT as usize);
+    Ok(TeamView {
+        name: row.name,
+        role: row.role,
+        members: members.into_iter().map(|m| m.name).collect(),
+        members_truncated,
+        created_at: row.created_at,
+    })
+}
+
+pub async fn create_team(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+    role: Option<Role>,
+) -> Result<TeamView> {
+    let org_id = org_id(app, principal, org).await?;
+    let role = role.map(Role::as_str);
+    let row = store::insert_team(&app.db, org_id, name.as_str(), role, Utc::now())
+        .await
+        .map_err(|e| e.or_conflict(|| format!("team {name} already exists in {org}")))?;
+    view(app, row).await
+}
+
+pub async fn list_teams(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    page: Page,
+) -> Result<Paginated<TeamSummary>> {
+    let org_id = org_id(app, principal, org).await?;
+    let rows = store::list_teams(&app.db, org_id, page.fetch_limit(), page.offset).await?;
+    Ok(Paginated::new(rows, page).map(TeamSummary::from))
+}
+
+pub async fn show_team(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+) -> Result<TeamView> {
+    let org_id = org_id(app, principal, org).await?;
+    view(app, team(app, org_id, name).await?).await
+}
+
+pub async fn update_team(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+    update: TeamUpdate,
+) -> Result<TeamView> {
+    let org_id = org_id(app, principal, org).await?;
+    let mut row = team(app, org_id, name).await?;
+    if let Some(role) = update.role {
+        let role = role.map(Role::as_str);
+        store::set_role(&app.db, row.id, role).await?;
+        // Team tokens carry the team's role in the token cache.
+        app.grants_changed().await;
+        row.role = role.map(String::from);
+    }
+    view(app, row).await
+}
+
+/// Deletes a team with its memberships, policy attachments and team tokens.
+pub async fn delete_team(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+) -> Result<()> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = team(app, org_id, name).await?;
+    if !store::delete_team(&app.db, row.id).await? {
+        return Err(Error::NotFound("team"));
+    }
+    app.grants_changed().await;
+    Ok(())
+}
+
+#[derive(Debug, Serialize)]
+pub struct TeamMemberView {
+    pub name: String,
+}
+
+pub async fn list_members(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+    page: Page,
+) -> Result<Paginated<TeamMemberView>> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = team(app, org_id, name).await?;
+    let rows = store::list_members(&app.db, row.id, page.fetch_limit(), page.offset).await?;
+    Ok(Paginated::new(rows, page).map(|m| TeamMemberView { name: m.name }))
+}
+
+/// Adds a member of the org to the team (idempotent).
+pub async fn add_member(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+    user: &UserName,
+) -> Result<()> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = team(app, org_id, name).await?;
+    // Only org members: a team must never bring an outsider into the org.
+    let member = find_member(&app.db, org_id, user.as_str())
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    store::add_member(&app.db, row.id, member.user_id).await?;
+    app.grants_changed().await;
+    Ok(())
+}
+
+pub async fn remove_member(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &TeamName,
+    user: &UserName,
+) -> Result<()> {
+    let org_id = org_id(app, principal, org).await?;
+    let row = team(app, org_id, name).await?;
+    if !store::remove_member(&app.db, row.id, user.as_str()).await? {
+        return Err(Error::NotFound("team member"));
+    }
+    app.grants_changed().await;
+    Ok(())
+}

@@ -1,0 +1,512 @@
+//! Blob store over `object_store`, with every object encrypted on the way in.
+//!
+//! The database is the source of truth for which blob is current; objects are written once
+//! under fresh keys and never overwritten.
+
+mod key;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+pub use key::{BlobKey, BlobKind};
+
+use crate::error::{Error, Result};
+use crate::infra::crypto::{Envelope, HEADER_LEN, Keyring};
+
+/// Encrypting blob store.
+#[derive(Clone)]
+pub struct BlobStore {
+    store: Arc<dyn ObjectStore>,
+    keys: Arc<Keyring>,
+    /// Decrypted objects by blob id. Objects are immutable, so entries never go stale, on
+    /// any replica.
+    cache: Option<Arc<PlainCache>>,
+    /// Remote stores take large objects in parts (local files are written whole).
+    multipart: bool,
+}
+
+/// Why a stored blob cannot be read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The object is not in the store.
+    Missing,
+    /// The store failed to return it.
+    Unreadable(String),
+    /// Its data key cannot be unwrapped (master key not configured) or the object fails
+    /// authentication (corrupted or swapped).
+    Undecryptable(String),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Missing => f.write_str("object missing from the blob store"),
+            Fault::Unreadable(e) => write!(f, "object cannot be read: {e}"),
+            Fault::Undecryptable(e) => write!(f, "object does not decrypt: {e}"),
+        }
+    }
+}
+
+/// Remote stores fail fast and honestly: `object_store` would otherwise retry a dead store
+/// for minutes while the client waits. A store that refuses connections answers 503 with
+/// `Retry-After` within a second, a hung one within the request timeout, and Terraform retries.
+/// A request carries at most one part (`PART_SIZE`), which the request timeout leaves ample
+/// time for. `AWS_TIMEOUT`, `AZURE_TIMEOUT` or `GOOGLE_TIMEOUT` (and `…_CONNECT_TIMEOUT`)
+/// override the timeouts.
+const STORE_CONNECT_TIMEOUT: &str = "3s";
+const STORE_REQUEST_TIMEOUT: &str = "15s";
+const STORE_RETRIES: usize = 3;
+const STORE_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Builds an S3, Azure or GCS store with Terrace's timeouts and bounded retries; other
+/// schemes `object_store` knows are built as it builds them.
+fn remote_store<K: AsRef<str>, V: Into<String>>(
+    url: &url::Url,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> object_store::Result<(Arc<dyn ObjectStore>, Path)> {
+    use object_store::{ObjectStoreScheme, RetryConfig};
+    let retry = RetryConfig {
+        max_retries: STORE_RETRIES,
+        retry_timeout: STORE_RETRY_TIMEOUT,
+        ..Default::default()
+    };
+    let defaults = [
+        ("connect_timeout", STORE_CONNECT_TIMEOUT),
+        ("timeout", STORE_REQUEST_TIMEOUT),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let options = defaults.into_iter().chain(
+        options
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into())),
+    );
+    // Keys the store does not know (other environment variables) are skipped, as
+    // `object_store::parse_url_opts` does.
+    macro_rules! build {
+        ($builder:ty) => {{
+            let builder = options.fold(
+                <$builder>::new().with_url(url.to_string()),
+                |builder, (key, value)| match key.parse() {
+                    Ok(k) => builder.with_config(k, value),
+                    Err(_) => builder,
+                },
+            );
+            Arc::new(builder.with_retry(retry).build()?) as Arc<dyn ObjectStore>
+        }};
+    }
+    let (scheme, path) = ObjectStoreScheme::parse(url)?;
+    let path = Path::parse(path)?;
+    let store = match scheme {
+        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder),
+        ObjectStoreScheme::MicrosoftAzure => build!(object_store::azure::MicrosoftAzureBuilder),
+        ObjectStoreScheme::GoogleCloudStorage => {
+            build!(object_store::gcp::GoogleCloudStorageBuilder)
+        }
+        _ => {
+            let (store, prefix) = object_store::parse_url_opts(url, options)?;
+            return Ok((Arc::from(store), prefix));
+        }
+    };
+    Ok((store, path))
+}
+
+/// The store a storage URL names: `file://` a local directory (created if missing, written
+/// with fsync), anything else through [`remote_store`], narrowed to the URL's path. Shared by
+/// the blob store and backups so both read URLs and settings the same way.
+pub(crate) fn store_from_url<K: AsRef<str>, V: Into<String>>(
+    url: &url::Url,
+    options: impl IntoIterator<Item = (K, V)>,
+) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match url.scheme() {
+        "file" => {
+            let dir = url
+                .to_file_path()
+                .map_err(|_| anyhow::anyhow!("invalid file storage URL {url}"))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating blob directory {}", dir.display()))?;
+            // fsync files and directories: a write is acknowledged only once durable.
+            Arc::new(LocalFileSystem::new_with_prefix(&dir)?.with_fsync(true))
+        }
+        _ => {
+            let (store, prefix) = remote_store(url, options)
+                .with_context(|| format!("unsupported storage URL {url}"))?;
+            if prefix.as_ref().is_empty() {
+                store
+            } else {
+                Arc::new(PrefixStore::new(store, prefix))
+            }
+        }
+    })
+}
+
+/// How long a readiness probe waits for the store.
+pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
+pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+
+type PlainCache = quick_cache::sync::Cache<String, Bytes, ByteWeighter>;
+
+#[derive(Clone)]
+struct ByteWeighter;
+
+impl quick_cache::Weighter<String, Bytes> for ByteWeighter {
+    fn weight(&self, key: &String, value: &Bytes) -> u64 {
+        (key.len() + value.len()) as u64
+    }
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobStore({})", self.store)
+    }
+}
+
+/// Records a stored blob's row (size, SHA-256 of the plaintext, wrapped data key) inside the
+/// caller's transaction, the one that commits the row pointing at the blob:
+/// `insert_blob_row!(&mut *tx, &blob, size, sha256, now).await?`.
+macro_rules! insert_blob_row {
+    ($tx:expr, $blob:expr, $size:expr, $sha256:expr, $now:expr) => {
+        sqlx::query(
+            "INSERT INTO blobs (id, object_key, size, sha256, key_id, wrapped_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&$blob.id)
+        .bind(&$blob.object_key)
+        .bind($size)
+        .bind($sha256)
+        .bind(&$blob.envelope.key_id)
+        .bind(&$blob.envelope.wrapped_key)
+        .bind($now)
+        .execute($tx)
+    };
+}
+pub(crate) use insert_blob_row;
+
+/// What the metadata row must remember about a stored blob.
+#[derive(Clone, Debug)]
+pub struct StoredBlob {
+    pub id: String,
+    pub object_key: String,
+    pub envelope: Envelope,
+}
+
+/// A buffer being filled with plaintext, with room in front for the encryption header so that
+/// sealing happens in place (one copy of a large state in memory, not three).
+pub struct PlainBuffer(Vec<u8>);
+
+impl PlainBuffer {
+    /// An empty buffer expecting about `capacity` bytes of plaintext.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_LEN + capacity + crate::infra::crypto::TAG_LEN);
+        buf.resize(HEADER_LEN, 0);
+        PlainBuffer(buf)
+    }
+
+    pub fn from_plaintext(plain: &[u8]) -> Self {
+        let mut buf = Self::with_capacity(plain.len());
+        buf.extend(plain);
+        buf
+    }
+
+    pub fn extend(&mut self, chunk: &[u8]) {
+        self.0.extend_from_slice(chunk);
+    }
+
+    pub fn plaintext(&self) -> &[u8] {
+        &self.0[HEADER_LEN..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len() - HEADER_LEN
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl BlobStore {
+    /// Builds the store from `file:///dir`, `memory://`, `s3://bucket/prefix`,
+    /// `az://container/prefix` or `gs://bucket/prefix`; cloud stores take their settings
+    /// from the usual environment variables (`AWS_*`, `AZURE_*`, `GOOGLE_*`).
+    pub fn from_url(url: &str, keys: Arc<Keyring>) -> anyhow::Result<Self> {
+        Self::from_url_with_options(url, std::env::vars(), keys)
+    }
+
+    /// Like [`BlobStore::from_url`] with explicit `object_store` options (keys such as
+    /// `aws_endpoint` or `azure_storage_use_emulator`, case-insensitive) instead of the
+    /// environment.
+    pub fn from_url_with_options<K: AsRef<str>, V: Into<String>>(
+        url: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+        keys: Arc<Keyring>,
+    ) -> anyhow::Result<Self> {
+        let parsed = url::Url::parse(url).with_context(|| format!("invalid storage URL {url}"))?;
+        let multipart = !matches!(parsed.scheme(), "file" | "memory");
+        let store = store_from_url(&parsed, options)?;
+        Ok(BlobStore {
+            store,
+            keys,
+            cache: None,
+            multipart,
+        })
+    }
+
+    /// Keeps up to `bytes` of decrypted objects in memory (0 turns the cache off).
+    pub fn with_cache(mut self, bytes: u64) -> Self {
+        self.cache = (bytes > 0).then(|| {
+            let items = (bytes / (64 * 1024)).clamp(16, 100_000) as usize;
+            Arc::new(PlainCache::with_weighter(items, bytes, ByteWeighter))
+        });
+        self
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// Encrypts and durably stores `buf` under a fresh key; the object is never overwritten.
+    pub async fn put(&self, key: BlobKey, buf: PlainBuffer) -> Result<StoredBlob> {
+        let id = key.blob_id().to_string();
+        let object_key = key.to_path();
+        let mut data = buf.0;
+        let envelope = self
+            .keys
+            .seal(&mut data, id.as_bytes())
+            .map_err(Error::Internal)?;
+        let path = Path::from(object_key.as_str());
+        if self.multipart && data.len() > PART_SIZE {
+            // Keys are fresh ids, so an upload in parts cannot overwrite anything either.
+            let upload = self.store.put_multipart(&path).await?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            writer.put(Bytes::from(data));
+            writer.finish().await?;
+        } else {
+            let options = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            self.store
+                .put_opts(&path, PutPayload::from(Bytes::from(data)), options)
+                .await?;
+        }
+        Ok(StoredBlob {
+            id,
+            object_key,
+            envelope,
+        })
+    }
+
+    /// Reads and decrypts a blob.
+    pub async fn get(&self, blob: &StoredBlob) -> Result<Bytes> {
+        if let Some(cache) = &self.cache
+            && let Some(hit) = cache.get(&blob.id)
+        {
+            return Ok(hit);
+        }
+        let object = self
+            .store
+            .get(&Path::from(blob.object_key.as_str()))
+            .await?
+            .bytes()
+            .await?;
+        let mut data = Vec::from(object);
+        let range = self
+            .keys
+            .open(&blob.envelope, &mut data, blob.id.as_bytes())
+            .map_err(Error::Internal)?;
+        let plain = Bytes::from(data).slice(range);
+        if let Some(cache) = &self.cache {
+            cache.insert(blob.id.clone(), plain.clone());
+        }
+        Ok(plain)
+    }
+
+    /// Reads and decrypts a blob from the store itself (never the cache), saying what is wrong
+    /// when that fails: for `terrace verify`.
+    pub async fn check(&self, blob: &StoredBlob) -> std::result::Result<Bytes, Fault> {
+        let object = match self.store.get(&Path::from(blob.object_key.as_str())).await {
+            Ok(found) => found.bytes().await,
+            Err(e) => Err(e),
+        };
+        let mut data = match object {
+            Ok(bytes) => Vec::from(bytes),
+            Err(object_store::Error::NotFound { .. }) => return Err(Fault::Missing),
+            Err(e) => return Err(Fault::Unreadable(e.to_string())),
+        };
+        let range = self
+            .keys
+            .open(&blob.envelope, &mut data, blob.id.as_bytes())
+            .map_err(|e| Fault::Undecryptable(format!("{e:#}")))?;
+        Ok(Bytes::from(data).slice(range))
+    }
+
+    /// The stored (encrypted) bytes of an object as they are, `None` when it is gone: for
+    /// backups, which copy objects without decrypting them.
+    pub async fn raw_get(&self, object_key: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&Path::from(object_key)).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores already encrypted bytes under `object_key` (restore). Never overwrites: an
+    /// existing object with the same bytes is accepted, a different one is an error.
+    pub async fn raw_put(&self, object_key: &str, bytes: Bytes) -> Result<()> {
+        let path = Path::from(object_key);
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(bytes.clone()), options)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = self.store.get(&path).await?.bytes().await?;
+                if existing == bytes {
+                    Ok(())
+                } else {
+                    Err(Error::Internal(anyhow::anyhow!(
+                        "object {object_key} already exists with other content"
+                    )))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Best-effort removal of an object whose row is gone (or was never committed).
+    pub async fn discard(&self, blob: &StoredBlob) {
+        if let Some(cache) = &self.cache {
+            cache.remove(&blob.id);
+        }
+        if let Err(err) = self
+            .store
+            .delete(&Path::from(blob.object_key.as_str()))
+            .await
+        {
+            tracing::warn!(error = %err, "could not discard uncommitted blob; the sweep will");
+        }
+    }
+
+    /// Removes a blob after its row failed to commit, unless `err` leaves the commit's outcome
+    /// unknown (the row may exist and must not lose its blob; the sweep removes the object if
+    /// it does not).
+    pub async fn discard_unless_committed(&self, blob: &StoredBlob, err: &Error) {
+        if err.may_have_committed() {
+            tracing::warn!("keeping a blob whose row may have been committed");
+        } else {
+            self.discard(blob).await;
+        }
+    }
+
+    /// Every object in the store with its last change, for the orphan sweep.
+    pub fn list_objects(
+        &self,
+    ) -> impl futures::Stream<Item = Result<(String, chrono::DateTime<chrono::Utc>)>> + '_ {
+        use futures::StreamExt;
+        self.store.list(None).map(|item| {
+            item.map(|meta| (meta.location.to_string(), meta.last_modified))
+                .map_err(Error::from)
+        })
+    }
+
+    /// Deletes an object nothing refers to.
+    pub async fn delete_object(&self, object_key: &str) -> Result<()> {
+        match self.store.delete(&Path::from(object_key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Readiness: the store answers a listing within `PING_TIMEOUT` (a hung store must not
+    /// hang the probe).
+    pub async fn ping(&self) -> Result<()> {
+        let prefix = Path::from("state");
+        let listing = self.store.list_with_delimiter(Some(&prefix));
+        match tokio::time::timeout(PING_TIMEOUT, listing).await {
+            Ok(listed) => listed.map(|_| ()).map_err(Error::from),
+            Err(_) => Err(Error::Unavailable(anyhow::anyhow!(
+                "blob store did not answer within {PING_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<Keyring> {
+        let key = crate::infra::crypto::generate_key().unwrap();
+        Arc::new(Keyring::from_base64(&key, &[]).unwrap())
+    }
+
+    #[test]
+    fn cloud_storage_urls_build_with_their_settings() {
+        let none: [(&str, &str); 0] = [];
+        let s3 = [
+            ("aws_region", "eu-west-1"),
+            ("aws_endpoint", "http://127.0.0.1:9"),
+        ];
+        assert!(BlobStore::from_url_with_options("s3://bucket/prefix", s3, keys()).is_ok());
+        let azure = [
+            ("azure_storage_account_name", "acct"),
+            ("azure_storage_account_key", "a2V5"),
+        ];
+        assert!(BlobStore::from_url_with_options("az://container/prefix", azure, keys()).is_ok());
+        let gcs = [("google_bucket", "bucket")];
+        let built = BlobStore::from_url_with_options("gs://bucket/prefix", gcs, keys());
+        assert!(built.is_ok(), "{:?}", built.err());
+        // A setting of the wrong kind is rejected, not ignored.
+        let bad = [("aws_allow_http", "perhaps")];
+        assert!(BlobStore::from_url_with_options("s3://bucket", bad, keys()).is_err());
+        let unknown = BlobStore::from_url_with_options("ftp://host/x", none, keys());
+        assert!(format!("{:#}", unknown.err().unwrap()).contains("unsupported storage URL"));
+        assert!(
+            BlobStore::from_url_with_options("s3://bucket", none, keys())
+                .unwrap()
+                .multipart
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_refuses_connections_fails_within_seconds() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let s3 = [
+            ("aws_region", "us-east-1"),
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+        ];
+        let store = BlobStore::from_url_with_options("s3://bucket/prefix", s3, keys()).unwrap();
+        let started = std::time::Instant::now();
+        let put = store
+            .put(
+                BlobKey::new_state_version(1),
+                PlainBuffer::from_plaintext(b"{}"),
+            )
+            .await;
+        assert!(matches!(put, Err(Error::Unavailable(_))), "{put:?}");
+        assert!(matches!(store.ping().await, Err(Error::Unavailable(_))));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    }
+}

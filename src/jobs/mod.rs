@@ -1,0 +1,204 @@
+//! The one home of background work: every periodic task and long-running writer is started
+//! here with a name and a join handle, and stopped together on shutdown.
+//!
+//! Singleton tasks (orphan sweep, retention) take a lease row in `job_leases` before each run,
+//! so with several replicas on one database exactly one runs them at a time; per-replica tasks
+//! (download-count flush, cache listener, audit writer) run everywhere. The `jobs` table is a
+//! work queue with leases (`queue`), claimed with `FOR UPDATE SKIP LOCKED` on PostgreSQL.
+
+pub mod queue;
+mod store;
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::infra::db::Db;
+
+/// How often `serve` looks for orphaned objects and applies retention policies.
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Background tasks of this process.
+#[derive(Debug)]
+pub struct Jobs {
+    cancel: CancellationToken,
+    tasks: Mutex<Vec<(&'static str, JoinHandle<()>)>>,
+    /// Identifies this process in lease rows.
+    holder: String,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs::new()
+    }
+}
+
+impl Jobs {
+    pub fn new() -> Jobs {
+        Jobs {
+            cancel: CancellationToken::new(),
+            tasks: Mutex::default(),
+            holder: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+
+    /// Runs `task` until it ends or the jobs stop.
+    pub fn spawn(&self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.cancel.clone();
+        let handle = tokio::spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = task => {}
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, handle));
+    }
+
+    /// Runs `work` every `interval` on this replica, the first time after one interval.
+    pub fn every<F, Fut>(&self, name: &'static str, interval: Duration, work: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = crate::error::Result<()>> + Send,
+    {
+        self.spawn(name, async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                if let Err(e) = work().await {
+                    tracing::warn!(job = name, error = %e, "background job failed; will retry");
+                }
+            }
+        });
+    }
+
+    /// Runs `work` every `interval` on whichever replica holds the job's lease, the first
+    /// time at once: a restart does not postpone maintenance by a whole interval.
+    pub fn singleton<F, Fut>(&self, name: &'static str, interval: Duration, db: Db, work: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = crate::error::Result<()>> + Send,
+    {
+        let holder = self.holder.clone();
+        self.spawn(name, async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                // The lease outlives the interval a little, so the holder keeps it while alive
+                // and another replica takes over within one interval after it dies.
+                match store::take_lease(&db, name, &holder, interval + interval / 2).await {
+                    Ok(true) => {
+                        if let Err(e) = work().await {
+                            tracing::warn!(job = name, error = %e, "background job failed; will retry");
+                        }
+                    }
+                    Ok(false) => tracing::debug!(job = name, "another replica holds the lease"),
+                    Err(e) => tracing::warn!(job = name, error = %e, "cannot take the job lease"),
+                }
+            }
+        });
+    }
+
+    /// The names of the running tasks.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// Stops every task and waits for them to end.
+    pub async fn stop(&self) {
+        self.cancel.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (name, handle) in tasks {
+            if let Err(e) = handle.await {
+                tracing::warn!(job = name, error = %e, "background job ended abnormally");
+            }
+        }
+    }
+}
+
+/// Starts the periodic maintenance of a serving process.
+pub fn start_maintenance(jobs: &Jobs, state: &crate::state::Ctx, registry: &crate::registry::Ctx) {
+    let registry = registry.clone();
+    jobs.every(
+        "download-counts",
+        crate::infra::counts::FLUSH_INTERVAL,
+        move || {
+            let registry = registry.clone();
+            async move { crate::registry::flush_download_counts(&registry).await }
+        },
+    );
+    let (db, blobs) = (state.db.clone(), state.blobs.clone());
+    jobs.singleton(
+        "orphan-sweep",
+        MAINTENANCE_INTERVAL,
+        db.clone(),
+        move || {
+            let (db, blobs) = (db.clone(), blobs.clone());
+            async move { crate::ops::sweep::sweep_and_log(&db, &blobs).await }
+        },
+    );
+    let state = state.clone();
+    jobs.singleton(
+        "retention",
+        MAINTENANCE_INTERVAL,
+        state.db.clone(),
+        move || {
+            let state = state.clone();
+            async move { crate::state::apply_all_retention(&state).await }
+        },
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_one_holder_has_a_lease_until_it_expires() {
+        let (db, _dir) = crate::infra::db::testing::sqlite().await;
+        let ttl = Duration::from_secs(60);
+        assert!(store::take_lease(&db, "sweep", "a", ttl).await.unwrap());
+        assert!(!store::take_lease(&db, "sweep", "b", ttl).await.unwrap());
+        // The holder renews its own lease.
+        assert!(store::take_lease(&db, "sweep", "a", ttl).await.unwrap());
+        // Another job's lease is independent.
+        assert!(store::take_lease(&db, "retention", "b", ttl).await.unwrap());
+        // An expired lease goes to whoever asks next.
+        assert!(
+            store::take_lease(&db, "other", "a", Duration::ZERO)
+                .await
+                .unwrap()
+        );
+        assert!(store::take_lease(&db, "other", "b", ttl).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn stop_ends_every_task() {
+        let jobs = Jobs::new();
+        jobs.spawn("forever", std::future::pending());
+        jobs.every("tick", Duration::from_millis(5), || async { Ok(()) });
+        assert_eq!(jobs.names(), vec!["forever", "tick"]);
+        tokio::time::timeout(Duration::from_secs(5), jobs.stop())
+            .await
+            .expect("jobs stop promptly");
+        assert!(jobs.names().is_empty());
+    }
+}

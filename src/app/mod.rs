@@ -57,7 +57,7 @@ impl App {
         let identity = crate::identity::Ctx::new(&infra, settings.login);
         let locks = settings
             .locks
-            .unwrap_or(crate::state::locks::Locks::Database);
+            .unwrap_or_else(|| crate::state::locks::Locks::Database(infra.db.clone()));
         App {
             state: crate::state::Ctx::new(&identity, locks),
             registry: crate::registry::Ctx::new(&identity, settings.mirror_org),
@@ -86,7 +86,10 @@ impl App {
             .map(|u| u.trim_end_matches('/').to_string());
         infra.tls = config.tls_cert.is_some() || config.dev_tls;
         let settings = Settings {
-            locks: Some(crate::state::locks::Locks::connect(&config.locks()?)),
+            locks: Some(crate::state::locks::Locks::connect(
+                &config.locks()?,
+                infra.db.clone(),
+            )),
             mirror_org: config.mirror_org.clone(),
             login: crate::identity::login::LoginSettings::from_config(config)?,
         };

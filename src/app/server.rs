@@ -155,17 +155,19 @@ async fn readyz(State(app): State<crate::state::Ctx>) -> Response {
         };
         tracing::warn!(error = %detail, "blob store not ready");
     }
-    if let Err(e) = &locks {
+    if let Some(Err(e)) = &locks {
         tracing::warn!(error = %e, "lock store not ready");
     }
     let mut body = serde_json::json!({
         "database": if db.is_ok() { "ok" } else { "unavailable" },
         "blob_store": if blobs.is_ok() { "ok" } else { "unavailable" },
     });
-    if let crate::state::locks::Locks::DynamoDb(_) = &app.locks {
-        body["locks"] = (if locks.is_ok() { "ok" } else { "unavailable" }).into();
+    // Only a lock store of its own is reported; database locks are the database.
+    let locks_ok = locks.as_ref().is_none_or(|l| l.is_ok());
+    if locks.is_some() {
+        body["locks"] = (if locks_ok { "ok" } else { "unavailable" }).into();
     }
-    if db.is_ok() && blobs.is_ok() && locks.is_ok() {
+    if db.is_ok() && blobs.is_ok() && locks_ok {
         (StatusCode::OK, Json(body)).into_response()
     } else {
         (

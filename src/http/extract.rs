@@ -54,3 +54,13 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .map_err(|e: PathRejection| Error::invalid(e.body_text()))
     }
 }
+
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>` field of a
+/// PATCH body: tells an explicit `null` (`Some(None)`) from an absent field (`None`).
+pub fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}

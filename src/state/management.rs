@@ -87,7 +87,7 @@ pub async fn workspace(
         .await?
         .ok_or(Error::NotFound("workspace"))?;
     let current = store::current_version(&app.db, org_id, ws.as_str()).await?;
-    let lock = app.locks.find(&app.db, row.id).await?;
+    let lock = app.locks.find(row.id).await?;
     Ok(WorkspaceSummary {
         name: row.name,
         serial: current.as_ref().and_then(|c| c.serial),
@@ -293,7 +293,7 @@ pub async fn lock_holder(
         .ok_or(Error::NotFound("workspace"))?;
     let row = app
         .locks
-        .find(&app.db, workspace.id)
+        .find(workspace.id)
         .await?
         .ok_or(Error::NotFound("lock"))?;
     let lease = workspace.lock_lease_seconds;
@@ -322,7 +322,7 @@ pub async fn force_unlock(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
     let id = workspace_id(app, org_id, ws).await?;
-    if app.locks.release(&app.db, id, None).await? {
+    if app.locks.release(id, None).await? {
         tracing::warn!(by = %principal.actor(), "lock force-released through the API");
         Ok(())
     } else {

@@ -7,7 +7,7 @@ use chrono::Utc;
 use super::Ctx;
 use super::document::{self, StateMeta};
 use super::lock::{self, LockInfo};
-use super::locks::Locks;
+use super::locks::WriteCheck;
 use super::store::{self, Decision, NewVersion, WriteSnapshot};
 use crate::error::{Error, Result};
 use crate::http::body::ReceivedBody;
@@ -122,7 +122,7 @@ pub async fn write_state(
     let meta = document::inspect(body.buf.plaintext())?;
     let workspace_id = ensure_workspace_id(app, org_id, ws).await?;
     // Refuse a lock mismatch before paying for an upload; checked again in `commit`.
-    if let Some(holder) = app.locks.find(&app.db, workspace_id).await?
+    if let Some(holder) = app.locks.find(workspace_id).await?
         && lock_id != Some(holder.lock_id.as_str())
     {
         return Err(Error::Locked(holder.info_bytes()));
@@ -171,7 +171,7 @@ pub(super) async fn commit(
         source: source.as_str(),
         created_by: &actor,
         // A database lock is renewed in the write's own transaction: no extra commit.
-        renews_lock: lock_id.filter(|_| matches!(app.locks, Locks::Database)),
+        renews_lock: lock_id.filter(|_| app.locks.renews_in_write()),
     };
     let renews_in_transaction = new.renews_lock.is_some();
     // Database locks are read inside the write transaction. A DynamoDB lock cannot be: its
@@ -186,8 +186,8 @@ pub(super) async fn commit(
         }
     };
     let decide = |snap: &WriteSnapshot| match &outside {
-        None => decide(snap),
-        Some(holder) => decide(&snap.with_lock(holder.as_ref())),
+        WriteCheck::InTransaction => decide(snap),
+        WriteCheck::Holder(holder) => decide(&snap.with_lock(holder.as_ref())),
     };
     let turn = app.write_turn().await;
     let recorded = store::record_version(&app.db, new, Utc::now(), decide).await;
@@ -213,9 +213,7 @@ pub(super) async fn commit(
         && !(renews_in_transaction && recorded.is_some())
     {
         let _turn = app.write_turn().await;
-        app.locks
-            .renew(&app.db, workspace_id, id, Utc::now())
-            .await?;
+        app.locks.renew(workspace_id, id, Utc::now()).await?;
     }
     Ok(recorded)
 }
@@ -298,21 +296,13 @@ pub async fn acquire_lock(
     };
     // Read only for the log line below; the takeover decision is made by the lock backend.
     let previous = match stale_before {
-        Some(_) => app.locks.find(&app.db, workspace.id).await?,
+        Some(_) => app.locks.find(workspace.id).await?,
         None => None,
     };
     let turn = app.write_turn().await;
     let holder = app
         .locks
-        .acquire(
-            &app.db,
-            workspace.id,
-            &info.id,
-            body,
-            &actor,
-            now,
-            stale_before,
-        )
+        .acquire(workspace.id, &info.id, body, &actor, now, stale_before)
         .await?;
     drop(turn);
     match holder {
@@ -365,22 +355,19 @@ pub async fn release_lock(
         return Ok(());
     };
     if body.iter().all(u8::is_ascii_whitespace) {
-        if app.locks.release(&app.db, workspace_id, None).await? {
+        if app.locks.release(workspace_id, None).await? {
             tracing::warn!(by = %principal.actor(), "lock force-released");
         }
         return Ok(());
     }
     let info = LockInfo::parse(body)?;
     let turn = app.write_turn().await;
-    let released = app
-        .locks
-        .release(&app.db, workspace_id, Some(&info.id))
-        .await?;
+    let released = app.locks.release(workspace_id, Some(&info.id)).await?;
     drop(turn);
     if released {
         return Ok(());
     }
-    match app.locks.find(&app.db, workspace_id).await? {
+    match app.locks.find(workspace_id).await? {
         // Someone else holds it now (ours was force-released): leave theirs alone.
         Some(holder) => Err(Error::Locked(holder.info_bytes())),
         // Already released: a retried UNLOCK.
@@ -398,7 +385,7 @@ pub async fn delete_state(
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
     let id = workspace_id(app, org_id, ws).await?;
-    if let Some(holder) = app.locks.find(&app.db, id).await? {
+    if let Some(holder) = app.locks.find(id).await? {
         return Err(Error::Locked(holder.info_bytes()));
     }
     store::clear_current(&app.db, id, Utc::now()).await

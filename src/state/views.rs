@@ -77,22 +77,13 @@ pub struct WorkspaceSummary {
 pub struct Settings {
     pub lineage_protection: Option<bool>,
     /// Absent: unchanged; `null`: no lease; otherwise a duration such as `2h`.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     pub lock_lease: Option<Option<String>>,
     pub expire_stale_locks: Option<bool>,
     /// Absent: unchanged; `null`: no limit; otherwise keep the newest N versions.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     pub retain_versions: Option<Option<i64>>,
     /// Absent: unchanged; `null`: no limit; otherwise keep versions younger than D days.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     pub retain_days: Option<Option<i64>>,
-}
-
-/// Tells an explicit `null` (Some(None)) from an absent field (None, through `default`).
-fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
 }

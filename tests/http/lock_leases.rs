@@ -350,7 +350,8 @@ async fn an_unreachable_dynamodb_answers_503_with_retry_after() {
     };
     // Nothing listens on port 1.
     let url = "dynamodb://locks?region=us-east-1&endpoint=http://127.0.0.1:1";
-    app.state.state.locks = Locks::connect(&LockSettings::parse(Some(url), &env).unwrap());
+    let settings = LockSettings::parse(Some(url), &env).unwrap();
+    app.state.state.locks = Locks::connect(&settings, app.db().clone());
     app.router = terrace::app::router(&app.state);
 
     for resp in [

@@ -1,6 +1,6 @@
 //! The rules of this slice; no HTTP types.
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::store;
 use crate::error::{Error, Result};
@@ -45,13 +45,8 @@ pub struct TeamView {
 #[serde(deny_unknown_fields)]
 pub struct TeamUpdate {
     /// Absent: unchanged; `null`: the team grants no role (only its policies).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
     pub role: Option<Option<Role>>,
-}
-
-/// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Role>>, D::Error> {
-    Option::<Role>::deserialize(d).map(Some)
 }
 
 async fn org_id(app: &Ctx, principal: &Principal, org: &OrgName) -> Result<i64> {

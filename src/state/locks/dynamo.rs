@@ -20,7 +20,6 @@ use chrono::{DateTime, Utc};
 
 use crate::config::DynamoSettings;
 use crate::error::{Error, Result};
-use crate::state::store::LockRow;
 
 /// Key attribute; the rest hold the lock.
 const KEY: &str = "LockID";
@@ -152,7 +151,7 @@ impl DynamoLocks {
         created_by: &str,
         now: DateTime<Utc>,
         stale_before: Option<DateTime<Utc>>,
-    ) -> Result<Option<LockRow>> {
+    ) -> Result<Option<HeldLock>> {
         for _ in 0..ACQUIRE_ATTEMPTS {
             let mut put = self
                 .client
@@ -214,7 +213,7 @@ impl DynamoLocks {
         )))
     }
 
-    pub(super) async fn find(&self, workspace_id: i64) -> Result<Option<LockRow>> {
+    pub(super) async fn find(&self, workspace_id: i64) -> Result<Option<HeldLock>> {
         let got = self
             .client
             .get_item()
@@ -228,7 +227,7 @@ impl DynamoLocks {
     }
 
     /// The holders of those of `workspace_ids` that are locked (consistent reads).
-    pub(super) async fn find_many(&self, workspace_ids: &[i64]) -> Result<HashMap<i64, LockRow>> {
+    pub(super) async fn find_many(&self, workspace_ids: &[i64]) -> Result<HashMap<i64, HeldLock>> {
         let mut found = HashMap::new();
         for chunk in workspace_ids.chunks(BATCH_KEYS) {
             let keys = chunk
@@ -410,12 +409,22 @@ fn time_attribute(item: &HashMap<String, AttributeValue>, name: &str) -> Result<
         .ok_or_else(|| malformed(format!("no time {name}")))
 }
 
-fn lock_row(item: &HashMap<String, AttributeValue>) -> Result<LockRow> {
+/// A lock item as DynamoDB holds it.
+#[derive(Debug, Clone)]
+pub struct HeldLock {
+    pub lock_id: String,
+    pub info: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+    pub renewed_at: DateTime<Utc>,
+}
+
+fn lock_row(item: &HashMap<String, AttributeValue>) -> Result<HeldLock> {
     let info = item
         .get(INFO)
         .and_then(|v| v.as_b().ok())
         .ok_or_else(|| malformed(format!("no binary {INFO}")))?;
-    Ok(LockRow {
+    Ok(HeldLock {
         lock_id: string_attribute(item, HOLDER)?,
         info: info.as_ref().to_vec(),
         created_at: time_attribute(item, CREATED_AT)?,

@@ -4,8 +4,6 @@
 
 mod dynamo;
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 pub use self::dynamo::DynamoLocks;
@@ -14,18 +12,40 @@ use crate::config::LockSettings;
 use crate::error::Result;
 use crate::infra::db::Db;
 
-/// The lock backend in use.
+/// The lock backend in use. The database arm holds its pool; each arm answers with the
+/// state feature's `LockRow`, whatever it stores.
 #[derive(Clone, Debug)]
 pub enum Locks {
-    Database,
+    Database(Db),
     DynamoDb(DynamoLocks),
+}
+
+/// How a state write learns who holds the lock.
+#[derive(Debug)]
+pub(super) enum WriteCheck {
+    /// The lock is read inside the write's own transaction.
+    InTransaction,
+    /// The holder as read just before the write (no holder: unlocked).
+    Holder(Option<LockRow>),
+}
+
+impl From<dynamo::HeldLock> for LockRow {
+    fn from(held: dynamo::HeldLock) -> LockRow {
+        LockRow {
+            lock_id: held.lock_id,
+            info: held.info,
+            created_at: held.created_at,
+            created_by: held.created_by,
+            renewed_at: held.renewed_at,
+        }
+    }
 }
 
 impl Locks {
     /// The backend `settings` name; connects lazily (no request is made here).
-    pub fn connect(settings: &LockSettings) -> Locks {
+    pub fn connect(settings: &LockSettings, db: Db) -> Locks {
         match settings {
-            LockSettings::Database => Locks::Database,
+            LockSettings::Database => Locks::Database(db),
             LockSettings::DynamoDb(settings) => Locks::DynamoDb(DynamoLocks::connect(settings)),
         }
     }
@@ -33,24 +53,32 @@ impl Locks {
     /// For logs: `database` or `dynamodb`.
     pub fn backend(&self) -> &'static str {
         match self {
-            Locks::Database => "database",
+            Locks::Database(_) => "database",
             Locks::DynamoDb(_) => "dynamodb",
         }
     }
 
-    /// For `/readyz`: whether a separate lock store answers (database locks are the
-    /// database, checked on their own). Bounded, so a hung store cannot hang the probe.
-    pub async fn ping(&self) -> Result<()> {
+    /// For `/readyz`: whether a separate lock store answers; `None` when locks live in the
+    /// database, which is checked on its own. Bounded, so a hung store cannot hang the probe.
+    pub async fn ping(&self) -> Option<Result<()>> {
         let Locks::DynamoDb(d) = self else {
-            return Ok(());
+            return None;
         };
         // No workspace has id 0: a strongly consistent read of a key that is never there.
-        match tokio::time::timeout(std::time::Duration::from_secs(2), d.find(0)).await {
-            Ok(found) => found.map(|_| ()),
-            Err(_) => Err(crate::error::Error::Unavailable(anyhow::anyhow!(
-                "DynamoDB did not answer within 2 s"
-            ))),
-        }
+        Some(
+            match tokio::time::timeout(std::time::Duration::from_secs(2), d.find(0)).await {
+                Ok(found) => found.map(|_| ()),
+                Err(_) => Err(crate::error::Error::Unavailable(anyhow::anyhow!(
+                    "DynamoDB did not answer within 2 s"
+                ))),
+            },
+        )
+    }
+
+    /// Whether a write under the lock renews it in the write's own transaction (database
+    /// locks), rather than needing a separate renewal.
+    pub(super) fn renews_in_write(&self) -> bool {
+        matches!(self, Locks::Database(_))
     }
 
     /// Takes the lock if it is free, renews it if `lock_id` already holds it, and replaces a
@@ -62,7 +90,6 @@ impl Locks {
     )]
     pub(super) async fn acquire(
         &self,
-        db: &Db,
         workspace_id: i64,
         lock_id: &str,
         info: &[u8],
@@ -71,7 +98,7 @@ impl Locks {
         stale_before: Option<DateTime<Utc>>,
     ) -> Result<Option<LockRow>> {
         match self {
-            Locks::Database => {
+            Locks::Database(db) => {
                 store::insert_lock(
                     db,
                     workspace_id,
@@ -84,69 +111,64 @@ impl Locks {
                 .await
             }
             Locks::DynamoDb(d) => {
-                d.acquire(workspace_id, lock_id, info, created_by, now, stale_before)
-                    .await
+                let holder = d
+                    .acquire(workspace_id, lock_id, info, created_by, now, stale_before)
+                    .await?;
+                Ok(holder.map(LockRow::from))
             }
         }
     }
 
     /// The current holder, if any (a consistent read on DynamoDB).
-    pub(super) async fn find(&self, db: &Db, workspace_id: i64) -> Result<Option<LockRow>> {
+    pub(super) async fn find(&self, workspace_id: i64) -> Result<Option<LockRow>> {
         match self {
-            Locks::Database => store::find_lock(db, workspace_id).await,
-            Locks::DynamoDb(d) => d.find(workspace_id).await,
+            Locks::Database(db) => store::find_lock(db, workspace_id).await,
+            Locks::DynamoDb(d) => Ok(d.find(workspace_id).await?.map(LockRow::from)),
         }
     }
 
-    /// What a state write must check its lock ID against when the write transaction cannot
-    /// see the lock itself: `None` for database locks (read inside the transaction), else the
-    /// holder as of now.
-    pub(super) async fn holder_for_write(
-        &self,
-        workspace_id: i64,
-    ) -> Result<Option<Option<LockRow>>> {
+    /// What a state write checks its lock ID against: the lock read inside the write
+    /// transaction (database locks), else the holder as of now.
+    pub(super) async fn holder_for_write(&self, workspace_id: i64) -> Result<WriteCheck> {
         match self {
-            Locks::Database => Ok(None),
-            Locks::DynamoDb(d) => Ok(Some(d.find(workspace_id).await?)),
+            Locks::Database(_) => Ok(WriteCheck::InTransaction),
+            Locks::DynamoDb(d) => Ok(WriteCheck::Holder(
+                d.find(workspace_id).await?.map(LockRow::from),
+            )),
         }
     }
 
     /// Marks the lock as renewed when `lock_id` still holds it (a write under the lock).
     pub(super) async fn renew(
         &self,
-        db: &Db,
         workspace_id: i64,
         lock_id: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
         match self {
-            Locks::Database => store::renew_lock(db, workspace_id, lock_id, now).await,
+            Locks::Database(db) => store::renew_lock(db, workspace_id, lock_id, now).await,
             Locks::DynamoDb(d) => d.renew(workspace_id, lock_id, now).await,
         }
     }
 
     /// Releases the lock if `lock_id` holds it (any holder when `None`). True when a lock
     /// went away.
-    pub(super) async fn release(
-        &self,
-        db: &Db,
-        workspace_id: i64,
-        lock_id: Option<&str>,
-    ) -> Result<bool> {
+    pub(super) async fn release(&self, workspace_id: i64, lock_id: Option<&str>) -> Result<bool> {
         match self {
-            Locks::Database => store::delete_lock(db, workspace_id, lock_id).await,
+            Locks::Database(db) => store::delete_lock(db, workspace_id, lock_id).await,
             Locks::DynamoDb(d) => d.release(workspace_id, lock_id).await,
         }
     }
 
-    /// When each lock under a lease was last renewed, with its lease in seconds.
-    pub(super) async fn leased(&self, db: &Db) -> Result<Vec<(DateTime<Utc>, i64)>> {
+    /// When each lock under a lease was last renewed, with its lease in seconds (the leases
+    /// are workspace settings, read from `metadata`).
+    pub(super) async fn leased(&self, metadata: &Db) -> Result<Vec<(DateTime<Utc>, i64)>> {
         match self {
-            Locks::Database => store::leased_locks(db).await,
+            Locks::Database(_) => store::leased_locks(metadata).await,
             Locks::DynamoDb(d) => {
                 let held = d.all_renewals().await?;
                 let ids: Vec<i64> = held.keys().copied().collect();
-                let leases = store::lock_leases(db, &ids).await?;
+                let leases = store::lock_leases(metadata, &ids).await?;
                 Ok(leases
                     .into_iter()
                     .filter_map(|(id, lease)| Some((*held.get(&id)?, lease)))
@@ -162,7 +184,7 @@ impl Locks {
             return Ok(());
         };
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let mut held: HashMap<i64, LockRow> = d.find_many(&ids).await?;
+        let mut held = d.find_many(&ids).await?;
         for row in rows {
             let lock = held.remove(&row.id);
             row.lock_renewed_at = lock.as_ref().map(|l| l.renewed_at);

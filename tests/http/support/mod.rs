@@ -74,7 +74,7 @@ pub async fn dynamo_locks() -> Option<terrace::state::locks::Locks> {
     assert!(DynamoLocks::connect(&settings).init().await.unwrap());
     // A second init finds the table and leaves it alone.
     assert!(!DynamoLocks::connect(&settings).init().await.unwrap());
-    Some(Locks::connect(&LockSettings::DynamoDb(settings)))
+    Some(Locks::DynamoDb(DynamoLocks::connect(&settings)))
 }
 
 /// `object_store` options for the emulator behind `backend`, or `None` when it is not

@@ -1,38 +1,14 @@
-//! Registry namespaces: a namespace is an org, plus registry settings (public reads,
-//! server-side signing). Every registry service starts with [`resolve`].
+//! Registry namespaces (the service): a namespace is an org, plus registry settings (public
+//! reads, server-side signing). Every registry service starts with [`resolve`].
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 
+pub use super::views::{Namespace, NamespaceSettings};
 use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal, Resource, authorize};
 use crate::identity::orgs::find_org;
-use crate::infra::db::{Db, on_pool};
+use crate::infra::db::Db;
 use crate::registry::Ctx;
-
-/// A namespace the caller was allowed to act on.
-#[derive(Debug, Clone, Serialize)]
-pub struct Namespace {
-    #[serde(skip)]
-    pub org_id: i64,
-    pub name: String,
-    pub public: bool,
-    pub server_signing: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct SettingsRow {
-    public: bool,
-    server_signing: bool,
-}
-
-/// Settings an admin can change; absent fields stay as they are.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NamespaceSettings {
-    pub public: Option<bool>,
-    pub server_signing: Option<bool>,
-}
 
 /// What in a namespace an action is about, for policies such as `module:network/*`.
 #[derive(Clone, Copy, Debug)]
@@ -97,11 +73,9 @@ async fn load(db: &Db, name: &str) -> Result<Option<Namespace>> {
     let Some(org) = find_org(db, name).await? else {
         return Ok(None);
     };
-    const SQL: &str = "SELECT public, server_signing FROM registry_namespaces WHERE org_id = $1";
-    let settings = on_pool!(db, p => sqlx::query_as::<_, SettingsRow>(SQL)
-        .bind(org.id).fetch_optional(p).await)?;
-    let (public, server_signing) =
-        settings.map_or((false, false), |s| (s.public, s.server_signing));
+    let (public, server_signing) = super::store::find_settings(db, org.id)
+        .await?
+        .unwrap_or((false, false));
     Ok(Some(Namespace {
         org_id: org.id,
         name: org.name,
@@ -117,16 +91,11 @@ pub async fn update(
     name: &str,
     changes: NamespaceSettings,
 ) -> Result<Namespace> {
-    let db = &app.db;
     let current = resolve(app, principal, Action::RegistryAdmin, name).await?;
     let public = changes.public.unwrap_or(current.public);
     let server_signing = changes.server_signing.unwrap_or(current.server_signing);
-    const SQL: &str = "INSERT INTO registry_namespaces (org_id, public, server_signing, updated_at) \
-        VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET public = $2, \
-        server_signing = $3, updated_at = $4";
-    on_pool!(db, p => sqlx::query(SQL)
-        .bind(current.org_id).bind(public).bind(server_signing).bind(Utc::now())
-        .execute(p).await.map(|_| ()))?;
+    super::store::save_settings(&app.db, current.org_id, public, server_signing, Utc::now())
+        .await?;
     app.invalidate(crate::infra::cache::Invalidation::key(
         super::NAMESPACE_CACHE,
         &name.to_string(),

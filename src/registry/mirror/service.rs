@@ -10,6 +10,7 @@ use super::store::{self, Address, NewArchive};
 use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal, Resource, authorize};
 use crate::infra::blob::{BlobKey, BlobKind, PlainBuffer};
+use crate::names::OrgName;
 use crate::registry::Ctx;
 use crate::registry::providers::address::{
     Platform, ProviderType, ProviderVersion, is_label, package_filename,
@@ -86,8 +87,8 @@ pub async fn versions(
     own_host: bool,
 ) -> Result<Vec<String>> {
     if own_host {
-        return hosted::mirror_versions(app, principal, &origin.namespace, origin.kind.as_str())
-            .await;
+        let ns = OrgName::parse(&origin.namespace)?;
+        return hosted::mirror_versions(app, principal, &ns, &origin.kind).await;
     }
     require_reader(app, principal)?;
     let mut versions = store::versions(&app.db, &origin.address()).await?;
@@ -115,14 +116,8 @@ pub async fn archives(
     version: &str,
 ) -> Result<BTreeMap<String, Archive>> {
     if own_host {
-        let list = hosted::mirror_archives(
-            app,
-            principal,
-            &origin.namespace,
-            origin.kind.as_str(),
-            version,
-        )
-        .await?;
+        let ns = OrgName::parse(&origin.namespace)?;
+        let list = hosted::mirror_archives(app, principal, &ns, &origin.kind, version).await?;
         return Ok(list
             .into_iter()
             .map(|a| {

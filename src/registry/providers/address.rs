@@ -62,10 +62,6 @@ impl ProviderVersion {
         }
         Ok(ProviderVersion(parsed))
     }
-
-    pub fn semver(&self) -> &semver::Version {
-        &self.0
-    }
 }
 
 impl std::fmt::Display for ProviderVersion {
@@ -106,11 +102,6 @@ impl Platform {
             Error::invalid(format!("invalid platform {pair:?}: expected os_arch"))
         })?;
         Self::parse(os, arch)
-    }
-
-    /// `linux_amd64`, as mirror documents key archives.
-    pub fn key(&self) -> String {
-        format!("{}_{}", self.os, self.arch)
     }
 }
 
@@ -282,9 +273,10 @@ mod tests {
         );
         assert!(ProviderType::parse("-x").is_err());
         assert!(ProviderType::parse("a_b").is_err());
+        let platform = Platform::parse_pair("linux_arm64").unwrap();
         assert_eq!(
-            Platform::parse_pair("linux_arm64").unwrap().key(),
-            "linux_arm64"
+            (platform.os.as_str(), platform.arch.as_str()),
+            ("linux", "arm64")
         );
         assert!(Platform::parse_pair("linux").is_err());
     }

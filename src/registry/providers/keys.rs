@@ -27,7 +27,6 @@ pub struct PublicKey {
     /// The primary key's ID: 16 upper-case hex digits, as Terraform prints it.
     pub key_id: String,
     pub fingerprint: String,
-    pub key: SignedPublicKey,
 }
 
 /// Upper-case hex of a key ID.
@@ -96,7 +95,6 @@ pub fn parse_public_key(armor: &str) -> Result<PublicKey> {
     Ok(PublicKey {
         key_id: key_id_hex(&key.legacy_key_id()),
         fingerprint: hex::encode_upper(key.fingerprint().as_bytes()),
-        key,
     })
 }
 

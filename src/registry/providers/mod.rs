@@ -2,16 +2,18 @@
 //! against those keys, or signed by Terrace), and the `providers.v1` protocol Terraform
 //! installs from. SQL stays in `store`, private to this feature.
 
-pub mod address;
+// The mirror serves hosted providers through `service`, with the same addresses and checks.
+pub(super) mod address;
 mod counts;
-pub mod keys;
-pub mod package;
-pub mod publish;
-pub mod routes;
-pub mod service;
-pub mod signing;
+mod keys;
+pub(super) mod package;
+mod publish;
+mod routes;
+pub(super) mod service;
+mod signing;
 mod store;
-pub mod sums;
+mod sums;
+mod views;
 
 pub use counts::flush as flush_download_counts;
 pub use routes::routes;

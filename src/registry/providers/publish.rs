@@ -80,12 +80,10 @@ impl Publish {
     pub async fn begin(
         app: &Ctx,
         principal: &Principal,
-        namespace: &str,
-        kind: &str,
+        org: &OrgName,
+        kind: &ProviderType,
         version: &str,
     ) -> Result<Publish> {
-        let org = OrgName::parse(namespace)?;
-        let kind = ProviderType::parse(kind)?;
         let ns = namespace::resolve_item(
             app,
             principal,
@@ -107,7 +105,7 @@ impl Publish {
         Ok(Publish {
             app: app.clone(),
             ns,
-            kind,
+            kind: kind.clone(),
             version,
             actor: principal.actor(),
             protocols: None,

@@ -10,13 +10,14 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::address::Artifact;
+use super::address::{Artifact, ProviderType};
 use super::publish::Publish;
 use super::service;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::identity::auth::Principal;
 use crate::infra::blob::PlainBuffer;
+use crate::names::OrgName;
 use crate::pagination::PageRequest;
 use crate::registry::Ctx;
 
@@ -40,6 +41,14 @@ pub fn routes() -> Router<Ctx> {
         )
         .route("/api/v1/orgs/{org}/gpg-keys", get(list_keys).post(add_key))
         .route("/api/v1/orgs/{org}/gpg-keys/{key_id}", delete(delete_key))
+}
+
+/// The names of a protocol read, checked here once. A type that cannot exist is simply not
+/// found (`missing`), like one that does not.
+fn read_names(ns: &str, kind: &str, missing: &'static str) -> Result<(OrgName, ProviderType)> {
+    let ns = OrgName::parse(ns)?;
+    let kind = ProviderType::parse(kind).map_err(|_| Error::NotFound(missing))?;
+    Ok((ns, kind))
 }
 
 #[derive(Deserialize)]
@@ -72,7 +81,8 @@ async fn list_versions(
     principal: Principal,
     ApiPath(p): ApiPath<ProviderPath>,
 ) -> Result<Response> {
-    let list = service::list_versions(&app, &principal, &p.namespace, &p.kind).await?;
+    let (ns, kind) = read_names(&p.namespace, &p.kind, "provider")?;
+    let list = service::list_versions(&app, &principal, &ns, &kind).await?;
     Ok(Json(list).into_response())
 }
 
@@ -83,7 +93,8 @@ async fn find_download(
     headers: HeaderMap,
 ) -> Result<Response> {
     let base_url = app.base_url(&headers);
-    let address = (p.namespace.as_str(), p.kind.as_str(), p.version.as_str());
+    let (ns, kind) = read_names(&p.namespace, &p.kind, "provider package")?;
+    let address = (&ns, &kind, p.version.as_str());
     let download =
         service::find_download(&app, &principal, address, &p.os, &p.arch, &base_url).await?;
     Ok(Json(download).into_response())
@@ -96,7 +107,9 @@ async fn publish(
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<Response> {
     // Authorization and the version check come before anything about the body.
-    let mut release = Publish::begin(&app, &principal, &p.namespace, &p.kind, &p.version).await?;
+    let (ns, kind) = (OrgName::parse(&p.namespace)?, ProviderType::parse(&p.kind)?);
+    // The version is checked once the caller is authorized, so a stranger learns nothing.
+    let mut release = Publish::begin(&app, &principal, &ns, &kind, &p.version).await?;
     let mut multipart = multipart.map_err(|_| {
         Error::invalid("expected a multipart/form-data body with one part per release file")
     })?;
@@ -186,7 +199,13 @@ async fn add_key(
     ApiPath(org): ApiPath<String>,
     ApiJson(request): ApiJson<AddKeyRequest>,
 ) -> Result<Response> {
-    let key = service::add_key(&app, &principal, &org, &request.ascii_armor).await?;
+    let key = service::add_key(
+        &app,
+        &principal,
+        &OrgName::parse(&org)?,
+        &request.ascii_armor,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(key)).into_response())
 }
 
@@ -196,7 +215,8 @@ async fn list_keys(
     ApiPath(org): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageRequest>,
 ) -> Result<Response> {
-    let keys = service::list_keys(&app, &principal, &org, page.validate()?).await?;
+    let keys =
+        service::list_keys(&app, &principal, &OrgName::parse(&org)?, page.validate()?).await?;
     Ok(Json(keys).into_response())
 }
 
@@ -205,6 +225,6 @@ async fn delete_key(
     principal: Principal,
     ApiPath((org, key_id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
-    service::delete_key(&app, &principal, &org, &key_id).await?;
+    service::delete_key(&app, &principal, &OrgName::parse(&org)?, &key_id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

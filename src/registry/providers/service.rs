@@ -3,10 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 
 use super::address::{ProviderType, ProviderVersion, shasums_filename};
+pub use super::views::{
+    Download, GpgPublicKey, KeyView, MirrorArchive, PlatformEntry, SigningKeys, VersionEntry,
+    VersionList,
+};
 use super::{counts, keys, store};
 use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal};
@@ -15,59 +18,33 @@ use crate::pagination::{Page, Paginated};
 use crate::registry::Ctx;
 use crate::registry::namespace::{self, Namespace};
 
-/// A registered key as the management API shows it.
-#[derive(Debug, Serialize)]
-pub struct KeyView {
-    pub key_id: String,
-    pub fingerprint: String,
-    pub ascii_armor: String,
-    /// `uploaded`, or `terrace` for the namespace's server-side signing key.
-    pub source: String,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
+async fn resolve(
+    app: &Ctx,
+    principal: &Principal,
+    action: Action,
+    ns: &OrgName,
+) -> Result<Namespace> {
+    namespace::resolve(app, principal, action, ns.as_str()).await
 }
 
-impl From<store::KeyRow> for KeyView {
-    fn from(row: store::KeyRow) -> Self {
-        KeyView {
-            key_id: row.key_id,
-            fingerprint: row.fingerprint,
-            ascii_armor: row.ascii_armor,
-            source: row.source,
-            created_at: row.created_at,
-            created_by: row.created_by,
-        }
-    }
-}
-
-async fn resolve(app: &Ctx, principal: &Principal, action: Action, ns: &str) -> Result<Namespace> {
-    let org = OrgName::parse(ns)?;
-    namespace::resolve(app, principal, action, org.as_str()).await
-}
-
-/// Authorizes reading provider `kind` (which must parse, else `missing`).
+/// Authorizes reading provider `kind`.
 async fn resolve_provider(
     app: &Ctx,
     principal: &Principal,
-    ns: &str,
-    kind: &str,
-    missing: &'static str,
-) -> Result<(Namespace, ProviderType)> {
-    let org = OrgName::parse(ns)?;
-    let kind = ProviderType::parse(kind).map_err(|_| Error::NotFound(missing))?;
+    ns: &OrgName,
+    kind: &ProviderType,
+) -> Result<Namespace> {
     let item = namespace::Item::Provider {
         name: kind.as_str(),
     };
-    let ns =
-        namespace::resolve_item(app, principal, Action::RegistryRead, org.as_str(), item).await?;
-    Ok((ns, kind))
+    namespace::resolve_item(app, principal, Action::RegistryRead, ns.as_str(), item).await
 }
 
 /// Registers an ASCII-armored public key for the namespace (registry admin).
 pub async fn add_key(
     app: &Ctx,
     principal: &Principal,
-    ns: &str,
+    ns: &OrgName,
     ascii_armor: &str,
 ) -> Result<KeyView> {
     let ns = resolve(app, principal, Action::RegistryAdmin, ns).await?;
@@ -88,7 +65,7 @@ pub async fn add_key(
 pub async fn list_keys(
     app: &Ctx,
     principal: &Principal,
-    ns: &str,
+    ns: &OrgName,
     page: Page,
 ) -> Result<Paginated<KeyView>> {
     let ns = resolve(app, principal, Action::RegistryRead, ns).await?;
@@ -99,7 +76,12 @@ pub async fn list_keys(
 /// Removes a key. Versions signed by it can no longer be installed until re-signed, which is
 /// how a leaked key is revoked. Removing the server signing key makes Terrace generate a new
 /// one on next use.
-pub async fn delete_key(app: &Ctx, principal: &Principal, ns: &str, key_id: &str) -> Result<()> {
+pub async fn delete_key(
+    app: &Ctx,
+    principal: &Principal,
+    ns: &OrgName,
+    key_id: &str,
+) -> Result<()> {
     let ns = resolve(app, principal, Action::RegistryAdmin, ns).await?;
     let key_id = key_id.to_ascii_uppercase();
     if store::delete_key(&app.db, ns.org_id, &key_id).await? {
@@ -107,25 +89,6 @@ pub async fn delete_key(app: &Ctx, principal: &Principal, ns: &str, key_id: &str
     } else {
         Err(Error::NotFound("gpg key"))
     }
-}
-
-/// `GET …/versions`: `{"versions": [{"version", "protocols", "platforms"}]}`.
-#[derive(Debug, Serialize)]
-pub struct VersionList {
-    pub versions: Vec<VersionEntry>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct VersionEntry {
-    pub version: String,
-    pub protocols: Vec<String>,
-    pub platforms: Vec<PlatformEntry>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PlatformEntry {
-    pub os: String,
-    pub arch: String,
 }
 
 fn split_protocols(text: &str) -> Vec<String> {
@@ -136,10 +99,10 @@ fn split_protocols(text: &str) -> Vec<String> {
 pub async fn list_versions(
     app: &Ctx,
     principal: &Principal,
-    ns: &str,
-    kind: &str,
+    ns: &OrgName,
+    kind: &ProviderType,
 ) -> Result<VersionList> {
-    let (ns, kind) = resolve_provider(app, principal, ns, kind, "provider").await?;
+    let ns = resolve_provider(app, principal, ns, kind).await?;
     let rows = store::list_platforms(&app.db, ns.org_id, kind.as_str())
         .await?
         .ok_or(Error::NotFound("provider"))?;
@@ -163,48 +126,19 @@ pub async fn list_versions(
     })
 }
 
-/// `GET …/{version}/download/{os}/{arch}`, exactly as Terraform reads it.
-#[derive(Debug, Serialize)]
-pub struct Download {
-    pub protocols: Vec<String>,
-    pub os: String,
-    pub arch: String,
-    pub filename: String,
-    pub download_url: String,
-    pub shasums_url: String,
-    pub shasums_signature_url: String,
-    pub shasum: String,
-    pub signing_keys: SigningKeys,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SigningKeys {
-    pub gpg_public_keys: Vec<GpgPublicKey>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct GpgPublicKey {
-    pub key_id: String,
-    pub ascii_armor: String,
-    /// Must stay empty: Terraform checks a non-empty one against HashiCorp's partner key.
-    pub trust_signature: String,
-    pub source: String,
-    pub source_url: Option<String>,
-}
-
 /// Where a package is and how Terraform checks it. Links are signed (Terraform sends no
 /// credentials on these downloads) and absolute under `base_url`.
 pub async fn find_download(
     app: &Ctx,
     principal: &Principal,
-    address: (&str, &str, &str),
+    address: (&OrgName, &ProviderType, &str),
     os: &str,
     arch: &str,
     base_url: &str,
 ) -> Result<Download> {
     let (ns, kind, version) = address;
     let not_found = || Error::NotFound("provider package");
-    let (ns, kind) = resolve_provider(app, principal, ns, kind, "provider package").await?;
+    let ns = resolve_provider(app, principal, ns, kind).await?;
     let version = ProviderVersion::parse(version).map_err(|_| not_found())?;
     let package = store::find_package(
         &app.db,
@@ -230,7 +164,7 @@ pub async fn find_download(
         })
         .collect();
     counts::record(app, package.package_id);
-    let sums = shasums_filename(&kind, &version);
+    let sums = shasums_filename(kind, &version);
     let link =
         |blob_id: &str, name: &str| crate::downloads::signed_url(app, base_url, blob_id, name);
     Ok(Download {
@@ -246,20 +180,12 @@ pub async fn find_download(
     })
 }
 
-/// A hosted package as the network mirror lists it.
-pub struct MirrorArchive {
-    pub key: String,
-    pub filename: String,
-    pub blob_id: String,
-    pub hashes: Vec<String>,
-}
-
 /// Versions of a hosted provider, for the mirror's `index.json`.
 pub async fn mirror_versions(
     app: &Ctx,
     principal: &Principal,
-    ns: &str,
-    kind: &str,
+    ns: &OrgName,
+    kind: &ProviderType,
 ) -> Result<Vec<String>> {
     let list = list_versions(app, principal, ns, kind).await?;
     Ok(list.versions.into_iter().map(|v| v.version).collect())
@@ -269,12 +195,12 @@ pub async fn mirror_versions(
 pub async fn mirror_archives(
     app: &Ctx,
     principal: &Principal,
-    ns: &str,
-    kind: &str,
+    ns: &OrgName,
+    kind: &ProviderType,
     version: &str,
 ) -> Result<Vec<MirrorArchive>> {
     let not_found = || Error::NotFound("provider version");
-    let (ns, kind) = resolve_provider(app, principal, ns, kind, "provider version").await?;
+    let ns = resolve_provider(app, principal, ns, kind).await?;
     let version = ProviderVersion::parse(version).map_err(|_| not_found())?;
     let rows =
         store::version_packages(&app.db, ns.org_id, kind.as_str(), &version.to_string()).await?;

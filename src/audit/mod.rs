@@ -5,6 +5,7 @@
 //! status become one `audit_events` row, written in batches off the request path.
 
 mod routes;
+mod service;
 mod sink;
 pub mod store;
 

@@ -7,13 +7,13 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::store::{self, Filter};
+use super::store::Filter;
 use crate::error::{Error, Result};
 use crate::http::extract::{ApiPath, ApiQuery};
 use crate::identity::Ctx;
 use crate::identity::auth::Principal;
 use crate::names::OrgName;
-use crate::pagination::{PageRequest, Paginated};
+use crate::pagination::PageRequest;
 
 pub fn routes() -> Router<Ctx> {
     Router::new().route("/api/v1/orgs/{org}/audit-events", get(list_events))
@@ -81,8 +81,7 @@ async fn list_events(
         offset: params.offset,
     }
     .validate()?;
-    let org_id = crate::identity::orgs::resolve_admin(&app.db, &principal, &org).await?;
     let filter = params.filter()?;
-    let rows = store::list(&app.db, org_id, &filter, page.fetch_limit(), page.offset).await?;
-    Ok(Json(Paginated::new(rows, page)).into_response())
+    let events = super::service::list_events(&app, &principal, &org, &filter, page).await?;
+    Ok(Json(events).into_response())
 }

@@ -1,6 +1,6 @@
 //! The rules of this slice; no HTTP types.
+pub use super::views::{CreatedToken, TokenView};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::store;
 use crate::error::{Error, Result};
@@ -51,29 +51,6 @@ pub async fn create_org(db: &Db, name: &OrgName) -> Result<i64> {
         .await
         .map(|row| row.id)
         .map_err(|e| e.or_conflict(|| format!("organization {name} already exists")))
-}
-
-/// A token as listed (never with its secret).
-#[derive(Debug, Serialize)]
-pub struct TokenView {
-    pub id: i64,
-    pub name: String,
-    pub role: String,
-    pub team: Option<String>,
-    pub scopes: Option<Vec<String>>,
-    pub created_at: DateTime<Utc>,
-    pub created_by: String,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-/// A freshly created token: the only time the secret is visible.
-#[derive(Debug, Serialize)]
-pub struct CreatedToken {
-    pub id: i64,
-    pub token: String,
-    pub role: Role,
-    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// What an API token is for.

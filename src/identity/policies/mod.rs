@@ -6,6 +6,7 @@
 mod routes;
 pub mod service;
 pub mod store;
+pub mod views;
 
 pub use routes::routes;
 pub use service::*;

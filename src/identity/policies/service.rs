@@ -1,6 +1,6 @@
 //! The rules of this slice; no HTTP types.
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+pub use super::views::{AttachmentView, PolicyView};
+use chrono::Utc;
 use serde_json::Value;
 
 use super::store;
@@ -13,29 +13,6 @@ use crate::identity::users::store::{find_member, find_team};
 use crate::names::{OrgName, PolicyName, TeamName, UserName};
 use crate::pagination::{Page, Paginated};
 
-#[derive(Debug, Serialize)]
-pub struct PolicyView {
-    pub name: String,
-    pub document: Value,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-impl TryFrom<store::PolicyRow> for PolicyView {
-    type Error = Error;
-
-    fn try_from(row: store::PolicyRow) -> Result<Self> {
-        let document = serde_json::from_str(&row.document)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("stored policy {}: {e}", row.name)))?;
-        Ok(PolicyView {
-            name: row.name,
-            document,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
 /// What to attach a policy to.
 #[derive(Debug, Clone)]
 pub enum AttachTarget {
@@ -43,29 +20,6 @@ pub enum AttachTarget {
     User(UserName),
     /// An API token of the org, by id.
     Token(i64),
-}
-
-/// An attachment: its id and exactly one of `team`, `user`, `token`.
-#[derive(Debug, Serialize)]
-pub struct AttachmentView {
-    pub id: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub team: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<i64>,
-}
-
-impl From<store::AttachmentRow> for AttachmentView {
-    fn from(row: store::AttachmentRow) -> Self {
-        AttachmentView {
-            id: row.id,
-            team: row.team_name,
-            user: row.user_name,
-            token: row.token_id,
-        }
-    }
 }
 
 /// Validates a submitted document and returns the text to store.

@@ -4,6 +4,7 @@
 mod routes;
 pub mod service;
 pub mod store;
+pub mod views;
 
 pub use routes::routes;
 pub use service::*;

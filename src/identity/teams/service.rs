@@ -1,6 +1,6 @@
 //! The rules of this slice; no HTTP types.
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+pub use super::views::{TeamMemberView, TeamSummary, TeamUpdate, TeamView};
+use chrono::Utc;
 
 use super::store;
 use crate::error::{Error, Result};
@@ -10,44 +10,6 @@ use crate::identity::orgs::resolve_admin;
 use crate::identity::users::store::{TeamRow, find_member, find_team};
 use crate::names::{OrgName, TeamName, UserName};
 use crate::pagination::{MAX_LIMIT, Page, Paginated};
-
-/// A team as listed (members are under `…/teams/{team}/members`).
-#[derive(Debug, Serialize)]
-pub struct TeamSummary {
-    pub name: String,
-    pub role: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<TeamRow> for TeamSummary {
-    fn from(row: TeamRow) -> Self {
-        TeamSummary {
-            name: row.name,
-            role: row.role,
-            created_at: row.created_at,
-        }
-    }
-}
-
-/// One team with its members.
-#[derive(Debug, Serialize)]
-pub struct TeamView {
-    pub name: String,
-    pub role: Option<String>,
-    /// The first [`MAX_LIMIT`] members; the paginated `/members` list has them all.
-    pub members: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub members_truncated: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TeamUpdate {
-    /// Absent: unchanged; `null`: the team grants no role (only its policies).
-    #[serde(default, deserialize_with = "crate::http::extract::present")]
-    pub role: Option<Option<Role>>,
-}
 
 async fn org_id(app: &Ctx, principal: &Principal, org: &OrgName) -> Result<i64> {
     resolve_admin(&app.db, principal, org).await
@@ -141,11 +103,6 @@ pub async fn delete_team(
     }
     app.grants_changed().await;
     Ok(())
-}
-
-#[derive(Debug, Serialize)]
-pub struct TeamMemberView {
-    pub name: String,
 }
 
 pub async fn list_members(

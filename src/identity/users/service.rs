@@ -1,6 +1,6 @@
 //! The rules of this slice; no HTTP types.
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+pub use super::views::{CreatedUser, Me, MemberView, MyOrg, UserTokenView};
+use chrono::Utc;
 
 use super::store::{self, NewUser};
 use crate::error::{Error, Result};
@@ -13,37 +13,6 @@ use crate::pagination::{Page, Paginated};
 
 /// How long an invitation link stays valid.
 const INVITATION_TTL: chrono::Duration = chrono::Duration::days(7);
-
-#[derive(Debug, Serialize)]
-pub struct MemberView {
-    pub name: String,
-    pub role: String,
-    pub disabled: bool,
-    /// The user has not yet set a password through their invitation.
-    pub invited: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<store::MemberRow> for MemberView {
-    fn from(row: store::MemberRow) -> Self {
-        MemberView {
-            name: row.name,
-            role: row.role,
-            disabled: row.disabled_at.is_some(),
-            invited: row.pending_invite,
-            created_at: row.created_at,
-        }
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct CreatedUser {
-    pub name: String,
-    pub role: Role,
-    /// Where the user sets their password, when none was given (shown once).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invitation_url: Option<String>,
-}
 
 /// Adds `name` to `org` with `role`, creating the user when new: with `password`, or else with
 /// an invitation link under `base_url`. An existing user is only added to the org.
@@ -213,27 +182,6 @@ pub async fn remove_member(
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-pub struct UserTokenView {
-    pub id: String,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<store::UserTokenRow> for UserTokenView {
-    fn from(row: store::UserTokenRow) -> Self {
-        UserTokenView {
-            id: row.jti,
-            name: row.name,
-            created_at: row.created_at,
-            expires_at: row.expires_at,
-            revoked_at: row.revoked_at,
-        }
-    }
-}
-
 pub async fn list_member_tokens(
     app: &Ctx,
     principal: &Principal,
@@ -278,18 +226,6 @@ pub fn current_user(principal: &Principal) -> Result<(&Caller, i64)> {
         },
         Principal::System => Err(Error::invalid("this endpoint is for users")),
     }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Me {
-    pub name: String,
-    pub orgs: Vec<MyOrg>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct MyOrg {
-    pub name: String,
-    pub role: Option<Role>,
 }
 
 pub fn me(principal: &Principal) -> Result<Me> {

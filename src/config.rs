@@ -611,6 +611,63 @@ mod tests {
     }
 
     #[test]
+    fn provenance_names_each_source_and_redacts_secrets() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "cache_ttl = \"5s\"\nmirror_org = \"acme\"")?;
+            jail.set_env("TERRACE_ENCRYPTION_KEY", "c2VjcmV0");
+            jail.set_env("TERRACE_DATABASE_URL", "postgres://u:pw@h/db");
+            jail.set_env("TERRACE_MIRROR_ORG", "ops");
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:9999".into()),
+                ..Default::default()
+            };
+            let file = Path::new("t.toml");
+            let config = Config::load(Some(file), &overrides).unwrap();
+            let rows = config.provenance(Some(file), &overrides).unwrap();
+            let row = |key: &str| {
+                rows.iter()
+                    .find(|(k, _, _)| *k == key)
+                    .map(|(_, v, s)| (v.clone(), *s))
+                    .unwrap()
+            };
+            assert_eq!(row("listen"), ("127.0.0.1:9999".into(), "flag"));
+            assert_eq!(row("mirror_org"), ("ops".into(), "environment"));
+            assert_eq!(row("cache_ttl"), ("5s".into(), "file"));
+            assert_eq!(row("login_ports"), ("10000-10010".into(), "default"));
+            assert_eq!(row("public_url").1, "unset");
+            assert_eq!(row("encryption_key"), ("<redacted>".into(), "environment"));
+            let text = format!("{rows:?}");
+            assert!(
+                !text.contains("c2VjcmV0") && !text.contains("pw@"),
+                "{text}"
+            );
+            assert_eq!(rows.len(), Config::KEYS.len());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn every_text_setting_is_checked_at_load() {
+        for (key, value) in [
+            ("TERRACE_CACHE_TTL", "soon"),
+            ("TERRACE_LOGIN_PORTS", "80-90"),
+            ("TERRACE_LOGIN_TOKEN_TTL", "forever"),
+            ("TERRACE_LOCKS", "redis://x"),
+            ("TERRACE_PUBLIC_URL", "ftp://x"),
+            ("TERRACE_MAX_BODY_SIZE", "12 parsecs"),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                assert!(
+                    Config::load(None, &Overrides::default()).is_err(),
+                    "{key}={value} was accepted"
+                );
+                Ok(())
+            });
+        }
+    }
+
+    #[test]
     fn debug_output_redacts_secrets() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("TERRACE_ENCRYPTION_KEY", "c2VjcmV0");

@@ -171,23 +171,58 @@ pub fn start_maintenance(jobs: &Jobs, state: &crate::state::Ctx, registry: &crat
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn only_one_holder_has_a_lease_until_it_expires() {
-        let (db, _dir) = crate::infra::db::testing::sqlite().await;
+    async fn leases(db: &Db) {
         let ttl = Duration::from_secs(60);
-        assert!(store::take_lease(&db, "sweep", "a", ttl).await.unwrap());
-        assert!(!store::take_lease(&db, "sweep", "b", ttl).await.unwrap());
+        assert!(store::take_lease(db, "sweep", "a", ttl).await.unwrap());
+        assert!(!store::take_lease(db, "sweep", "b", ttl).await.unwrap());
         // The holder renews its own lease.
-        assert!(store::take_lease(&db, "sweep", "a", ttl).await.unwrap());
+        assert!(store::take_lease(db, "sweep", "a", ttl).await.unwrap());
         // Another job's lease is independent.
-        assert!(store::take_lease(&db, "retention", "b", ttl).await.unwrap());
+        assert!(store::take_lease(db, "retention", "b", ttl).await.unwrap());
         // An expired lease goes to whoever asks next.
         assert!(
-            store::take_lease(&db, "other", "a", Duration::ZERO)
+            store::take_lease(db, "other", "a", Duration::ZERO)
                 .await
                 .unwrap()
         );
-        assert!(store::take_lease(&db, "other", "b", ttl).await.unwrap());
+        assert!(store::take_lease(db, "other", "b", ttl).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn only_one_holder_has_a_lease_until_it_expires_on_sqlite() {
+        let (db, _dir) = crate::infra::db::testing::sqlite().await;
+        leases(&db).await;
+    }
+
+    #[tokio::test]
+    async fn only_one_holder_has_a_lease_until_it_expires_on_postgres() {
+        let Some(db) = crate::infra::db::testing::postgres().await else {
+            return;
+        };
+        leases(&db).await;
+    }
+
+    #[tokio::test]
+    async fn of_two_replicas_one_runs_a_singleton_job() {
+        let (db, _dir) = crate::infra::db::testing::sqlite().await;
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let replicas = [Jobs::new(), Jobs::new()];
+        for jobs in &replicas {
+            let runs = runs.clone();
+            jobs.singleton("sweep", Duration::from_secs(3600), db.clone(), move || {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                }
+            });
+        }
+        // Both replicas tick at once; give both a chance to take the lease.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for jobs in &replicas {
+            jobs.stop().await;
+        }
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

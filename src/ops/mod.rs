@@ -4,5 +4,6 @@
 
 pub mod backup;
 pub mod keys;
+mod store;
 pub mod sweep;
 pub mod verify;

@@ -4,15 +4,13 @@
 //! leaves it behind. Only objects older than a grace period are deleted: a younger one may
 //! belong to a write whose row is about to commit.
 
-use std::collections::HashSet;
-
 use chrono::{Duration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::Result;
 use crate::infra::blob::BlobStore;
-use crate::infra::db::{Db, on_pool};
+use crate::infra::db::Db;
 
 /// How old an unreferenced object must be before the sweep removes it, unless told otherwise.
 pub const DEFAULT_GRACE: Duration = Duration::hours(24);
@@ -43,7 +41,7 @@ pub async fn sweep(
         let chunk = chunk.into_iter().collect::<Result<Vec<_>>>()?;
         report.objects += chunk.len() as u64;
         let keys: Vec<&str> = chunk.iter().map(|(key, _)| key.as_str()).collect();
-        let referenced = referenced(db, &keys).await?;
+        let referenced = super::store::referenced(db, &keys).await?;
         for (object_key, modified) in chunk {
             if referenced.contains(&object_key) {
                 continue;
@@ -61,27 +59,6 @@ pub async fn sweep(
         }
     }
     Ok(report)
-}
-
-/// Which of `keys` a `blobs` row refers to: one indexed query for the whole batch.
-async fn referenced(db: &Db, keys: &[&str]) -> Result<HashSet<String>> {
-    if keys.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
-    // Only generated placeholders go into the text; the keys are bound.
-    let sql = format!(
-        "SELECT object_key FROM blobs WHERE object_key IN ({})",
-        placeholders.join(", ")
-    );
-    let rows: Vec<(String,)> = on_pool!(db, p => {
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
-        for key in keys {
-            query = query.bind(*key);
-        }
-        query.fetch_all(p).await
-    })?;
-    Ok(rows.into_iter().map(|(key,)| key).collect())
 }
 
 /// One sweep with the default grace period, logged (the periodic job).

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::infra::blob::{BlobStore, StoredBlob};
 use crate::infra::crypto::Envelope;
-use crate::infra::db::{Db, on_pool};
+use crate::infra::db::Db;
 
 /// One blob that failed a check.
 #[derive(Debug, Clone, Serialize)]
@@ -25,29 +25,12 @@ pub struct Report {
     pub problems: Vec<Problem>,
 }
 
-#[derive(sqlx::FromRow)]
-struct BlobRow {
-    id: String,
-    object_key: String,
-    size: i64,
-    sha256: String,
-    key_id: String,
-    wrapped_key: Vec<u8>,
-    state_version: Option<String>,
-}
-
 /// Checks every blob, in pages ordered by id (the table's key).
 pub async fn verify(db: &Db, blobs: &BlobStore) -> Result<Report> {
-    const PAGE: &str = "SELECT b.id, b.object_key, b.size, b.sha256, b.key_id, b.wrapped_key, \
-        (SELECT o.name || '/' || w.name || ' v' || CAST(v.version AS TEXT) \
-           FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
-           JOIN orgs o ON o.id = w.org_id WHERE v.blob_id = b.id LIMIT 1) AS state_version \
-        FROM blobs b WHERE b.id > $1 ORDER BY b.id LIMIT 200";
     let mut report = Report::default();
     let mut after = String::new();
     loop {
-        let rows = on_pool!(db, p => sqlx::query_as::<_, BlobRow>(PAGE)
-            .bind(&after).fetch_all(p).await)?;
+        let rows = super::store::blobs_after(db, &after).await?;
         let Some(last) = rows.last() else {
             return Ok(report);
         };

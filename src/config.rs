@@ -50,6 +50,10 @@ pub struct Config {
     /// How long token, namespace and module-version lookups are cached (`0s`: never).
     /// Unset: 2s on SQLite, 60s on PostgreSQL, where replicas announce their changes.
     pub cache_ttl: Option<String>,
+    /// In-process runners `serve` starts (0: runs are left to `terrace runner` processes).
+    pub runners: u32,
+    /// The Terraform binary runners use: a path, or a name looked up on `PATH`.
+    pub terraform_bin: String,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -91,6 +95,8 @@ struct Defaults {
     log_format: LogFormat,
     login_ports: &'static str,
     login_token_ttl: &'static str,
+    runners: u32,
+    terraform_bin: &'static str,
 }
 
 impl std::fmt::Debug for Config {
@@ -119,6 +125,8 @@ impl std::fmt::Debug for Config {
             .field("login_ports", &self.login_ports)
             .field("login_token_ttl", &self.login_token_ttl)
             .field("cache_ttl", &self.cache_ttl)
+            .field("runners", &self.runners)
+            .field("terraform_bin", &self.terraform_bin)
             .finish()
     }
 }
@@ -150,6 +158,8 @@ impl Config {
             log_format: LogFormat::Pretty,
             login_ports: "10000-10010",
             login_token_ttl: "30d",
+            runners: 1,
+            terraform_bin: "terraform",
         }));
         if let Some(file) = file {
             if !file.exists() {
@@ -177,6 +187,8 @@ impl Config {
                 "login_ports",
                 "login_token_ttl",
                 "cache_ttl",
+                "runners",
+                "terraform_bin",
             ]))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
@@ -185,7 +197,7 @@ impl Config {
     }
 
     /// Every key a configuration has, in the order `terrace config show` prints them.
-    pub const KEYS: [&'static str; 19] = [
+    pub const KEYS: [&'static str; 21] = [
         "listen",
         "data_dir",
         "database_url",
@@ -204,6 +216,8 @@ impl Config {
         "log_format",
         "login_ports",
         "login_token_ttl",
+        "runners",
+        "terraform_bin",
         "config",
     ];
 
@@ -224,6 +238,12 @@ impl Config {
         self.login_ports()?;
         self.login_token_ttl()?;
         self.storage_url()?;
+        if self.runners > 64 {
+            anyhow::bail!("runners must be at most 64");
+        }
+        if self.terraform_bin.trim().is_empty() {
+            anyhow::bail!("terraform_bin must name a program");
+        }
         Ok(())
     }
 
@@ -304,6 +324,8 @@ impl Config {
                 "log_format" => format!("{:?}", self.log_format).to_lowercase(),
                 "login_ports" => self.login_ports.clone(),
                 "login_token_ttl" => self.login_token_ttl.clone(),
+                "runners" => self.runners.to_string(),
+                "terraform_bin" => self.terraform_bin.clone(),
                 _ => file.map(|f| f.display().to_string()).unwrap_or_default(),
             };
             let env = format!("TERRACE_{}", key.to_uppercase());
@@ -324,6 +346,8 @@ impl Config {
                     | "log_format"
                     | "login_ports"
                     | "login_token_ttl"
+                    | "runners"
+                    | "terraform_bin"
                     | "dev_tls"
             ) {
                 "default"

@@ -26,6 +26,9 @@ pub struct Settings {
     /// The org whose admins manage the provider mirror.
     pub mirror_org: Option<String>,
     pub login: crate::identity::login::LoginSettings,
+    /// In-process runners and the Terraform they use (`runners`, `terraform_bin`).
+    pub runners: u32,
+    pub terraform_bin: String,
 }
 
 /// Everything a running server holds, cheap to clone.
@@ -36,6 +39,9 @@ pub struct App {
     pub audit: crate::audit::AuditSink,
     pub state: crate::state::Ctx,
     pub registry: crate::registry::Ctx,
+    pub deployments: crate::deployments::Ctx,
+    /// In-process runners to start with the jobs, and their Terraform.
+    runners: (u32, String),
     /// Background tasks: the audit writer always, maintenance once serving.
     pub jobs: Arc<Jobs>,
 }
@@ -58,8 +64,12 @@ impl App {
         let locks = settings
             .locks
             .unwrap_or_else(|| crate::state::locks::Locks::Database(infra.db.clone()));
+        let state = crate::state::Ctx::new(&identity, locks);
+        let deployments = crate::deployments::Ctx::new(&state, settings.mirror_org.is_some());
         App {
-            state: crate::state::Ctx::new(&identity, locks),
+            state,
+            deployments,
+            runners: (settings.runners, settings.terraform_bin),
             registry: crate::registry::Ctx::new(&identity, settings.mirror_org),
             identity,
             audit,
@@ -92,6 +102,8 @@ impl App {
             )),
             mirror_org: config.mirror_org.clone(),
             login: crate::identity::login::LoginSettings::from_config(config)?,
+            runners: config.runners,
+            terraform_bin: config.terraform_bin.clone(),
         };
         Ok(App::new(infra, settings))
     }
@@ -102,6 +114,12 @@ impl App {
             self.jobs.spawn("cache-listener", listener);
         }
         crate::jobs::start_maintenance(&self.jobs, &self.state, &self.registry);
+        crate::jobs::start_runs(
+            &self.jobs,
+            &self.deployments,
+            self.runners.0,
+            &self.runners.1,
+        );
     }
 }
 

@@ -16,6 +16,7 @@ pub mod mirror;
 pub mod module;
 mod ops;
 mod orgs;
+mod runner;
 mod serve;
 
 #[derive(Debug, Parser)]
@@ -107,6 +108,11 @@ enum Command {
     /// Provider network mirror client: upload a `terraform providers mirror` directory.
     #[command(subcommand)]
     Mirror(mirror::MirrorCommand),
+    /// Claim runs from a Terrace server and execute them with Terraform.
+    Runner(runner::RunnerArgs),
+    /// Manage runner tokens.
+    #[command(subcommand)]
+    RunnerToken(runner::RunnerTokenCommand),
 }
 
 impl Cli {
@@ -166,5 +172,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Module(command) => module::run(command).await,
         Command::Mirror(command) => mirror::run(command).await,
+        Command::Runner(args) => runner::runner(args).await,
+        Command::RunnerToken(command) => runner::runner_token(&config, command).await,
     }
 }

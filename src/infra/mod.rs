@@ -10,6 +10,7 @@ pub mod db;
 pub mod keyring;
 pub mod metrics;
 pub mod notes;
+pub mod queue;
 pub mod telemetry;
 
 use std::sync::Arc;

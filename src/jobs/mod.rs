@@ -167,6 +167,49 @@ pub fn start_maintenance(jobs: &Jobs, state: &crate::state::Ctx, registry: &crat
     );
 }
 
+/// How often the lease check looks for runs whose runner stopped heartbeating.
+pub const RUN_LEASE_CHECK: Duration = Duration::from_secs(5);
+
+/// Starts the run lease check (a singleton) and `count` in-process runners using
+/// `terraform_bin`. Without a Terraform binary, says so once and leaves the reason on
+/// queued runs.
+pub fn start_runs(jobs: &Jobs, app: &crate::deployments::Ctx, count: u32, terraform_bin: &str) {
+    let check = app.clone();
+    jobs.singleton("run-leases", RUN_LEASE_CHECK, app.db.clone(), move || {
+        let app = check.clone();
+        async move { crate::deployments::protocol::expire_lost_runs(&app).await }
+    });
+    if count == 0 {
+        return;
+    }
+    let Some(terraform) = crate::runner::find_terraform(terraform_bin) else {
+        let reason = format!(
+            "no Terraform found (terraform_bin = {terraform_bin}); runs wait for a runner that has one"
+        );
+        tracing::warn!("{reason}");
+        app.set_waiting_reason(Some(reason));
+        return;
+    };
+    app.set_waiting_reason(None);
+    for n in 0..count {
+        let settings = crate::runner::Settings {
+            name: format!("{}-{n}", hostname()),
+            terraform: terraform.clone(),
+            grace: Duration::from_secs(30),
+        };
+        let transport = crate::runner::local::Local(app.clone());
+        jobs.spawn("runner", crate::runner::work(transport, settings));
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "terrace".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,8 @@ use crate::names::{OrgName, WorkspaceName};
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Source {
     Terraform,
+    /// Terraform run by one of Terrace's runners, with the run's job token.
+    Run(i64),
     Upload,
     Rollback,
 }
@@ -28,6 +30,7 @@ impl Source {
     fn as_str(self) -> &'static str {
         match self {
             Source::Terraform => "terraform",
+            Source::Run(_) => "run",
             Source::Upload => "upload",
             Source::Rollback => "rollback",
         }
@@ -72,6 +75,34 @@ async fn ensure_workspace_id(app: &Ctx, org_id: i64, ws: &WorkspaceName) -> Resu
             .await?
             .id,
     )
+}
+
+/// Creates workspace `ws` for a caller allowed to write its state; 409 when it exists.
+pub async fn create_workspace(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+) -> Result<i64> {
+    let org_id =
+        orgs::resolve(&app.db, principal, Action::StateWrite, ws_resource(org, ws)).await?;
+    let _turn = app.write_turn().await;
+    store::insert_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await
+}
+
+/// The outputs of the current state (`{"name": {"value", "type", "sensitive"}}`), for a
+/// caller allowed at least to read outputs; `None` without state.
+pub async fn current_outputs(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+) -> Result<Option<serde_json::Value>> {
+    let Some(bytes) = read_state(app, principal, org, ws).await? else {
+        return Ok(None);
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    Ok(doc.get("outputs").cloned())
 }
 
 /// The current state's bytes, exactly as written; `None` when the workspace has no state.
@@ -138,7 +169,10 @@ pub async fn write_state(
         workspace_id,
         body,
         meta.clone(),
-        (Source::Terraform, lock_id),
+        (
+            principal.run_id().map_or(Source::Terraform, Source::Run),
+            lock_id,
+        ),
         decide,
     )
     .await
@@ -169,6 +203,10 @@ pub(super) async fn commit(
         size,
         blob: &blob,
         source: source.as_str(),
+        run_id: match source {
+            Source::Run(id) => Some(id),
+            _ => None,
+        },
         created_by: &actor,
         // A database lock is renewed in the write's own transaction: no extra commit.
         renews_lock: lock_id.filter(|_| app.locks.renews_in_write()),

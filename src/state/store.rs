@@ -32,6 +32,7 @@ pub struct VersionRow {
     pub sha256: String,
     pub size: i64,
     pub source: String,
+    pub run_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
     pub blob_id: String,
@@ -121,13 +122,15 @@ pub struct NewVersion<'a> {
     pub size: i64,
     pub blob: &'a StoredBlob,
     pub source: &'a str,
+    /// The run whose Terraform wrote the version.
+    pub run_id: Option<i64>,
     pub created_by: &'a str,
     /// The lock ID whose lease the write renews, in the same transaction.
     pub renews_lock: Option<&'a str>,
 }
 
 const VERSION_COLUMNS: &str = "v.id, v.version, v.serial, v.lineage, v.sha256, v.size, v.source, \
-    v.created_at, v.created_by, b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key";
+    v.run_id, v.created_at, v.created_by, b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key";
 
 const WORKSPACE_COLUMNS: &str = "w.id, w.name, w.lineage_protection, w.version_count, w.updated_at, \
     w.lock_lease_seconds, w.expire_stale_locks, w.retain_versions, w.retain_days";
@@ -149,6 +152,15 @@ pub async fn ensure_workspace(
     find_workspace(db, org_id, name)
         .await?
         .ok_or(Error::NotFound("workspace"))
+}
+
+/// Creates workspace `name`; a conflict (409) when it exists.
+pub async fn insert_workspace(db: &Db, org_id: i64, name: &str, now: DateTime<Utc>) -> Result<i64> {
+    const INSERT: &str = "INSERT INTO workspaces (org_id, name, created_at, updated_at) \
+                          VALUES ($1, $2, $3, $3) RETURNING id";
+    let row: (i64,) = on_pool!(db, p => sqlx::query_as(INSERT).bind(org_id).bind(name).bind(now).fetch_one(p).await)
+        .map_err(|e| Error::from(e).or_conflict(|| format!("workspace {name} already exists")))?;
+    Ok(row.0)
 }
 
 pub async fn find_workspace(db: &Db, org_id: i64, name: &str) -> Result<Option<WorkspaceRow>> {
@@ -293,8 +305,8 @@ pub async fn record_version(
         FROM workspaces w LEFT JOIN state_versions v ON v.id = w.current_version_id \
         LEFT JOIN state_locks l ON l.workspace_id = w.id WHERE w.id = $1";
     const INSERT_VERSION: &str = "INSERT INTO state_versions (workspace_id, version, serial, lineage, \
-        sha256, size, blob_id, source, created_at, created_by) \
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+        sha256, size, blob_id, source, created_at, created_by, run_id) \
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
     const MAKE_CURRENT: &str = "UPDATE workspaces SET current_version_id = $1, version_count = $2, \
         updated_at = $3 WHERE id = $4";
 
@@ -328,6 +340,7 @@ pub async fn record_version(
                         .bind(new.source)
                         .bind(now)
                         .bind(new.created_by)
+                        .bind(new.run_id)
                         .fetch_one(&mut *tx)
                         .await?;
                     sqlx::query(MAKE_CURRENT)

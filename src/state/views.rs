@@ -14,6 +14,9 @@ pub struct StateVersion {
     pub sha256: String,
     pub size: i64,
     pub source: String,
+    /// The run that wrote it (`source` = `run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub created_by: String,
 }
@@ -27,6 +30,7 @@ impl From<VersionRow> for StateVersion {
             sha256: row.sha256,
             size: row.size,
             source: row.source,
+            run_id: row.run_id,
             created_at: row.created_at,
             created_by: row.created_by,
         }

@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// A runner: claims runs and nothing else (below every other role, so it grants none of
+    /// their actions).
+    Runner,
     /// Read only the outputs of states (`terraform_remote_state` consumers).
     Outputs,
     Read,
@@ -24,6 +27,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Runner => "runner",
             Role::Outputs => "outputs",
             Role::Read => "read",
             Role::Plan => "plan",
@@ -38,13 +42,14 @@ impl std::str::FromStr for Role {
 
     fn from_str(s: &str) -> Result<Self> {
         match s {
+            "runner" => Ok(Role::Runner),
             "outputs" => Ok(Role::Outputs),
             "read" => Ok(Role::Read),
             "plan" => Ok(Role::Plan),
             "write" => Ok(Role::Write),
             "admin" => Ok(Role::Admin),
             _ => Err(Error::invalid(
-                "role must be one of outputs, read, plan, write, admin",
+                "role must be one of runner, outputs, read, plan, write, admin",
             )),
         }
     }
@@ -77,6 +82,8 @@ pub enum Action {
     MirrorRead,
     /// Upload archives to the provider network mirror.
     MirrorUpload,
+    /// Claim queued runs and report on them: runner tokens only, never granted by a policy.
+    RunClaim,
 }
 
 impl Action {
@@ -110,6 +117,7 @@ impl Action {
             Action::RegistryAdmin => "registry:admin",
             Action::MirrorRead => "mirror:read",
             Action::MirrorUpload => "mirror:upload",
+            Action::RunClaim => "run:claim",
         }
     }
 
@@ -125,6 +133,7 @@ impl Action {
             | Action::OrgAdmin
             | Action::RegistryAdmin
             | Action::MirrorUpload => Role::Admin,
+            Action::RunClaim => Role::Runner,
         }
     }
 }
@@ -217,6 +226,9 @@ pub struct OrgGrant {
 impl OrgGrant {
     /// Deny wins; otherwise the role or an allow statement grants.
     pub fn allows(&self, action: Action, resource: &str) -> bool {
+        if action == Action::RunClaim {
+            return self.role == Some(Role::Runner);
+        }
         let matching = |effect| {
             self.statements
                 .iter()
@@ -228,6 +240,17 @@ impl OrgGrant {
         self.role.is_some_and(|r| r >= action.minimum_role()) || matching(Effect::Allow)
     }
 }
+
+/// What a run's job token may do (within its scopes: its workspace and the registry).
+const JOB_ACTIONS: [Action; 7] = [
+    Action::OrgRead,
+    Action::StateReadOutputs,
+    Action::StateRead,
+    Action::StateLock,
+    Action::StateWrite,
+    Action::RegistryRead,
+    Action::MirrorRead,
+];
 
 /// Decides whether `principal` may perform `action` on `resource`, and notes the decision for
 /// the audit trail.
@@ -249,6 +272,10 @@ fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Resu
         Principal::Anonymous => return Err(Error::Unauthenticated),
         Principal::Caller(caller) => caller,
     };
+    if caller.run_id().is_some() && !JOB_ACTIONS.contains(&action) {
+        // A run's job token reads and writes its workspace's state and reads the registry.
+        return Err(Error::Forbidden);
+    }
     let path = resource.path();
     if let Some(scopes) = &caller.scopes
         && !scopes.contains(&path)

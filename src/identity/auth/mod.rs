@@ -12,4 +12,4 @@ pub mod store;
 pub mod token;
 
 pub use authz::{Action, OrgGrant, Resource, Role, authorize};
-pub use principal::{CachedToken, Caller, Identity, Principal, user_caller};
+pub use principal::{CachedToken, Caller, Identity, JOB_TOKEN_PREFIX, Principal, user_caller};

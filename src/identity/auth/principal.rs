@@ -15,6 +15,9 @@ use super::{Role, jwt, store, token};
 use crate::error::{Error, Result};
 use crate::identity::Ctx;
 
+/// Names of job tokens start with this; API token names may not.
+pub const JOB_TOKEN_PREFIX: &str = "run:";
+
 /// A token that was valid when cached, and when it stops being valid.
 #[derive(Clone, Debug)]
 pub struct CachedToken {
@@ -59,6 +62,15 @@ impl Caller {
         self.grants.iter().find(|g| g.org_name == org)
     }
 
+    /// The run a job token was minted for (tokens named `run:<id>`, which only the runs
+    /// feature creates).
+    pub fn run_id(&self) -> Option<i64> {
+        match &self.identity {
+            Identity::Token { name, .. } => name.strip_prefix(JOB_TOKEN_PREFIX)?.parse().ok(),
+            Identity::User { .. } => None,
+        }
+    }
+
     pub fn user_id(&self) -> Option<i64> {
         match self.identity {
             Identity::User { id, .. } => Some(id),
@@ -89,6 +101,11 @@ impl Principal {
             }),
             _ => None,
         }
+    }
+
+    /// The run whose job token made the request, if any.
+    pub fn run_id(&self) -> Option<i64> {
+        self.caller().and_then(Caller::run_id)
     }
 
     pub fn caller(&self) -> Option<&Caller> {

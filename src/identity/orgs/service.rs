@@ -90,6 +90,11 @@ pub async fn create_token(
     if name.is_empty() || name.len() > 100 {
         return Err(Error::invalid("token name must be 1-100 characters"));
     }
+    if name.starts_with(crate::identity::auth::JOB_TOKEN_PREFIX) {
+        return Err(Error::invalid(
+            "token names starting with run: are reserved for runs",
+        ));
+    }
     let scopes = match spec.scopes {
         Some(patterns) => {
             let scopes = Scopes::parse(patterns)?;
@@ -132,6 +137,53 @@ pub async fn create_token(
         role,
         expires_at,
     })
+}
+
+/// Mints the short-lived token of run `run_id`: state of `workspace` (read, lock, write) and
+/// registry reads in its org, nothing else (`authorize` knows job tokens by their name).
+/// Returns the token's id and secret.
+pub async fn create_job_token(
+    db: &Db,
+    org_id: i64,
+    run_id: i64,
+    workspace: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(i64, String)> {
+    let scopes = Scopes::parse(vec![
+        format!("workspace:{workspace}"),
+        "namespace".into(),
+        "module:*".into(),
+        "provider:*".into(),
+        "mirror".into(),
+    ])?;
+    let scopes = serde_json::to_string(scopes.patterns()).map_err(anyhow::Error::from)?;
+    let secret = token::mint()?;
+    let hash = token::hash(&secret);
+    let name = format!("{}{run_id}", crate::identity::auth::JOB_TOKEN_PREFIX);
+    let id = tokens::insert_token(
+        db,
+        NewToken {
+            org_id,
+            name: &name,
+            role: Role::Write.as_str(),
+            token_hash: &hash,
+            created_by: "system",
+            expires_at: Some(expires_at),
+            team_id: None,
+            scopes: Some(scopes),
+        },
+        Utc::now(),
+    )
+    .await?;
+    Ok((id, secret))
+}
+
+/// Revokes a run's job token once the run no longer needs it.
+pub async fn revoke_job_token(app: &Ctx, org_id: i64, id: i64) -> Result<()> {
+    if tokens::revoke_token(&app.db, org_id, id, Utc::now()).await? {
+        app.grants_changed().await;
+    }
+    Ok(())
 }
 
 pub async fn list_tokens(

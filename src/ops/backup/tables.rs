@@ -163,6 +163,7 @@ pub static TABLES: &[Table] = &[
             ("source", Text),
             ("created_at", Time),
             ("created_by", Text),
+            ("run_id", Int),
         ],
     },
     Table {

@@ -9,6 +9,7 @@ use crate::identity::auth::{Action, Principal, Resource};
 use crate::infra::db::{Db, on_pool};
 use crate::names::OrgName;
 
+#[allow(dead_code)]
 pub struct Resolved {
     pub id: i64,
     pub org: String,

@@ -13,7 +13,6 @@ pub struct DeploymentRow {
     pub org_id: i64,
     pub name: String,
     pub workspace_id: i64,
-    pub blueprint_id: Option<i64>,
     pub blueprint: String,
     pub module: String,
     pub version: String,
@@ -29,7 +28,7 @@ pub struct DeploymentRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const DEPLOYMENT_COLUMNS: &str = "id, org_id, name, workspace_id, blueprint_id, blueprint, \
+const DEPLOYMENT_COLUMNS: &str = "id, org_id, name, workspace_id, blueprint, \
     module, version, inputs, sensitive, secrets_blob, outputs, auto_apply, status, diverged, \
     created_at, created_by, updated_at";
 
@@ -363,6 +362,7 @@ pub async fn transition(
 }
 
 /// Records a plan (its file as an encrypted blob) and moves the run to `to`.
+#[allow(clippy::too_many_arguments)]
 pub async fn record_plan(
     db: &Db,
     id: i64,
@@ -410,7 +410,7 @@ pub async fn append_log(db: &Db, id: i64, offset: i64, data: &[u8]) -> Result<i6
     const SIZE: &str = "SELECT log_size FROM runs WHERE id = $1";
     const INSERT: &str = "INSERT INTO run_logs (run_id, \"offset\", data) VALUES ($1, $2, $3)";
     const GROW: &str = "UPDATE runs SET log_size = $1 WHERE id = $2";
-    let result = on_pool!(db, p => async {
+    on_pool!(db, p => async {
         let mut tx = p.begin().await?;
         let (size,): (i64,) = sqlx::query_as(SIZE).bind(id).fetch_one(&mut *tx).await?;
         if offset > size {
@@ -427,8 +427,7 @@ pub async fn append_log(db: &Db, id: i64, offset: i64, data: &[u8]) -> Result<i6
         sqlx::query(GROW).bind(end).bind(id).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(Ok(end))
-    }.await)?;
-    result
+    }.await)?
 }
 
 /// Log chunks of run `id` that end after `offset`, in order, up to about `max` bytes.

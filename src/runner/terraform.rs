@@ -38,7 +38,7 @@ struct Job<'a, T> {
 }
 
 enum Outcome {
-    Done(Finish),
+    Done(Box<Finish>),
     Canceled,
 }
 
@@ -102,7 +102,7 @@ pub async fn execute<T: Transport>(
         }
     };
     let done = match outcome {
-        Ok(Outcome::Done(done)) => done,
+        Ok(Outcome::Done(done)) => *done,
         Ok(Outcome::Canceled) => {
             job.say("terrace: canceled\n").await;
             Finish {
@@ -264,13 +264,13 @@ impl<T: Transport> Job<'_, T> {
                 let plan_json: serde_json::Value =
                     serde_json::from_slice(&json).context("reading terraform show -json")?;
                 let plan = std::fs::read(self.dir.join("tfplan"))?;
-                Ok(Outcome::Done(Finish {
+                Ok(Outcome::Done(Box::new(Finish {
                     status: "planned".into(),
                     plan_json: Some(plan_json),
                     plan_file: Some(base64::engine::general_purpose::STANDARD.encode(plan)),
                     has_changes: Some(plan_code == 2 || has_changes(&json)),
                     ..empty()
-                }))
+                })))
             }
             "apply" => {
                 let plan = self
@@ -307,11 +307,11 @@ impl<T: Transport> Job<'_, T> {
                     anyhow::bail!("terraform apply failed (exit {code}); see the log");
                 }
                 let (_, outputs) = self.terraform(&["output", "-json"], true).await?;
-                Ok(Outcome::Done(Finish {
+                Ok(Outcome::Done(Box::new(Finish {
                     status: "applied".into(),
                     outputs: serde_json::from_slice(&outputs).ok(),
                     ..empty()
-                }))
+                })))
             }
             other => anyhow::bail!("unknown phase {other}"),
         }

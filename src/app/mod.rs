@@ -39,6 +39,7 @@ pub struct App {
     pub audit: crate::audit::AuditSink,
     pub state: crate::state::Ctx,
     pub registry: crate::registry::Ctx,
+    pub blueprints: crate::blueprints::Ctx,
     pub deployments: crate::deployments::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
@@ -65,12 +66,16 @@ impl App {
             .locks
             .unwrap_or_else(|| crate::state::locks::Locks::Database(infra.db.clone()));
         let state = crate::state::Ctx::new(&identity, locks);
-        let deployments = crate::deployments::Ctx::new(&state, settings.mirror_org.is_some());
+        let registry = crate::registry::Ctx::new(&identity, settings.mirror_org);
+        let blueprints = crate::blueprints::Ctx::new(&registry);
+        let deployments =
+            crate::deployments::Ctx::new(&state, &blueprints, registry.mirror_org.is_some());
         App {
             state,
+            registry,
+            blueprints,
             deployments,
             runners: (settings.runners, settings.terraform_bin),
-            registry: crate::registry::Ctx::new(&identity, settings.mirror_org),
             identity,
             audit,
             infra,

@@ -3,7 +3,6 @@
 //! runners over HTTP (or in process, through the same functions), and report back logs,
 //! plans and outcomes. `generate` writes the root module a run executes.
 
-mod blueprint;
 pub mod generate;
 pub mod protocol;
 mod routes;
@@ -24,6 +23,8 @@ use crate::infra::AppState;
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub state: crate::state::Ctx,
+    /// Blueprints resolve a deployment's module version and validate its inputs.
+    pub blueprints: crate::blueprints::Ctx,
     /// Woken whenever a run becomes claimable on this replica.
     pub wake: Arc<tokio::sync::Notify>,
     /// Why queued runs are not starting, when this server knows (no Terraform found).
@@ -33,9 +34,14 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(state: &crate::state::Ctx, mirror: bool) -> Ctx {
+    pub fn new(
+        state: &crate::state::Ctx,
+        blueprints: &crate::blueprints::Ctx,
+        mirror: bool,
+    ) -> Ctx {
         Ctx {
             state: state.clone(),
+            blueprints: blueprints.clone(),
             wake: Arc::default(),
             waiting_reason: Arc::default(),
             mirror_url: mirror.then(|| "/v1/mirror/".to_string()),

@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
-use super::blueprint;
 use super::generate::{self, Root};
 use super::runs;
 use super::store::{self, DeploymentRow, NewBlob};
 use super::views;
+use crate::blueprints as blueprint;
 use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal, Resource};
 use crate::infra::blob::{BlobKey, BlobKind, PlainBuffer};
@@ -106,7 +106,7 @@ pub async fn create(
     )
     .await?;
     let resolved = blueprint::resolve(
-        &app.db,
+        &app.blueprints,
         principal,
         org,
         &req.blueprint,
@@ -350,8 +350,14 @@ pub async fn update(
         )));
     }
     let version = req.version.clone().unwrap_or_else(|| dep.version.clone());
-    let resolved =
-        blueprint::resolve(&app.db, principal, org, &dep.blueprint, Some(&version)).await?;
+    let resolved = blueprint::resolve(
+        &app.blueprints,
+        principal,
+        org,
+        &dep.blueprint,
+        Some(&version),
+    )
+    .await?;
     let inputs = match req.inputs {
         Some(inputs) => inputs,
         None => {

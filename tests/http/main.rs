@@ -12,6 +12,7 @@ mod access;
 mod audit;
 mod authz_matrix;
 mod backup;
+mod blueprints;
 mod crash;
 mod encryption;
 mod faults;

@@ -62,7 +62,7 @@ impl Table {
     /// How many leading columns form the primary key (for a stable dump order).
     fn key_len(&self) -> usize {
         match self.name {
-            "org_members" | "team_members" => 2,
+            "org_members" | "team_members" | "blueprint_tags" => 2,
             _ => 1,
         }
     }
@@ -231,6 +231,37 @@ pub static TABLES: &[Table] = &[
             ("created_at", Time),
             ("created_by", Text),
         ],
+    },
+    Table {
+        name: "blueprints",
+        identity: true,
+        columns: &[
+            ("id", Int),
+            ("org_id", Int),
+            ("name", Text),
+            ("module_name", Text),
+            ("module_system", Text),
+            ("version_constraint", Text),
+            ("title", Text),
+            ("description", Text),
+            ("category", Text),
+            ("owner", Text),
+            ("tags", Text),
+            ("status", Text),
+            ("auto_apply", Bool),
+            ("overrides", Text),
+            ("module_version", Text),
+            ("derived", Text),
+            ("summary", Text),
+            ("created_at", Time),
+            ("updated_at", Time),
+            ("created_by", Text),
+        ],
+    },
+    Table {
+        name: "blueprint_tags",
+        identity: false,
+        columns: &[("blueprint_id", Int), ("tag", Text)],
     },
     Table {
         name: "gpg_keys",

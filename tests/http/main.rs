@@ -22,6 +22,7 @@ mod login;
 mod module_registry;
 mod provider_registry;
 mod replica_caches;
+mod schema_drift;
 mod state_backend;
 mod sweep;
 mod teams_policies;

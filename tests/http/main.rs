@@ -7,6 +7,8 @@
 
 #[macro_use]
 mod support;
+#[path = "../testkit/mod.rs"]
+mod testkit;
 
 mod access;
 mod audit;

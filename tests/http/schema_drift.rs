@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use sqlx::{PgPool, SqlitePool};
-use terrace::db::Db;
+use terrace::infra::db::Db;
 
 /// One table as both databases can describe it.
 #[derive(Debug, Default)]
@@ -187,8 +187,8 @@ async fn sqlite_locks_survive_the_state_locks_rebuild() {
 /// A migrated SQLite database (kept while the directory lives) and a migrated PostgreSQL
 /// schema of its own; `None` when no PostgreSQL is configured (a failure under `CI`).
 async fn databases() -> Option<(SqlitePool, PgPool, tempfile::TempDir)> {
-    let (sqlite, dir) = terrace::db::testing::sqlite().await;
-    let postgres = terrace::db::testing::postgres().await?;
+    let (sqlite, dir) = terrace::infra::db::testing::sqlite().await;
+    let postgres = terrace::infra::db::testing::postgres().await?;
     let (Db::Sqlite(sqlite), Db::Postgres(postgres)) = (sqlite, postgres) else {
         unreachable!("testing::sqlite() and testing::postgres() return their own kinds")
     };

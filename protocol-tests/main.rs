@@ -7,6 +7,8 @@
 
 #[macro_use]
 mod harness;
+#[path = "../tests/testkit/mod.rs"]
+mod testkit;
 
 mod access_roles;
 mod login;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{Role, Terrace, Workdir};
+use crate::testkit::required_var;
 
 const WORKSPACE: &str = "networking-prod";
 
@@ -211,8 +212,7 @@ fn lock_taken_with_the_lock_method_blocks_post_on_the_lock_address() {
 #[test]
 fn terraform_locks_through_dynamodb() {
     require_terraform!();
-    let Ok(endpoint) = std::env::var("TERRACE_TEST_DYNAMODB_ENDPOINT") else {
-        eprintln!("skipping: TERRACE_TEST_DYNAMODB_ENDPOINT is not set");
+    let Some(endpoint) = required_var("TERRACE_TEST_DYNAMODB_ENDPOINT") else {
         return;
     };
     let table = format!("terrace-{}", uuid::Uuid::new_v4().simple());

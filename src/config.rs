@@ -168,36 +168,16 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment
-            .merge(Env::prefixed("TERRACE_").only(&[
-                "listen",
-                "data_dir",
-                "database_url",
-                "storage_url",
-                "public_url",
-                "locks",
-                "mirror_org",
-                "tls_cert",
-                "tls_key",
-                "dev_tls",
-                "encryption_key",
-                "previous_encryption_keys",
-                "max_body_size",
-                "cache_size",
-                "log_format",
-                "login_ports",
-                "login_token_ttl",
-                "cache_ttl",
-                "runners",
-                "terraform_bin",
-            ]))
+            .merge(Env::prefixed("TERRACE_").only(&Config::KEYS))
             .merge(Serialized::defaults(overrides));
         let config: Config = figment.extract().context("invalid configuration")?;
         config.validate()?;
         Ok(config)
     }
 
-    /// Every key a configuration has, in the order `terrace config show` prints them.
-    pub const KEYS: [&'static str; 21] = [
+    /// Every setting, in the order `terrace config check` prints them; each is also read
+    /// from `TERRACE_<KEY>`.
+    pub const KEYS: [&'static str; 20] = [
         "listen",
         "data_dir",
         "database_url",
@@ -218,7 +198,6 @@ impl Config {
         "login_token_ttl",
         "runners",
         "terraform_bin",
-        "config",
     ];
 
     /// Checks every setting that is kept as text, so a bad one stops the process at start
@@ -299,7 +278,7 @@ impl Config {
         };
         let flags = serde_json::to_value(overrides)?;
         let mut rows = Vec::new();
-        for key in Config::KEYS {
+        for key in Config::KEYS.into_iter().chain(["config"]) {
             let value = match key {
                 "listen" => self.listen.to_string(),
                 "data_dir" => self.data_dir.display().to_string(),
@@ -665,7 +644,7 @@ mod tests {
                 !text.contains("c2VjcmV0") && !text.contains("pw@"),
                 "{text}"
             );
-            assert_eq!(rows.len(), Config::KEYS.len());
+            assert_eq!(rows.len(), Config::KEYS.len() + 1);
             Ok(())
         });
     }

@@ -9,12 +9,8 @@
 //! database and blob store.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use reqwest::Certificate;
 use reqwest::blocking::{Client, Response};
@@ -22,12 +18,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+use crate::testkit::server::{Server, Setup};
+
 /// The organisation every test works in; the examples use it too.
 pub const ORG: &str = "acme";
-
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-const READY_PREFIX: &str = "listening on ";
 
 /// Token roles, as accepted by `terrace token create --role`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,7 +46,7 @@ impl Role {
 /// A running Terrace server with an org and one token per role.
 pub struct Terrace {
     // Declared first so the process stops before its directory is removed.
-    process: ServerProcess,
+    process: Server,
     base_url: String,
     tokens: HashMap<Role, String>,
     http: Client,
@@ -111,13 +105,15 @@ impl Terrace {
     fn start_configured(tls: bool, settings: &[(&str, &str)]) -> Self {
         let (root, process, base_url) = spawn_serve(tls, settings);
 
-        process.run_cli(&["org", "create", ORG]);
+        process.setup().cli(&["org", "create", ORG]);
         let tokens = Role::ALL
             .into_iter()
             .map(|role| {
                 let label = format!("protocol-tests-{}", role.as_str());
                 let args = ["token", "create", "--org", ORG, "--role", role.as_str()];
-                let token = process.run_cli(&[&args[..], &["--name", &label]].concat());
+                let token = process
+                    .setup()
+                    .cli(&[&args[..], &["--name", &label]].concat());
                 assert!(
                     !token.is_empty() && !token.contains(char::is_whitespace),
                     "`terrace token create` should print only the token, got {token:?}"
@@ -132,7 +128,7 @@ impl Terrace {
     fn assemble(
         tls: bool,
         root: TempDir,
-        process: ServerProcess,
+        process: Server,
         base_url: String,
         tokens: HashMap<Role, String>,
     ) -> Self {
@@ -141,7 +137,7 @@ impl Terrace {
                 base_url.starts_with("https://"),
                 "`terrace serve --dev-tls` should listen on https, got {base_url}"
             );
-            let ca_path = process.data_dir.join("tls").join("ca.pem");
+            let ca_path = process.setup().data_dir().join("tls").join("ca.pem");
             (tls_client(&ca_path), Some(ca_path))
         } else {
             (plain_client(), None)
@@ -198,10 +194,10 @@ impl Terrace {
     /// settings as the server, no inherited `TERRACE_*` settings) and returns its output.
     pub fn cli(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         self.process
+            .setup()
             .command()
             .args(args)
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
             .output()
             .expect("run the terrace CLI")
     }
@@ -211,6 +207,7 @@ impl Terrace {
         use std::io::Write;
         let mut child = self
             .process
+            .setup()
             .command()
             .args(args)
             .stdin(Stdio::piped())
@@ -379,160 +376,21 @@ fn text(response: Response) -> String {
     response.text().unwrap_or_else(|error| format!("<{error}>"))
 }
 
-/// A `terrace` command whose configuration comes only from this test.
-fn terrace_command(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_terrace"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("TERRACE_") {
-            command.env_remove(name);
-        }
-    }
-    command
-        .env("TERRACE_LISTEN", "127.0.0.1:0")
-        .env("TERRACE_DATA_DIR", data_dir)
-        .env("TERRACE_MIRROR_ORG", ORG);
-    command
-}
-
 /// Starts `terrace serve` on a free port with a fresh data directory and waits until it
-/// listens; returns the directory (removed when dropped), the process and the base URL.
-fn spawn_serve(tls: bool, settings: &[(&str, &str)]) -> (TempDir, ServerProcess, String) {
+/// listens; returns the directory (removed when dropped), the process (stopped with SIGTERM
+/// when dropped) and the base URL. Its CLI commands get the same settings: with a shared
+/// database or blob store they must address the same ones.
+fn spawn_serve(tls: bool, settings: &[(&str, &str)]) -> (TempDir, Server, String) {
     let root = tempfile::Builder::new()
         .prefix("terrace-protocol-")
         .tempdir()
         .expect("create a temporary directory for the server");
-    let data_dir = root.path().join("data");
-    let log_path = root.path().join("server.log");
-    let log = File::create(&log_path).expect("create the server log file");
-
-    let mut command = terrace_command(&data_dir);
-    command.arg("serve").envs(settings.iter().copied());
-    if tls {
-        command.arg("--dev-tls");
-    }
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("spawn `terrace serve`");
-    let mut process = ServerProcess {
-        child,
-        log_path,
-        data_dir,
-        settings: settings
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect(),
-    };
-    let base_url = process.wait_until_listening();
+    let setup =
+        Setup::new(root.path().join("data"), &[("TERRACE_MIRROR_ORG", ORG)]).with_env(settings);
+    let args: &[&str] = if tls { &["--dev-tls"] } else { &[] };
+    let process = setup.serve(args, &root.path().join("server.log"));
+    let base_url = process.base_url.clone();
     (root, process, base_url)
-}
-
-/// The `terrace serve` child; stopped with SIGTERM when dropped.
-struct ServerProcess {
-    child: Child,
-    log_path: PathBuf,
-    data_dir: PathBuf,
-    /// The server's extra settings, which its CLI commands get too: with a shared database
-    /// or blob store they must address the same ones.
-    settings: Vec<(String, String)>,
-}
-
-impl ServerProcess {
-    /// A `terrace` command configured like the server.
-    fn command(&self) -> Command {
-        let mut command = terrace_command(&self.data_dir);
-        command.envs(self.settings.iter().map(|(name, value)| (name, value)));
-        command
-    }
-
-    /// Reads stdout until the readiness line and returns the base URL from it.
-    fn wait_until_listening(&mut self) -> String {
-        let stdout = self.child.stdout.take().expect("server stdout is piped");
-        let (lines_tx, lines_rx) = mpsc::channel();
-        // Keeps draining stdout after readiness so the server never writes
-        // into a closed pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match lines_rx.recv_timeout(remaining) {
-                Ok(line) => {
-                    if let Some(url) = line.trim().strip_prefix(READY_PREFIX) {
-                        return url.trim_end_matches('/').to_owned();
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "`terrace serve` printed no `{READY_PREFIX}…` line within {STARTUP_TIMEOUT:?}\n{}",
-                    self.log()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.child.wait().expect("wait for `terrace serve`");
-                    panic!(
-                        "`terrace serve` exited with {status} before listening\n{}",
-                        self.log()
-                    );
-                }
-            }
-        }
-    }
-
-    /// Runs a `terrace` CLI subcommand on the same data directory and returns its stdout.
-    fn run_cli(&self, args: &[&str]) -> String {
-        let output = self
-            .command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the terrace CLI");
-        assert!(
-            output.status.success(),
-            "`terrace {}` exited with {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_owned()
-    }
-
-    fn log(&self) -> String {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        format!("--- terrace serve log ---\n{log}")
-    }
-
-    fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        // Graceful first: the server should finish in-flight requests on SIGTERM.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("{}", self.log());
-        }
-    }
 }
 
 /// A client for the plain-HTTP server; reqwest is built without a default TLS provider.

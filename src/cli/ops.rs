@@ -37,12 +37,8 @@ pub async fn sweep(config: &Config, grace: String, dry_run: bool) -> anyhow::Res
 pub async fn backup(config: &Config, to: String) -> anyhow::Result<()> {
     let to = crate::ops::backup::Location::parse(&to)?;
     // Objects are copied still encrypted: no master key is needed or loaded.
-    let keys = std::sync::Arc::new(crate::infra::crypto::Keyring::from_base64(
-        &crate::infra::crypto::generate_key()?,
-        &[],
-    )?);
     let db = database(config).await?;
-    let blobs = crate::infra::blob::BlobStore::from_url(&config.storage_url()?, keys)?;
+    let blobs = crate::infra::blob::RawObjects::from_url(&config.storage_url()?)?;
     let manifest = crate::ops::backup::backup(&db, &blobs, &to).await?;
     let rows: u64 = manifest.tables.iter().map(|t| t.rows).sum();
     eprintln!(

@@ -55,6 +55,27 @@ pub trait HasIdentity {
     fn identity(&self) -> &Ctx;
 }
 
+/// For a feature state with an `identity: identity::Ctx` field: derefs to the shared
+/// infrastructure and authenticates callers through identity.
+macro_rules! feature_ctx {
+    ($ctx:ty) => {
+        impl std::ops::Deref for $ctx {
+            type Target = $crate::infra::AppState;
+
+            fn deref(&self) -> &$crate::infra::AppState {
+                &self.identity.app
+            }
+        }
+
+        impl $crate::identity::HasIdentity for $ctx {
+            fn identity(&self) -> &$crate::identity::Ctx {
+                &self.identity
+            }
+        }
+    };
+}
+pub(crate) use feature_ctx;
+
 impl HasIdentity for Ctx {
     fn identity(&self) -> &Ctx {
         self

@@ -11,11 +11,9 @@ pub mod views;
 
 pub use routes::routes;
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::infra::AppState;
 use crate::infra::cache::TtlCache;
 use crate::infra::counts::PendingCounts;
 
@@ -53,19 +51,7 @@ impl Ctx {
     }
 }
 
-impl Deref for Ctx {
-    type Target = AppState;
-
-    fn deref(&self) -> &AppState {
-        &self.identity.app
-    }
-}
-
-impl crate::identity::HasIdentity for Ctx {
-    fn identity(&self) -> &crate::identity::Ctx {
-        &self.identity
-    }
-}
+crate::identity::feature_ctx!(Ctx);
 
 /// Writes the download counts gathered since the last call (a periodic job).
 pub async fn flush_download_counts(app: &Ctx) -> Result<()> {

@@ -11,13 +11,11 @@ pub mod service;
 mod store;
 pub mod views;
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 pub use deletion::{apply_all_retention, apply_retention, delete_versions};
 pub use routes::routes;
 
-use crate::infra::AppState;
 use crate::infra::cache::TtlCache;
 
 /// The state feature's state: identity (to authenticate), the lock backend and its caches.
@@ -41,16 +39,4 @@ impl Ctx {
     }
 }
 
-impl Deref for Ctx {
-    type Target = AppState;
-
-    fn deref(&self) -> &AppState {
-        &self.identity.app
-    }
-}
-
-impl crate::identity::HasIdentity for Ctx {
-    fn identity(&self) -> &crate::identity::Ctx {
-        &self.identity
-    }
-}
+crate::identity::feature_ctx!(Ctx);

@@ -1,20 +1,18 @@
 //! Crash safety of the real binary: `kill -9` in the middle of a stream of writes, restart on
 //! the same data, and the state must be one whole, acknowledged-or-later version.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::Value;
 
-use crate::support::sha256_hex;
+use crate::support::{postgres_schema_url, sha256_hex};
+use crate::testkit::server::Setup;
 
 const ORG: &str = "acme";
 const WS: &str = "crashy";
@@ -29,21 +27,9 @@ fn sqlite_kill_9_mid_stream_keeps_a_whole_acknowledged_state() {
 
 #[test]
 fn postgres_kill_9_mid_stream_keeps_a_whole_acknowledged_state() {
-    let Ok(url) = std::env::var("TERRACE_TEST_POSTGRES_URL") else {
-        eprintln!("skipping: TERRACE_TEST_POSTGRES_URL is not set");
+    let Some(db_url) = postgres_schema_url("crash") else {
         return;
     };
-    let schema = format!("crash_{}", uuid::Uuid::new_v4().simple());
-    let status = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&pool)
-            .await
-            .map(|_| ())
-    });
-    status.unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let db_url = format!("{url}{separator}options=-c%20search_path%3D{schema}");
     let root = tempfile::tempdir().unwrap();
     crash_and_recover(root.path(), &[("TERRACE_DATABASE_URL", &db_url)]);
 }
@@ -64,71 +50,12 @@ pub(crate) fn body_for(serial: i64) -> String {
     .unwrap()
 }
 
-/// A running `terrace serve`, killed when dropped.
-pub(crate) struct Server {
-    pub(crate) child: Child,
-    pub(crate) base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn terrace(data_dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_terrace"));
-    for var in [
-        "TERRACE_CONFIG",
-        "TERRACE_DATABASE_URL",
-        "TERRACE_STORAGE_URL",
-    ] {
-        command.env_remove(var);
-    }
-    for var in ["TERRACE_ENCRYPTION_KEY", "TERRACE_PREVIOUS_ENCRYPTION_KEYS"] {
-        command.env_remove(var);
-    }
-    command
-        .env("TERRACE_DATA_DIR", data_dir)
-        .env("TERRACE_LISTEN", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null());
-    command
-}
-
-pub(crate) fn cli(data_dir: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
-    let output = terrace(data_dir, env).args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "terrace {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
-pub(crate) fn start(data_dir: &Path, env: &[(&str, &str)], log: &Path) -> Server {
-    let log = File::options().create(true).append(true).open(log).unwrap();
-    let mut child = terrace(data_dir, env)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(base) = line.strip_prefix("listening on ") {
-                let _ = tx.send(base.to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("terrace serve did not report its address");
-    Server { child, base }
+/// `terrace` on `data_dir` with the settings `env`, as the crash and fault tests run it: quiet
+/// logs, and servers killed (SIGKILL) when dropped.
+pub(crate) fn terrace(data_dir: &Path, env: &[(&str, &str)]) -> Setup {
+    Setup::new(data_dir, &[("RUST_LOG", "warn")])
+        .with_env(env)
+        .kill_on_drop()
 }
 
 /// Writes serials `from, from+1, …` until a request fails; returns the last attempted serial.
@@ -178,14 +105,10 @@ pub(crate) fn all_versions(client: &Client, base: &str, token: &str, ws: &str) -
 }
 
 fn crash_and_recover(root: &Path, env: &[(&str, &str)]) {
-    let data_dir: PathBuf = root.join("data");
+    let terrace = terrace(&root.join("data"), env);
     let log = root.join("server.log");
-    cli(&data_dir, env, &["org", "create", ORG]);
-    let token = cli(
-        &data_dir,
-        env,
-        &["token", "create", "--org", ORG, "--role", "write"],
-    );
+    terrace.cli(&["org", "create", ORG]);
+    let token = terrace.cli(&["token", "create", "--org", ORG, "--role", "write"]);
     assert!(
         token.starts_with("trc_") && !token.contains(char::is_whitespace),
         "{token:?}"
@@ -199,8 +122,8 @@ fn crash_and_recover(root: &Path, env: &[(&str, &str)]) {
 
     let mut next = 1;
     for round in 0..ROUNDS {
-        let server = start(&data_dir, env, &log);
-        let url = format!("{}/state/{ORG}/{WS}", server.base);
+        let server = terrace.serve(&[], &log);
+        let url = format!("{}/state/{ORG}/{WS}", server.base_url);
         let acked = Arc::new(AtomicI64::new(next - 1));
         let writer = {
             let (client, url, token, acked) =
@@ -221,8 +144,8 @@ fn crash_and_recover(root: &Path, env: &[(&str, &str)]) {
         let attempted = writer.join().unwrap();
         let acked = acked.load(Ordering::SeqCst);
 
-        let server = start(&data_dir, env, &log);
-        let url = format!("{}/state/{ORG}/{WS}", server.base);
+        let server = terrace.serve(&[], &log);
+        let url = format!("{}/state/{ORG}/{WS}", server.base_url);
         let resp = client
             .get(&url)
             .basic_auth("t", Some(&token))
@@ -243,7 +166,7 @@ fn crash_and_recover(root: &Path, env: &[(&str, &str)]) {
             "round {round}: bytes differ"
         );
 
-        let versions = all_versions(&client, &server.base, &token, WS);
+        let versions = all_versions(&client, &server.base_url, &token, WS);
         let serials: Vec<i64> = versions
             .iter()
             .map(|v| v["serial"].as_i64().unwrap())
@@ -289,16 +212,12 @@ fn sigterm_lets_an_in_flight_write_finish_and_then_exits() {
     use std::io::Write;
     use std::net::TcpStream;
     let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
+    let terrace = terrace(&root.path().join("data"), &[]);
     let log = root.path().join("server.log");
-    cli(&data, &[], &["org", "create", "acme"]);
-    let token = cli(
-        &data,
-        &[],
-        &["token", "create", "--org", "acme", "--role", "write"],
-    );
-    let mut server = start(&data, &[], &log);
-    let addr = server.base.trim_start_matches("http://").to_string();
+    terrace.cli(&["org", "create", "acme"]);
+    let token = terrace.cli(&["token", "create", "--org", "acme", "--role", "write"]);
+    let mut server = terrace.serve(&[], &log);
+    let addr = server.base_url.trim_start_matches("http://").to_string();
     let body = body_for(1);
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("terraform:{token}"));
@@ -351,13 +270,13 @@ fn sigterm_lets_an_in_flight_write_finish_and_then_exits() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "exit status {status}");
-    let restarted = start(&data, &[], &log);
+    let restarted = terrace.serve(&[], &log);
     let client = {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Client::new()
     };
     let stored = client
-        .get(format!("{}/state/acme/{WS}", restarted.base))
+        .get(format!("{}/state/acme/{WS}", restarted.base_url))
         .basic_auth("terraform", Some(&token))
         .send()
         .unwrap();

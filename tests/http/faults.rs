@@ -14,8 +14,10 @@ use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode, header};
 use serde_json::Value;
 
-use crate::crash::{Server, all_versions, body_for, cli, start, terrace};
-use crate::support::{lock_info, sha256_hex};
+use crate::crash::{all_versions, body_for, terrace};
+use crate::support::{lock_info, postgres_schema_url, sha256_hex};
+use crate::testkit::server::Server;
+use crate::testkit::{missing, under_ci};
 
 const ORG: &str = "acme";
 const WS: &str = "faulty";
@@ -59,7 +61,7 @@ fn readyz(client: &Client, base: &str) -> (StatusCode, Value) {
 
 /// Runs `terrace verify` on the same settings as the server; panics on any fault it reports.
 fn verify(data_dir: &Path, env: &[(&str, &str)]) {
-    let output = terrace(data_dir, env).arg("verify").output().unwrap();
+    let output = terrace(data_dir, env).output(&["verify"]);
     assert!(
         output.status.success(),
         "terrace verify found faults:\n{}{}",
@@ -199,37 +201,11 @@ fn assert_history(client: &Client, base: &str, token: &str, last: i64) {
 
 /// Creates the org and returns a write token and an admin token.
 fn bootstrap(data_dir: &Path, env: &[(&str, &str)]) -> (String, String) {
-    cli(data_dir, env, &["org", "create", ORG]);
-    let write = cli(
-        data_dir,
-        env,
-        &["token", "create", "--org", ORG, "--role", "write"],
-    );
-    let admin = cli(
-        data_dir,
-        env,
-        &["token", "create", "--org", ORG, "--role", "admin"],
-    );
+    let terrace = terrace(data_dir, env);
+    terrace.cli(&["org", "create", ORG]);
+    let write = terrace.cli(&["token", "create", "--org", ORG, "--role", "write"]);
+    let admin = terrace.cli(&["token", "create", "--org", ORG, "--role", "admin"]);
     (write, admin)
-}
-
-/// A fresh schema on the shared PostgreSQL server, as a database URL; `None` when
-/// `TERRACE_TEST_POSTGRES_URL` is not set.
-fn postgres_schema_url() -> Option<String> {
-    let url = std::env::var("TERRACE_TEST_POSTGRES_URL").ok()?;
-    let schema = format!("faults_{}", uuid::Uuid::new_v4().simple());
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    });
-    let separator = if url.contains('?') { '&' } else { '?' };
-    Some(format!(
-        "{url}{separator}options=-c%20search_path%3D{schema}"
-    ))
 }
 
 // --- PostgreSQL restart ------------------------------------------------------------------
@@ -380,7 +356,7 @@ impl Drop for PgCluster {
 #[test]
 fn postgres_restart_during_writes_gives_503_then_recovers_without_a_torn_version() {
     let Some(pg) = PgCluster::create() else {
-        eprintln!("skipping: no initdb under /usr/lib/postgresql/*/bin");
+        missing("no initdb under /usr/lib/postgresql/*/bin");
         return;
     };
     pg.start();
@@ -389,10 +365,10 @@ fn postgres_restart_during_writes_gives_503_then_recovers_without_a_torn_version
     let db_url = pg.url();
     let env = [("TERRACE_DATABASE_URL", db_url.as_str())];
     let (token, _) = bootstrap(&data_dir, &env);
-    let server = start(&data_dir, &env, &root.path().join("server.log"));
+    let server = terrace(&data_dir, &env).serve(&[], &root.path().join("server.log"));
     let client = client();
-    assert_eq!(readyz(&client, &server.base).0, StatusCode::OK);
-    let url = format!("{}/state/{ORG}/{WS}", server.base);
+    assert_eq!(readyz(&client, &server.base_url).0, StatusCode::OK);
+    let url = format!("{}/state/{ORG}/{WS}", server.base_url);
     let (writer, handle) = Writer::spawn(&client, url, &token);
     writer.wait_for_acks(3, Duration::from_secs(20));
 
@@ -413,7 +389,7 @@ fn postgres_restart_during_writes_gives_503_then_recovers_without_a_torn_version
         "/readyz to report the database down",
         Duration::from_secs(10),
         || {
-            let (status, body) = readyz(&client, &server.base);
+            let (status, body) = readyz(&client, &server.base_url);
             status == StatusCode::SERVICE_UNAVAILABLE
                 && body["database"] == "unavailable"
                 && body["blob_store"] == "ok"
@@ -425,7 +401,7 @@ fn postgres_restart_during_writes_gives_503_then_recovers_without_a_torn_version
     let acked_in_outage = writer.acked();
     pg.start();
     wait_until("/readyz to recover", Duration::from_secs(20), || {
-        readyz(&client, &server.base).0 == StatusCode::OK
+        readyz(&client, &server.base_url).0 == StatusCode::OK
     });
     writer.wait_for_acks(3, Duration::from_secs(20));
     let last = writer.finish(handle);
@@ -436,7 +412,7 @@ fn postgres_restart_during_writes_gives_503_then_recovers_without_a_torn_version
     );
     assert!(slowest < 10_000, "a 503 took {slowest} ms");
 
-    assert_history(&client, &server.base, &token, last);
+    assert_history(&client, &server.base_url, &token, last);
     drop(server);
     verify(&data_dir, &env);
 }
@@ -578,9 +554,7 @@ impl Relay {
 fn object_store_outages_during_writes_give_503_then_recover_without_a_torn_version() {
     let client = client();
     let Some(moto) = Moto::start(&client) else {
-        eprintln!(
-            "skipping: moto is not installed in .cache/moto-venv (scripts/ensure-object-stores)"
-        );
+        missing("moto is not installed in .cache/moto-venv (scripts/ensure-object-stores)");
         return;
     };
     let bucket = "faults";
@@ -595,7 +569,12 @@ fn object_store_outages_during_writes_give_503_then_recover_without_a_torn_versi
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     let storage_url = format!("s3://{bucket}/{}", uuid::Uuid::new_v4());
-    let db_url = postgres_schema_url();
+    // PostgreSQL when there is one (always under `CI`), SQLite otherwise.
+    let db_url = if under_ci() || std::env::var_os("TERRACE_TEST_POSTGRES_URL").is_some() {
+        postgres_schema_url("faults")
+    } else {
+        None
+    };
     let mut env = vec![
         ("TERRACE_STORAGE_URL", storage_url.as_str()),
         ("AWS_ENDPOINT", endpoint.as_str()),
@@ -609,18 +588,18 @@ fn object_store_outages_during_writes_give_503_then_recover_without_a_torn_versi
         None => eprintln!("TERRACE_TEST_POSTGRES_URL is not set: using SQLite"),
     }
     let (token, _) = bootstrap(&data_dir, &env);
-    let server = start(&data_dir, &env, &root.path().join("server.log"));
-    assert_eq!(readyz(&client, &server.base).0, StatusCode::OK);
-    let url = format!("{}/state/{ORG}/{WS}", server.base);
+    let server = terrace(&data_dir, &env).serve(&[], &root.path().join("server.log"));
+    assert_eq!(readyz(&client, &server.base_url).0, StatusCode::OK);
+    let url = format!("{}/state/{ORG}/{WS}", server.base_url);
     let (writer, handle) = Writer::spawn(&client, url, &token);
     writer.wait_for_acks(3, Duration::from_secs(20));
     let blob_store_down = || {
-        let (status, body) = readyz(&client, &server.base);
+        let (status, body) = readyz(&client, &server.base_url);
         status == StatusCode::SERVICE_UNAVAILABLE
             && body["blob_store"] == "unavailable"
             && body["database"] == "ok"
     };
-    let ready = || readyz(&client, &server.base).0 == StatusCode::OK;
+    let ready = || readyz(&client, &server.base_url).0 == StatusCode::OK;
 
     // The store goes away: writes fail fast.
     relay.switch(false);
@@ -663,7 +642,7 @@ fn object_store_outages_during_writes_give_503_then_recover_without_a_torn_versi
     assert!(gone_slowest < 5_000, "a 503 took {gone_slowest} ms");
     assert!(hung_slowest < 30_000, "a 503 took {hung_slowest} ms");
 
-    assert_history(&client, &server.base, &token, last);
+    assert_history(&client, &server.base_url, &token, last);
     drop(server);
     // Every version row has its object: nothing half-written.
     verify(&data_dir, &env);
@@ -746,8 +725,7 @@ fn kill_9(mut server: Server) {
 
 #[test]
 fn a_lock_held_by_a_killed_replica_is_taken_over_after_its_lease_or_force_unlocked() {
-    let Some(db_url) = postgres_schema_url() else {
-        eprintln!("skipping: TERRACE_TEST_POSTGRES_URL is not set");
+    let Some(db_url) = postgres_schema_url("faults") else {
         return;
     };
     let root = tempfile::tempdir().unwrap();
@@ -757,26 +735,26 @@ fn a_lock_held_by_a_killed_replica_is_taken_over_after_its_lease_or_force_unlock
     let (token, admin) = bootstrap(&data_dir, &env);
     let client = client();
     // Two replicas on one database and one blob directory.
-    let a = start(&data_dir, &env, &log);
-    let b = start(&data_dir, &env, &log);
-    assert_eq!(write(&client, &b.base, &token, 1, None), StatusCode::OK);
+    let a = terrace(&data_dir, &env).serve(&[], &log);
+    let b = terrace(&data_dir, &env).serve(&[], &log);
+    assert_eq!(write(&client, &b.base_url, &token, 1, None), StatusCode::OK);
 
     // With a lease and takeover allowed: replica A locks, then dies.
     let lease = Duration::from_secs(3);
     set_lease(
         &client,
-        &b.base,
+        &b.base_url,
         &admin,
         serde_json::json!({ "lock_lease": "3s", "expire_stale_locks": true }),
     );
     let locked_at = Instant::now();
     assert_eq!(
-        lock(&client, &a.base, &token, "held-by-a").0,
+        lock(&client, &a.base_url, &token, "held-by-a").0,
         StatusCode::OK
     );
     kill_9(a);
-    let (status, holder) = lock(&client, &b.base, &token, "wants-b");
-    let stale_early = stale_locks(&client, &b.base);
+    let (status, holder) = lock(&client, &b.base_url, &token, "wants-b");
+    let stale_early = stale_locks(&client, &b.base_url);
     // Only what happened before the lease ran out can be asserted (a slow machine may
     // already be past it).
     if locked_at.elapsed() < lease {
@@ -788,51 +766,57 @@ fn a_lock_held_by_a_killed_replica_is_taken_over_after_its_lease_or_force_unlock
     wait_until(
         "the dead replica's lock to go stale",
         Duration::from_secs(10),
-        || stale_locks(&client, &b.base) == 1.0,
+        || stale_locks(&client, &b.base_url) == 1.0,
     );
-    assert_eq!(lock(&client, &b.base, &token, "wants-b").0, StatusCode::OK);
-    assert_eq!(stale_locks(&client, &b.base), 0.0);
     assert_eq!(
-        write(&client, &b.base, &token, 2, Some("wants-b")),
+        lock(&client, &b.base_url, &token, "wants-b").0,
+        StatusCode::OK
+    );
+    assert_eq!(stale_locks(&client, &b.base_url), 0.0);
+    assert_eq!(
+        write(&client, &b.base_url, &token, 2, Some("wants-b")),
         StatusCode::OK
     );
     assert_eq!(
-        unlock(&client, &b.base, &token, lock_info("wants-b")),
+        unlock(&client, &b.base_url, &token, lock_info("wants-b")),
         StatusCode::OK
     );
 
     // Without a lease the dead replica's lock stays until an admin force-unlocks it.
     set_lease(
         &client,
-        &b.base,
+        &b.base_url,
         &admin,
         serde_json::json!({ "lock_lease": null, "expire_stale_locks": false }),
     );
-    let a = start(&data_dir, &env, &log);
+    let a = terrace(&data_dir, &env).serve(&[], &log);
     assert_eq!(
-        lock(&client, &a.base, &token, "held-by-a2").0,
+        lock(&client, &a.base_url, &token, "held-by-a2").0,
         StatusCode::OK
     );
     kill_9(a);
-    let (status, holder) = lock(&client, &b.base, &token, "wants-b2");
+    let (status, holder) = lock(&client, &b.base_url, &token, "wants-b2");
     assert_eq!(status, StatusCode::LOCKED, "{holder}");
-    assert_eq!(stale_locks(&client, &b.base), 0.0);
+    assert_eq!(stale_locks(&client, &b.base_url), 0.0);
     // `terraform force-unlock` sends UNLOCK without a body.
     assert_eq!(
-        unlock(&client, &b.base, &admin, String::new()),
-        StatusCode::OK
-    );
-    assert_eq!(lock(&client, &b.base, &token, "wants-b2").0, StatusCode::OK);
-    assert_eq!(
-        write(&client, &b.base, &token, 3, Some("wants-b2")),
+        unlock(&client, &b.base_url, &admin, String::new()),
         StatusCode::OK
     );
     assert_eq!(
-        unlock(&client, &b.base, &token, lock_info("wants-b2")),
+        lock(&client, &b.base_url, &token, "wants-b2").0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        write(&client, &b.base_url, &token, 3, Some("wants-b2")),
+        StatusCode::OK
+    );
+    assert_eq!(
+        unlock(&client, &b.base_url, &token, lock_info("wants-b2")),
         StatusCode::OK
     );
 
-    assert_history(&client, &b.base, &token, 3);
+    assert_history(&client, &b.base_url, &token, 3);
     drop(b);
     verify(&data_dir, &env);
 }

@@ -7,6 +7,8 @@
 
 #[macro_use]
 mod support;
+#[path = "../testkit/mod.rs"]
+mod testkit;
 
 mod access;
 mod audit;
@@ -23,6 +25,7 @@ mod login;
 mod module_registry;
 mod provider_registry;
 mod replica_caches;
+mod schema_drift;
 mod state_backend;
 mod sweep;
 mod teams_policies;

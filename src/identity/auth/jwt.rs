@@ -11,10 +11,11 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use super::store;
 use crate::error::{Error, Result};
 use crate::identity::Ctx;
 use crate::infra::crypto::Keyring;
-use crate::infra::db::{Db, on_pool};
+use crate::infra::db::Db;
 
 const ISSUER: &str = "terrace";
 /// Audience of tokens handed to the Terraform CLI and API clients.
@@ -59,30 +60,15 @@ impl std::fmt::Debug for LoginKeys {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    kid: String,
-    master_key_id: String,
-}
-
-async fn active_keys(db: &Db) -> Result<Vec<KeyRow>> {
-    const SQL: &str = "SELECT kid, master_key_id FROM login_keys WHERE retired_at IS NULL \
-                       ORDER BY created_at DESC, kid";
-    Ok(on_pool!(db, p => sqlx::query_as::<_, KeyRow>(SQL).fetch_all(p).await)?)
-}
-
 /// Adds a new signing key; with `retire_others`, every earlier key (and every token it
 /// signed) stops working.
 pub async fn rotate(db: &Db, keyring: &Keyring, retire_others: bool) -> Result<String> {
     let kid = hex::encode(crate::identity::auth::token::random_bytes::<12>()?);
     let now = Utc::now();
     if retire_others {
-        const RETIRE: &str = "UPDATE login_keys SET retired_at = $1 WHERE retired_at IS NULL";
-        on_pool!(db, p => sqlx::query(RETIRE).bind(now).execute(p).await.map(|_| ()))?;
+        store::retire_login_keys(db, now).await?;
     }
-    const SQL: &str = "INSERT INTO login_keys (kid, master_key_id, created_at) VALUES ($1, $2, $3)";
-    on_pool!(db, p => sqlx::query(SQL)
-        .bind(&kid).bind(keyring.current_id()).bind(now).execute(p).await.map(|_| ()))?;
+    store::insert_login_key(db, &kid, keyring.current_id(), now).await?;
     Ok(kid)
 }
 
@@ -93,10 +79,10 @@ impl LoginKeys {
     }
 
     async fn reload(&self, db: &Db, keyring: &Keyring) -> Result<()> {
-        let mut rows = active_keys(db).await?;
+        let mut rows = store::active_login_keys(db).await?;
         if rows.is_empty() {
             rotate(db, keyring, false).await?;
-            rows = active_keys(db).await?;
+            rows = store::active_login_keys(db).await?;
         }
         let mut set = KeySet {
             current: None,

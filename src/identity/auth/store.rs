@@ -1,4 +1,5 @@
-//! SQL for API tokens, login sessions and the roles and policies a caller's grants come from.
+//! SQL for API tokens, login sessions, the signing keys of login tokens, and the roles and
+//! policies a caller's grants come from.
 
 use chrono::{DateTime, Utc};
 
@@ -155,4 +156,36 @@ pub async fn user_policies(db: &Db, user_id: i64) -> Result<Vec<AttachedPolicy>>
                        OR a.team_id IN (SELECT team_id FROM team_members WHERE user_id = $1)";
     Ok(on_pool!(db, p => sqlx::query_as::<_, AttachedPolicy>(SQL)
         .bind(user_id).fetch_all(p).await)?)
+}
+
+/// A signing key of login tokens: its id and the master key its secret is derived from.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LoginKeyRow {
+    pub kid: String,
+    pub master_key_id: String,
+}
+
+/// Keys not retired, newest first.
+pub async fn active_login_keys(db: &Db) -> Result<Vec<LoginKeyRow>> {
+    const SQL: &str = "SELECT kid, master_key_id FROM login_keys WHERE retired_at IS NULL \
+                       ORDER BY created_at DESC, kid";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, LoginKeyRow>(SQL).fetch_all(p).await)?)
+}
+
+pub async fn retire_login_keys(db: &Db, now: DateTime<Utc>) -> Result<()> {
+    const SQL: &str = "UPDATE login_keys SET retired_at = $1 WHERE retired_at IS NULL";
+    on_pool!(db, p => sqlx::query(SQL).bind(now).execute(p).await.map(|_| ()))?;
+    Ok(())
+}
+
+pub async fn insert_login_key(
+    db: &Db,
+    kid: &str,
+    master_key_id: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const SQL: &str = "INSERT INTO login_keys (kid, master_key_id, created_at) VALUES ($1, $2, $3)";
+    on_pool!(db, p => sqlx::query(SQL)
+        .bind(kid).bind(master_key_id).bind(now).execute(p).await.map(|_| ()))?;
+    Ok(())
 }

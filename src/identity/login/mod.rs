@@ -5,24 +5,19 @@
 //! The browser-facing pages are HTML forms protected by a double-submit CSRF cookie; a signed
 //! session cookie lets a browser that already signed in skip to a consent page.
 
-mod codes;
-mod invite;
 mod limits;
-mod oauth;
-mod pages;
+mod pkce;
+mod routes;
+mod service;
+mod store;
+mod views;
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-use axum::routing::get;
-
 pub use limits::{LoginLimits, Quota};
+pub use routes::routes;
 
 use crate::config::Config;
-use crate::identity::Ctx;
 
 /// The OAuth client id Terraform sends (advertised in discovery).
 pub const CLIENT_ID: &str = "terraform-cli";
@@ -86,34 +81,5 @@ impl LoginState {
     pub fn new(settings: LoginSettings) -> LoginState {
         let limits = LoginLimits::new(settings.user_quota, settings.address_quota);
         LoginState { settings, limits }
-    }
-}
-
-pub fn routes() -> Router<Ctx> {
-    Router::new()
-        .route(
-            "/oauth/authorize",
-            get(oauth::authorize_page).post(oauth::authorize_submit),
-        )
-        .route("/oauth/token", axum::routing::post(oauth::token))
-        .route(
-            "/invite/{secret}",
-            get(invite::invite_page).post(invite::invite_submit),
-        )
-}
-
-/// The peer's address, when the server recorded it (in-process tests have none).
-pub(crate) struct PeerAddr(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
     }
 }

@@ -31,6 +31,38 @@ pub struct BlobStore {
     multipart: bool,
 }
 
+/// The objects of a blob store as stored (encrypted), with no keys: what a backup copies.
+#[derive(Clone)]
+pub struct RawObjects {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for RawObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawObjects({})", self.store)
+    }
+}
+
+impl RawObjects {
+    /// The objects under a storage URL, as [`BlobStore::from_url`] reads it.
+    pub fn from_url(url: &str) -> anyhow::Result<RawObjects> {
+        let parsed = url::Url::parse(url).with_context(|| format!("invalid storage URL {url}"))?;
+        Ok(RawObjects {
+            store: store_from_url(&parsed, std::env::vars())?,
+        })
+    }
+
+    /// The stored (encrypted) bytes of an object as they are, `None` when it is gone: for
+    /// backups, which copy objects without decrypting them.
+    pub async fn raw_get(&self, object_key: &str) -> Result<Option<Bytes>> {
+        match self.store.get(&Path::from(object_key)).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Why a stored blob cannot be read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -150,6 +182,75 @@ pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Writes a new object. On a remote store (`multipart`) one larger than `PART_SIZE` goes up
+/// in parts of that size, so no request outlasts the store's request timeout; anything else
+/// goes in one put that refuses to overwrite. A multipart upload cannot refuse, so its key
+/// must be fresh (or checked first).
+pub(crate) async fn put_new(
+    store: &dyn ObjectStore,
+    path: &Path,
+    bytes: Bytes,
+    multipart: bool,
+) -> object_store::Result<()> {
+    put_new_stream(
+        store,
+        path,
+        futures::stream::once(async { Ok(bytes) }),
+        multipart,
+    )
+    .await
+}
+
+/// [`put_new`] from a stream of chunks (a file being read, say): with two parts in flight at
+/// most, memory stays bounded whatever the object's size.
+pub(crate) async fn put_new_stream(
+    store: &dyn ObjectStore,
+    path: &Path,
+    chunks: impl futures::Stream<Item = object_store::Result<Bytes>>,
+    multipart: bool,
+) -> object_store::Result<()> {
+    use futures::TryStreamExt;
+    let mut chunks = std::pin::pin!(chunks);
+    let mut head = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = chunks.try_next().await? {
+        len += chunk.len();
+        head.push(chunk);
+        if multipart && len > PART_SIZE {
+            let upload = store.put_multipart(path).await?;
+            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+            let sent = async {
+                for chunk in head {
+                    writer.put(chunk);
+                }
+                while let Some(chunk) = chunks.try_next().await? {
+                    writer.wait_for_capacity(2).await?;
+                    writer.put(chunk);
+                }
+                Ok(())
+            }
+            .await;
+            return match sent {
+                Ok(()) => writer.finish().await.map(|_| ()),
+                Err(e) => {
+                    if let Err(abort) = writer.abort().await {
+                        tracing::warn!(error = %abort, "could not abort a multipart upload");
+                    }
+                    Err(e)
+                }
+            };
+        }
+    }
+    let options = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    store
+        .put_opts(path, head.into_iter().collect::<PutPayload>(), options)
+        .await?;
+    Ok(())
+}
 
 type PlainCache = quick_cache::sync::Cache<String, Bytes, ByteWeighter>;
 
@@ -281,22 +382,9 @@ impl BlobStore {
             .keys
             .seal(&mut data, id.as_bytes())
             .map_err(Error::Internal)?;
+        // Keys are fresh ids, so an upload in parts cannot overwrite anything either.
         let path = Path::from(object_key.as_str());
-        if self.multipart && data.len() > PART_SIZE {
-            // Keys are fresh ids, so an upload in parts cannot overwrite anything either.
-            let upload = self.store.put_multipart(&path).await?;
-            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            writer.put(Bytes::from(data));
-            writer.finish().await?;
-        } else {
-            let options = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            self.store
-                .put_opts(&path, PutPayload::from(Bytes::from(data)), options)
-                .await?;
-        }
+        put_new(&*self.store, &path, Bytes::from(data), self.multipart).await?;
         Ok(StoredBlob {
             id,
             object_key,
@@ -348,13 +436,10 @@ impl BlobStore {
         Ok(Bytes::from(data).slice(range))
     }
 
-    /// The stored (encrypted) bytes of an object as they are, `None` when it is gone: for
-    /// backups, which copy objects without decrypting them.
-    pub async fn raw_get(&self, object_key: &str) -> Result<Option<Bytes>> {
-        match self.store.get(&Path::from(object_key)).await {
-            Ok(found) => Ok(Some(found.bytes().await?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
+    /// The same objects without the keys.
+    pub fn raw(&self) -> RawObjects {
+        RawObjects {
+            store: self.store.clone(),
         }
     }
 
@@ -362,27 +447,28 @@ impl BlobStore {
     /// existing object with the same bytes is accepted, a different one is an error.
     pub async fn raw_put(&self, object_key: &str, bytes: Bytes) -> Result<()> {
         let path = Path::from(object_key);
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(bytes.clone()), options)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let existing = self.store.get(&path).await?.bytes().await?;
-                if existing == bytes {
-                    Ok(())
-                } else {
-                    Err(Error::Internal(anyhow::anyhow!(
-                        "object {object_key} already exists with other content"
-                    )))
-                }
+        // An upload in parts cannot refuse an existing object, so that is looked for first.
+        let in_parts = self.multipart && bytes.len() > PART_SIZE;
+        let exists = in_parts
+            && match self.store.head(&path).await {
+                Ok(_) => true,
+                Err(object_store::Error::NotFound { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+        if !exists {
+            match put_new(&*self.store, &path, bytes.clone(), self.multipart).await {
+                Ok(()) => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+        }
+        let existing = self.store.get(&path).await?.bytes().await?;
+        if existing == bytes {
+            Ok(())
+        } else {
+            Err(Error::Internal(anyhow::anyhow!(
+                "object {object_key} already exists with other content"
+            )))
         }
     }
 
@@ -479,6 +565,31 @@ mod tests {
                 .unwrap()
                 .multipart
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_raw_object_goes_up_in_parts_and_is_never_overwritten() {
+        let store = BlobStore {
+            store: Arc::new(object_store::memory::InMemory::new()),
+            keys: keys(),
+            cache: None,
+            multipart: true,
+        };
+        let big = Bytes::from(vec![7u8; PART_SIZE + 1]);
+        store.raw_put("state/1/big", big.clone()).await.unwrap();
+        assert_eq!(
+            store.raw().raw_get("state/1/big").await.unwrap(),
+            Some(big.clone())
+        );
+        // Again with the same bytes (a second restore) is accepted, other bytes are not.
+        store.raw_put("state/1/big", big).await.unwrap();
+        let other = Bytes::from(vec![8u8; PART_SIZE + 1]);
+        assert!(store.raw_put("state/1/big", other).await.is_err());
+        let small = Bytes::from_static(b"small");
+        store.raw_put("state/1/small", small.clone()).await.unwrap();
+        store.raw_put("state/1/small", small).await.unwrap();
+        let different = Bytes::from_static(b"different");
+        assert!(store.raw_put("state/1/small", different).await.is_err());
     }
 
     #[tokio::test]

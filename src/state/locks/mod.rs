@@ -84,10 +84,6 @@ impl Locks {
     /// Takes the lock if it is free, renews it if `lock_id` already holds it, and replaces a
     /// holder not renewed since `stale_before`. Returns the holder when someone else keeps
     /// it. Atomic on both backends: two replicas cannot both take over one stale lock.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one lock request, field by field"
-    )]
     pub(super) async fn acquire(
         &self,
         workspace_id: i64,

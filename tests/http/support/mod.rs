@@ -111,6 +111,26 @@ pub fn object_store_options(backend: Backend) -> Option<(String, Vec<(String, St
     Some((url, options))
 }
 
+/// A fresh schema named `{prefix}_<uuid>` on the shared PostgreSQL server, as a database URL
+/// for the `terrace` binary; `None` when `TERRACE_TEST_POSTGRES_URL` is not set (a failure
+/// under `CI`, a printed note otherwise).
+pub fn postgres_schema_url(prefix: &str) -> Option<String> {
+    let url = crate::testkit::required_var("TERRACE_TEST_POSTGRES_URL")?;
+    let schema = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{url}{separator}options=-c%20search_path%3D{schema}"
+    ))
+}
+
 /// Generates, for each scenario `fn(TestApp)`, a `sqlite` and a `postgres` test. The
 /// PostgreSQL variant returns early when no test database is configured.
 /// `max_body_size = N;` before the list builds the apps with that body cap.

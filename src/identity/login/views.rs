@@ -1,11 +1,22 @@
-//! The few HTML pages of the login flow. Every interpolated value is escaped.
+//! What the login flow answers with: the few HTML pages (every interpolated value is escaped)
+//! and the token endpoint's JSON.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use html_escape::encode_double_quoted_attribute as attr;
 use html_escape::encode_text as text;
+use serde::Serialize;
 
-use super::oauth::AuthzParams;
+use super::service::AuthzParams;
+
+/// The token endpoint's answer (RFC 6749 §5.1).
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;\
 padding:0 1rem;color:#1f2328}h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}\

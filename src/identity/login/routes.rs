@@ -1,0 +1,354 @@
+//! `/oauth/authorize` (browser pages), `/oauth/token` (the CLI's code exchange) and
+//! `/invite/{secret}`: reading forms and cookies, answering with pages, redirects and JSON.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::service::{
+    self as login, Accepted, AuthorizePage, AuthzParams, BrowserCookies, PasswordChoice,
+    Submission, Submitted, TokenRequest,
+};
+use super::views::{self, TokenResponse};
+use crate::error::{Error, Result};
+use crate::http::extract::ApiPath;
+use crate::identity::Ctx;
+
+const CSRF_COOKIE: &str = "terrace_csrf";
+const SESSION_COOKIE: &str = "terrace_session";
+
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route(
+            "/oauth/authorize",
+            get(authorize_page).post(authorize_submit),
+        )
+        .route("/oauth/token", post(token))
+        .route("/invite/{secret}", get(invite_page).post(invite_submit))
+}
+
+/// The peer's address, when the server recorded it (in-process tests have none).
+struct PeerAddr(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// A cookie's value; an empty one counts as absent.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            cookie::Cookie::split_parse(v)
+                .filter_map(|c| c.ok())
+                .map(|c| (c.name().to_string(), c.value().to_string()))
+                .collect::<Vec<_>>()
+        })
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// The login cookies of a request, read once per handler.
+struct Cookies {
+    csrf: Option<String>,
+    session: Option<String>,
+}
+
+impl Cookies {
+    fn read(headers: &HeaderMap) -> Cookies {
+        Cookies {
+            csrf: cookie(headers, CSRF_COOKIE),
+            session: cookie(headers, SESSION_COOKIE),
+        }
+    }
+
+    fn values(&self) -> BrowserCookies<'_> {
+        BrowserCookies {
+            csrf: self.csrf.as_deref(),
+            session: self.session.as_deref(),
+        }
+    }
+}
+
+/// A `Set-Cookie` value; `Secure` whenever browsers reach this server over HTTPS.
+fn set_cookie(app: &Ctx, name: &str, value: &str, max_age: chrono::Duration) -> String {
+    let secure = app.tls
+        || app
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https:"));
+    cookie::Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
+        .build()
+        .to_string()
+}
+
+/// The `Set-Cookie` a new CSRF token needs, if it is new.
+fn csrf_cookie(app: &Ctx, csrf: &login::CsrfToken) -> Vec<String> {
+    if csrf.fresh {
+        vec![set_cookie(
+            app,
+            CSRF_COOKIE,
+            &csrf.value,
+            login::SESSION_TTL,
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+fn bad_request(message: &str) -> Response {
+    views::error(StatusCode::BAD_REQUEST, "Cannot sign in", message)
+}
+
+/// `GET /oauth/authorize`: the login form, or the consent page for a signed-in browser.
+async fn authorize_page(
+    State(app): State<Ctx>,
+    headers: HeaderMap,
+    Query(params): Query<AuthzParams>,
+) -> Result<Response> {
+    let cookies = Cookies::read(&headers);
+    Ok(
+        match login::authorize_page(&app, &params, cookies.values()).await? {
+            AuthorizePage::Refused(message) => bad_request(message),
+            AuthorizePage::SignIn { csrf } => views::login_form(
+                StatusCode::OK,
+                &params,
+                &csrf.value,
+                None,
+                &csrf_cookie(&app, &csrf),
+            ),
+            AuthorizePage::Consent { csrf, user } => {
+                views::consent(&params, &csrf.value, &user, &csrf_cookie(&app, &csrf))
+            }
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct AuthorizeForm {
+    /// The request again, from the form's hidden fields.
+    #[serde(flatten)]
+    params: AuthzParams,
+    #[serde(default)]
+    csrf: String,
+    username: Option<String>,
+    password: Option<String>,
+    decision: Option<String>,
+}
+
+/// `POST /oauth/authorize`: a submitted login form or consent decision.
+async fn authorize_submit(
+    State(app): State<Ctx>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+    form: std::result::Result<Form<AuthorizeForm>, FormRejection>,
+) -> Result<Response> {
+    let Ok(Form(form)) = form else {
+        return Ok(bad_request("the form could not be read"));
+    };
+    let submission = Submission {
+        params: form.params,
+        csrf: form.csrf,
+        username: form.username,
+        password: form.password,
+        decision: form.decision,
+    };
+    let cookies = Cookies::read(&headers);
+    let again = |status, message: &str| {
+        views::login_form(
+            status,
+            &submission.params,
+            &submission.csrf,
+            Some(message),
+            &[],
+        )
+    };
+    Ok(
+        match login::submit(&app, &submission, cookies.values(), peer).await? {
+            Submitted::Refused(message) => bad_request(message),
+            Submitted::FormExpired => views::error(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was not sent from this page or has expired. Go back, reload the \
+                 page and try again.",
+            ),
+            Submitted::SessionExpired => again(
+                StatusCode::UNAUTHORIZED,
+                "Your session has expired. Sign in again.",
+            ),
+            Submitted::Limited(secs) => {
+                let mut response = again(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &format!("Too many sign-in attempts. Try again in {secs} seconds."),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                response
+            }
+            Submitted::InvalidCredentials => {
+                again(StatusCode::UNAUTHORIZED, "Invalid user name or password.")
+            }
+            Submitted::Redirect { url, session } => {
+                let mut response = Redirect::to(&url).into_response();
+                if let Some(session) = session {
+                    let value = set_cookie(&app, SESSION_COOKIE, &session, login::SESSION_TTL);
+                    if let Ok(value) = HeaderValue::from_str(&value) {
+                        response.headers_mut().append(header::SET_COOKIE, value);
+                    }
+                }
+                response
+            }
+        },
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    code_verifier: Option<String>,
+    client_id: Option<String>,
+    redirect_uri: Option<String>,
+}
+
+/// `POST /oauth/token`: exchanges a code and its PKCE verifier for a login token.
+async fn token(
+    State(app): State<Ctx>,
+    form: std::result::Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response> {
+    let Ok(Form(form)) = form else {
+        return Err(Error::OAuth(
+            "invalid_request",
+            "expected an application/x-www-form-urlencoded body",
+        ));
+    };
+    let issued = login::exchange(
+        &app,
+        TokenRequest {
+            grant_type: form.grant_type,
+            code: form.code,
+            code_verifier: form.code_verifier,
+            client_id: form.client_id,
+            redirect_uri: form.redirect_uri,
+        },
+    )
+    .await?;
+    Ok((
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::PRAGMA, "no-cache"),
+        ],
+        Json(TokenResponse {
+            access_token: issued.access_token,
+            token_type: "bearer",
+            expires_in: issued.expires_in,
+        }),
+    )
+        .into_response())
+}
+
+fn invitation_not_found() -> Response {
+    views::error(
+        StatusCode::NOT_FOUND,
+        "Invitation not found",
+        "This invitation link is unknown, already used or expired. Ask an administrator for a \
+         new one.",
+    )
+}
+
+/// `GET /invite/{secret}`: the form where an invited user chooses a password.
+async fn invite_page(
+    State(app): State<Ctx>,
+    headers: HeaderMap,
+    ApiPath(secret): ApiPath<String>,
+) -> Result<Response> {
+    let Some(invitee) = login::invitation(&app, &secret).await? else {
+        return Ok(invitation_not_found());
+    };
+    let csrf = login::csrf_token(Cookies::read(&headers).values())?;
+    Ok(views::invite_form(
+        StatusCode::OK,
+        &invitee.name,
+        &csrf.value,
+        None,
+        &csrf_cookie(&app, &csrf),
+    ))
+}
+
+#[derive(Deserialize)]
+struct InviteForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /invite/{secret}`: the chosen password.
+async fn invite_submit(
+    State(app): State<Ctx>,
+    headers: HeaderMap,
+    ApiPath(secret): ApiPath<String>,
+    form: std::result::Result<Form<InviteForm>, FormRejection>,
+) -> Result<Response> {
+    // An unknown link answers the same whatever was posted to it.
+    let Some(invitee) = login::invitation(&app, &secret).await? else {
+        return Ok(invitation_not_found());
+    };
+    let Ok(Form(form)) = form else {
+        return Ok(views::error(
+            StatusCode::BAD_REQUEST,
+            "Cannot set password",
+            "the form could not be read",
+        ));
+    };
+    let choice = PasswordChoice {
+        csrf: form.csrf,
+        password: form.password,
+        confirm: form.confirm,
+    };
+    let cookies = Cookies::read(&headers);
+    Ok(
+        match login::accept_invitation(&app, &invitee, &choice, cookies.values()).await? {
+            Accepted::FormExpired => views::error(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was not sent from this page or has expired. Reload it and try again.",
+            ),
+            Accepted::Rejected(problem) => views::invite_form(
+                StatusCode::BAD_REQUEST,
+                &invitee.name,
+                &choice.csrf,
+                Some(&problem),
+                &[],
+            ),
+            Accepted::PasswordSet => views::invite_done(&invitee.name),
+        },
+    )
+}

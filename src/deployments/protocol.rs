@@ -113,6 +113,10 @@ async fn start(app: &Ctx, job: queue::Job, runner: &str, lease: &str) -> Result<
     let deployment = store::deployment_by_id(&app.db, run.deployment_id)
         .await?
         .ok_or(Error::NotFound("deployment"))?;
+    if run.status == PLANNING {
+        // Its runner was lost mid-plan and the lease ran out before the check did.
+        release_lost_lock(app, &run).await?;
+    }
     if let Some(old) = run.token_id {
         crate::identity::orgs::revoke_job_token(&app.state.identity, run.org_id, old).await?;
     }
@@ -390,6 +394,14 @@ pub async fn finish(
     Ok(())
 }
 
+/// The state lock a lost run's Terraform took (with the run's job token) is never unlocked
+/// by it: release it, so the run's next try, or the next run, can lock.
+async fn release_lost_lock(app: &Ctx, run: &RunRow) -> Result<()> {
+    let token = format!("{}{}", crate::identity::auth::JOB_TOKEN_PREFIX, run.id);
+    crate::state::service::release_lock_of_token(&app.state, run.workspace_id, &token).await?;
+    Ok(())
+}
+
 /// A run whose runner vanished while applying: errored, and the deployment flagged, since
 /// the real infrastructure may be half changed. Never applied again on its own.
 async fn lost_during_apply(app: &Ctx, run: &RunRow) -> Result<()> {
@@ -400,6 +412,7 @@ async fn lost_during_apply(app: &Ctx, run: &RunRow) -> Result<()> {
         ..Change::default()
     };
     if store::transition(&app.db, run.id, &[APPLYING], ERRORED, change).await? {
+        release_lost_lock(app, run).await?;
         tracing::warn!(
             run = run.id,
             "runner lost during apply; deployment flagged as diverged"
@@ -429,6 +442,7 @@ pub async fn expire_lost_runs(app: &Ctx) -> Result<()> {
                     ..Change::default()
                 };
                 if store::transition(&app.db, run.id, &[PLANNING], QUEUED, change).await? {
+                    release_lost_lock(app, &run).await?;
                     tracing::warn!(run = run.id, "runner lost during plan; queued again");
                     app.wake.notify_waiters();
                 }

@@ -413,6 +413,28 @@ pub async fn release_lock(
     }
 }
 
+/// Releases `workspace_id`'s lock if a token named `token_name` took it: a run's job token,
+/// whose Terraform was lost with its runner and will never unlock. Answers whether it did.
+pub async fn release_lock_of_token(app: &Ctx, workspace_id: i64, token_name: &str) -> Result<bool> {
+    let Some(holder) = app.locks.find(workspace_id).await? else {
+        return Ok(false);
+    };
+    let ours = format!("token:{token_name}#");
+    if !holder.created_by.starts_with(&ours) {
+        return Ok(false);
+    }
+    let turn = app.write_turn().await;
+    let released = app
+        .locks
+        .release(workspace_id, Some(&holder.lock_id))
+        .await?;
+    drop(turn);
+    if released {
+        tracing::warn!(lock_id = %holder.lock_id, by = %holder.created_by, "lock of a lost run released");
+    }
+    Ok(released)
+}
+
 /// Detaches the current state (Terraform's DELETE). Versions are kept.
 pub async fn delete_state(
     app: &Ctx,

@@ -16,6 +16,7 @@ mod authz_matrix;
 mod backup;
 mod blueprints;
 mod crash;
+mod deployments;
 mod encryption;
 mod faults;
 mod history;

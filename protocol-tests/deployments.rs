@@ -1,0 +1,582 @@
+//! Deployments end to end: real `terrace serve` (HTTPS, no in-process runners), a real
+//! external `terrace runner` process with a runner token, and real Terraform.
+//!
+//! The blueprint modules hold only variables, validations and outputs, so Terraform needs no
+//! provider (nothing is downloaded): a plan's changes are output changes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::harness::{Role, Terrace, terraform_bin};
+
+const ORG_API: &str = "/api/v1/orgs/acme";
+
+/// The blueprint module: validated variables, a sensitive input, plain and sensitive outputs.
+fn web_module() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "variables.tf",
+            r#"variable "env" {
+  type        = string
+  description = "Where it runs."
+  validation {
+    condition     = contains(["dev", "prod"], var.env)
+    error_message = "The env must be dev or prod."
+  }
+}
+
+variable "cidr" {
+  type = string
+  validation {
+    condition     = can(regex("^10\\.", var.cidr))
+    error_message = "The cidr must be in 10/8."
+  }
+}
+
+variable "replicas" {
+  type    = number
+  default = 1
+}
+
+variable "password" {
+  type      = string
+  sensitive = true
+  default   = "hunter2"
+}
+"#
+            .to_owned(),
+        ),
+        (
+            "outputs.tf",
+            r#"output "url" {
+  value = "https://${var.env}.example.com/${var.cidr}/${var.replicas}"
+}
+
+output "secret" {
+  value     = "s-${var.password}"
+  sensitive = true
+}
+"#
+            .to_owned(),
+        ),
+        ("README.md", "# Web\n\nA web service.\n".to_owned()),
+    ]
+}
+
+/// A module whose plan fails: it reads a file that is not there.
+fn broken_module() -> Vec<(&'static str, String)> {
+    vec![(
+        "main.tf",
+        "output \"x\" {\n  value = file(\"${path.module}/missing.txt\")\n}\n".to_owned(),
+    )]
+}
+
+fn targz(files: &[(&str, String)]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    for (path, text) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, path, text.as_bytes())
+            .expect("append to the archive");
+    }
+    tar.into_inner()
+        .and_then(|gz| gz.finish())
+        .expect("finish the archive")
+}
+
+fn call(
+    server: &Terrace,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let url = format!("{}{path}", server.base_url());
+    let mut request = server
+        .http()
+        .request(method.clone(), &url)
+        .header("Authorization", server.bearer(Role::Admin));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status();
+    let text = response.text().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn publish(server: &Terrace, name: &str, version: &str, files: &[(&str, String)]) {
+    let url = format!(
+        "{}/api/v1/modules/acme/{name}/null/{version}",
+        server.base_url()
+    );
+    let response = server
+        .http()
+        .put(&url)
+        .header("Authorization", server.bearer(Role::Write))
+        .body(targz(files))
+        .send()
+        .expect("publish a module version");
+    let status = response.status();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "PUT {url}: {}",
+        response.text().unwrap_or_default()
+    );
+}
+
+fn blueprint(server: &Terrace, name: &str) {
+    let (status, body) = call(
+        server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/blueprints"),
+        Some(json!({
+            "name": name,
+            "module": format!("acme/{name}/null"),
+            "title": name,
+            "status": "published",
+            "auto_apply": true,
+        })),
+    );
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "create blueprint {name}: {body}"
+    );
+}
+
+/// A `terrace runner` process; killed when dropped.
+struct Runner(Child);
+
+impl Runner {
+    fn start(server: &Terrace, token: &str, name: &str) -> Runner {
+        let ca = server.ca_path();
+        let child = Command::new(env!("CARGO_BIN_EXE_terrace"))
+            .args([
+                "runner",
+                "--url",
+                server.base_url(),
+                "--token",
+                token,
+                "--name",
+                name,
+            ])
+            .arg("--terraform")
+            .arg(terraform_bin())
+            .arg("--ca-cert")
+            .arg(&ca)
+            // Terraform (the runner's child) trusts the server's development CA through this.
+            .env("SSL_CERT_FILE", &ca)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start terrace runner");
+        Runner(child)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn runner_token(server: &Terrace) -> String {
+    let output = server.cli(&["runner-token", "create", "--org", "acme"], &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn run(server: &Terrace, id: i64) -> Value {
+    let (status, body) = call(
+        server,
+        reqwest::Method::GET,
+        &format!("{ORG_API}/runs/{id}"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn log(server: &Terrace, id: i64) -> String {
+    let url = format!("{}{ORG_API}/runs/{id}/logs", server.base_url());
+    server
+        .http()
+        .get(&url)
+        .header("Authorization", server.bearer(Role::Admin))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default()
+}
+
+/// Waits until run `id` reaches one of `statuses`; panics with its log otherwise.
+fn wait_for(server: &Terrace, id: i64, statuses: &[&str], timeout: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = run(server, id);
+        let status = r["status"].as_str().unwrap_or_default().to_owned();
+        if statuses.contains(&status.as_str()) {
+            return r;
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "run {id} is {status}, not one of {statuses:?}: {r}\n--- log ---\n{}",
+                log(server, id)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn deployment(server: &Terrace, name: &str) -> Value {
+    let (status, body) = call(
+        server,
+        reqwest::Method::GET,
+        &format!("{ORG_API}/deployments/{name}"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn current_run(dep: &Value) -> i64 {
+    dep["current_run"]["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no current run: {dep}"))
+}
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+#[test]
+fn a_blueprint_deploys_changes_and_is_destroyed_through_an_external_runner() {
+    require_terraform!();
+    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
+    publish(&server, "web", "1.0.0", &web_module());
+    publish(&server, "broken", "1.0.0", &broken_module());
+    blueprint(&server, "web");
+    blueprint(&server, "broken");
+    let token = runner_token(&server);
+    let _runner = Runner::start(&server, &token, "ext-1");
+
+    // Bad inputs: one message per field, nothing created.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "web-bad", "blueprint": "web",
+                    "inputs": {"env": "staging", "cidr": "192.168.0.0/16"}})),
+    );
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let text = body.to_string();
+    assert!(text.contains("inputs.env"), "{text}");
+    assert!(text.contains("inputs.cidr"), "{text}");
+    let (status, _) = call(
+        &server,
+        reqwest::Method::GET,
+        &format!("{ORG_API}/deployments/web-bad"),
+        None,
+    );
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Good inputs: planned, confirmed, applied; outputs on the deployment.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "web", "blueprint": "web",
+                    "inputs": {"env": "dev", "cidr": "10.1.0.0/16", "password": "pw"}})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["inputs"]["password"], "(sensitive)", "{body}");
+    let first = current_run(&body);
+    let planned = wait_for(&server, first, &["planned"], TIMEOUT);
+    assert_eq!(planned["has_changes"], true, "{planned}");
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{first}/apply"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for(&server, first, &["applied"], TIMEOUT);
+    let dep = deployment(&server, "web");
+    assert_eq!(
+        dep["outputs"]["url"], "https://dev.example.com/10.1.0.0/16/1",
+        "{dep}"
+    );
+    assert_ne!(
+        dep["outputs"]["secret"], "s-pw",
+        "sensitive output shown: {dep}"
+    );
+    assert!(
+        !log(&server, first).contains("s-pw"),
+        "sensitive value in the log"
+    );
+
+    // The state version records the run.
+    let versions = server.state_versions("web");
+    let last = versions.first().expect("a state version");
+    assert_eq!(last["source"], "run", "{last}");
+    assert_eq!(last["run_id"], first, "{last}");
+
+    // New inputs: a new plan with a change.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::PATCH,
+        &format!("{ORG_API}/deployments/web"),
+        Some(json!({"inputs": {"env": "prod", "cidr": "10.1.0.0/16"}})),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = current_run(&body);
+    assert_ne!(second, first);
+    let planned = wait_for(&server, second, &["planned"], TIMEOUT);
+    assert_eq!(planned["has_changes"], true, "{planned}");
+    let changes = planned["plan"].to_string();
+    assert!(
+        changes.contains("url"),
+        "the plan should change the url: {changes}"
+    );
+    call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{second}/apply"),
+        None,
+    );
+    wait_for(&server, second, &["applied"], TIMEOUT);
+    assert_eq!(
+        deployment(&server, "web")["outputs"]["url"],
+        "https://prod.example.com/10.1.0.0/16/1"
+    );
+
+    // Destroy: a destroy run, then archived; the workspace stays.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::DELETE,
+        &format!("{ORG_API}/deployments/web"),
+        None,
+    );
+    assert!(status.is_success(), "{status} {body}");
+    let destroy = body["id"].as_i64().expect("DELETE answers the destroy run");
+    let r = wait_for(&server, destroy, &["planned", "applied"], TIMEOUT);
+    if r["status"] == "planned" {
+        call(
+            &server,
+            reqwest::Method::POST,
+            &format!("{ORG_API}/runs/{destroy}/apply"),
+            None,
+        );
+        wait_for(&server, destroy, &["applied"], TIMEOUT);
+    }
+    let start = Instant::now();
+    while deployment(&server, "web")["status"] != "archived" {
+        assert!(start.elapsed() < TIMEOUT, "{}", deployment(&server, "web"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!server.state_versions("web").is_empty());
+
+    // A failing plan: errored, with Terraform's error in the log.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "broken", "blueprint": "broken"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let failing = current_run(&body);
+    let r = wait_for(&server, failing, &["errored"], TIMEOUT);
+    assert!(r["reason"].is_string(), "{r}");
+    let text = log(&server, failing);
+    assert!(
+        text.contains("missing.txt"),
+        "the log should hold Terraform's error: {text}"
+    );
+}
+
+/// An HTTP endpoint the test controls, serving a state document for Terraform's
+/// `terraform_remote_state` (http backend): `/hang` never answers, `/once` hangs on its first
+/// request only. That is how a plan or an apply is made to take long with Terraform 1.0.3 and
+/// no provider: reading the data source blocks on this endpoint.
+struct SlowEndpoint {
+    url: String,
+}
+
+impl SlowEndpoint {
+    fn start() -> SlowEndpoint {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let first = std::sync::Arc::new(AtomicBool::new(true));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let first = first.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    let path = line.split(' ').nth(1).unwrap_or("").to_owned();
+                    loop {
+                        let mut header = String::new();
+                        if reader.read_line(&mut header).unwrap_or(0) <= 2 {
+                            break;
+                        }
+                    }
+                    let hang = path.starts_with("/hang")
+                        || (path.starts_with("/once") && first.swap(false, Ordering::SeqCst));
+                    if hang {
+                        std::thread::sleep(Duration::from_secs(600));
+                        return;
+                    }
+                    let body = r#"{"version":4,"terraform_version":"1.0.3","serial":1,"lineage":"slow","outputs":{"ok":{"value":"yes","type":"string"}},"resources":[]}"#;
+                    let mut stream = stream;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        SlowEndpoint { url }
+    }
+}
+
+/// A module reading remote state from `var.url`; with `at_apply` the address holds
+/// `timestamp()`, unknown until apply, so Terraform reads it during apply.
+fn slow_module(at_apply: bool) -> Vec<(&'static str, String)> {
+    let address = if at_apply {
+        "\"${var.url}?t=${timestamp()}\""
+    } else {
+        "var.url"
+    };
+    vec![(
+        "main.tf",
+        format!(
+            "variable \"url\" {{\n  type = string\n}}\n\n\
+             data \"terraform_remote_state\" \"slow\" {{\n  backend = \"http\"\n  config = {{\n    address = {address}\n  }}\n}}\n\n\
+             output \"read\" {{\n  value = data.terraform_remote_state.slow.outputs\n}}\n"
+        ),
+    )]
+}
+
+fn create(server: &Terrace, name: &str, blueprint: &str, url: &str) -> i64 {
+    let (status, body) = call(
+        server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(
+            json!({"name": name, "blueprint": blueprint, "auto_apply": true,
+                    "inputs": {"url": url}}),
+        ),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    current_run(&body)
+}
+
+fn slow_server() -> (Terrace, SlowEndpoint) {
+    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
+    publish(&server, "slowplan", "1.0.0", &slow_module(false));
+    publish(&server, "slowapply", "1.0.0", &slow_module(true));
+    blueprint(&server, "slowplan");
+    blueprint(&server, "slowapply");
+    (server, SlowEndpoint::start())
+}
+
+#[test]
+fn cancel_of_a_long_apply_stops_terraform() {
+    require_terraform!();
+    let (server, slow) = slow_server();
+    let token = runner_token(&server);
+    let _runner = Runner::start(&server, &token, "ext-cancel");
+    let id = create(&server, "stuck", "slowapply", &format!("{}/hang", slow.url));
+    wait_for(&server, id, &["applying"], TIMEOUT);
+    // Let Terraform get to the blocking read.
+    std::thread::sleep(Duration::from_secs(3));
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{id}/cancel"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Terraform waits for the read it is in after SIGINT; a second cancel kills it.
+    std::thread::sleep(Duration::from_secs(5));
+    if run(&server, id)["status"] == "applying" {
+        call(
+            &server,
+            reqwest::Method::POST,
+            &format!("{ORG_API}/runs/{id}/cancel"),
+            None,
+        );
+    }
+    let r = wait_for(&server, id, &["canceled"], Duration::from_secs(60));
+    assert!(r["finished_at"].is_string(), "{r}");
+    let text = log(&server, id);
+    assert!(text.contains("interrupting Terraform"), "{text}");
+}
+
+#[test]
+fn a_runner_killed_while_planning_leaves_the_run_to_another() {
+    require_terraform!();
+    let (server, slow) = slow_server();
+    let token = runner_token(&server);
+    let mut first = Runner::start(&server, &token, "ext-doomed");
+    let id = create(&server, "replan", "slowplan", &format!("{}/once", slow.url));
+    let r = wait_for(&server, id, &["planning"], TIMEOUT);
+    assert_eq!(r["runner"], "ext-doomed-0", "{r}");
+    std::thread::sleep(Duration::from_secs(3));
+    first.kill9();
+    let _second = Runner::start(&server, &token, "ext-heir");
+    // The lease (15 s) runs out; the run is planned again and, auto-applied, applied.
+    let r = wait_for(
+        &server,
+        id,
+        &["applied", "errored"],
+        Duration::from_secs(150),
+    );
+    assert_eq!(r["status"], "applied", "{r}\n{}", log(&server, id));
+    assert_eq!(r["runner"], "ext-heir-0", "{r}");
+    assert_eq!(deployment(&server, "replan")["diverged"], false);
+}
+
+#[test]
+fn a_runner_killed_while_applying_errors_the_run_and_flags_divergence() {
+    require_terraform!();
+    let (server, slow) = slow_server();
+    let token = runner_token(&server);
+    let mut first = Runner::start(&server, &token, "ext-doomed");
+    let id = create(
+        &server,
+        "halfway",
+        "slowapply",
+        &format!("{}/hang", slow.url),
+    );
+    wait_for(&server, id, &["applying"], TIMEOUT);
+    std::thread::sleep(Duration::from_secs(3));
+    first.kill9();
+    let _second = Runner::start(&server, &token, "ext-heir");
+    let r = wait_for(&server, id, &["errored"], Duration::from_secs(120));
+    assert_eq!(r["reason"], "runner lost during apply", "{r}");
+    assert_eq!(deployment(&server, "halfway")["diverged"], true);
+}

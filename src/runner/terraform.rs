@@ -343,8 +343,12 @@ impl<T: Transport> Job<'_, T> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group: Terraform re-executes itself under a wrapper process, and
+            // a signal must reach the whole group, not only the wrapper we started.
+            .process_group(0)
             .spawn()
             .with_context(|| format!("starting {}", self.settings.terraform.display()))?;
+        let _group = Group(child.id());
         let mut out = child.stdout.take();
         let mut err = child.stderr.take();
         let mut captured = Vec::new();
@@ -368,14 +372,16 @@ impl<T: Transport> Job<'_, T> {
                     if stop >= INTERRUPT && interrupted.is_none() {
                         if let Some(pid) = child.id() {
                             self.say("terrace: cancel requested; interrupting Terraform\n").await;
-                            // SAFETY: signalling our own child process by its id.
-                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) };
+                            signal_group(pid, libc::SIGINT);
                         }
                         interrupted = Some(Instant::now());
                     }
                     let overdue = interrupted.is_some_and(|at| at.elapsed() > self.settings.grace);
                     if !killed && (stop == KILL || overdue) {
                         self.say("terrace: killing Terraform\n").await;
+                        if let Some(pid) = child.id() {
+                            signal_group(pid, libc::SIGKILL);
+                        }
                         let _ = child.start_kill();
                         killed = true;
                     }
@@ -383,6 +389,24 @@ impl<T: Transport> Job<'_, T> {
             }
         };
         Ok((status.code().unwrap_or(130), captured))
+    }
+}
+
+/// Sends `signal` to the process group Terraform leads (its wrapper and the real process).
+fn signal_group(pid: u32, signal: libc::c_int) {
+    // SAFETY: signalling the process group of our own child, which it leads.
+    unsafe { libc::kill(-(pid as libc::pid_t), signal) };
+}
+
+/// Kills what is left of Terraform's process group when a phase is abandoned (the runner
+/// stops, or the lease is lost); a no-op once the group has exited.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            signal_group(pid, libc::SIGKILL);
+        }
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// A well-formed request whose fields are refused: one message per field, all answered.
+    #[error("{}", .0.join("; "))]
+    Unprocessable(Vec<String>),
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(u64),
     #[error("authentication required")]
@@ -80,6 +83,7 @@ impl Error {
             Error::Locked(_) => StatusCode::LOCKED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
+            Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden => StatusCode::FORBIDDEN,
@@ -160,6 +164,9 @@ impl IntoResponse for Error {
                     "errors": [description],
                 });
                 (status, axum::Json(body)).into_response()
+            }
+            Error::Unprocessable(messages) => {
+                (status, axum::Json(serde_json::json!({ "errors": messages }))).into_response()
             }
             other => {
                 let body = serde_json::json!({ "errors": [other.to_string()] });

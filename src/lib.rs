@@ -9,7 +9,8 @@
 //! - features, each a folder of `routes` (HTTP only) → `service` (rules, authorization) →
 //!   `store` (its SQL), wire types in `views`: `identity` (orgs, users, teams, tokens, policies,
 //!   authorization, `terraform login`), `audit`, `downloads` (signed links), `state` (the http
-//!   backend, versions, locks), `registry` (discovery, modules, providers, mirror). A feature
+//!   backend, versions, locks), `registry` (discovery, modules, providers, mirror),
+//!   `blueprints` (the catalogue of curated modules and their input schemas). A feature
 //!   uses lower features only through their public services;
 //! - `ops` (backup, restore, verify, sweep, key rotation) and `jobs` (every background task);
 //! - `http`: the router, middleware, extractors and the serve loop; `app`: builds everything
@@ -18,6 +19,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod blueprints;
 pub mod cli;
 pub mod config;
 pub mod downloads;

@@ -47,6 +47,7 @@ macro_rules! name_type {
 name_type!(OrgName, "organization");
 name_type!(TeamName, "team");
 name_type!(PolicyName, "policy");
+name_type!(BlueprintName, "blueprint");
 
 /// A user name: an email address or a login, compared case-insensitively (kept lowercase).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -36,6 +36,7 @@ pub struct App {
     pub audit: crate::audit::AuditSink,
     pub state: crate::state::Ctx,
     pub registry: crate::registry::Ctx,
+    pub blueprints: crate::blueprints::Ctx,
     /// Background tasks: the audit writer always, maintenance once serving.
     pub jobs: Arc<Jobs>,
 }
@@ -58,9 +59,11 @@ impl App {
         let locks = settings
             .locks
             .unwrap_or_else(|| crate::state::locks::Locks::Database(infra.db.clone()));
+        let registry = crate::registry::Ctx::new(&identity, settings.mirror_org);
         App {
             state: crate::state::Ctx::new(&identity, locks),
-            registry: crate::registry::Ctx::new(&identity, settings.mirror_org),
+            blueprints: crate::blueprints::Ctx::new(&registry),
+            registry,
             identity,
             audit,
             infra,

@@ -27,6 +27,7 @@ pub fn router(app: &App) -> Router {
         .merge(crate::audit::routes().with_state(app.identity.clone()))
         .merge(crate::downloads::routes().with_state(app.infra.clone()))
         .merge(crate::registry::routes().with_state(app.registry.clone()))
+        .merge(crate::blueprints::routes().with_state(app.blueprints.clone()))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))

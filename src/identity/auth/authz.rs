@@ -153,6 +153,11 @@ pub enum Resource<'a> {
         public: bool,
         name: &'a str,
     },
+    /// A catalogue entry over a module of the org's registry.
+    Blueprint {
+        org: &'a str,
+        name: &'a str,
+    },
     /// The instance-wide provider mirror, managed by the admins of the `mirror_org` setting.
     Mirror {
         owner: Option<&'a str>,
@@ -166,7 +171,8 @@ impl Resource<'_> {
             | Resource::Workspace { org, .. }
             | Resource::Namespace { org, .. }
             | Resource::Module { org, .. }
-            | Resource::Provider { org, .. } => org,
+            | Resource::Provider { org, .. }
+            | Resource::Blueprint { org, .. } => org,
             Resource::Mirror { owner } => owner.unwrap_or(""),
         }
     }
@@ -188,6 +194,7 @@ impl Resource<'_> {
             Resource::Namespace { .. } => "namespace".into(),
             Resource::Module { name, system, .. } => format!("module:{name}/{system}"),
             Resource::Provider { name, .. } => format!("provider:{name}"),
+            Resource::Blueprint { name, .. } => format!("blueprint:{name}"),
             Resource::Mirror { .. } => "mirror".into(),
         }
     }
@@ -199,6 +206,7 @@ impl Resource<'_> {
             Resource::Namespace { .. } => "namespace",
             Resource::Module { .. } => "module",
             Resource::Provider { .. } => "provider",
+            Resource::Blueprint { .. } => "blueprint",
             Resource::Mirror { .. } => "mirror",
         }
     }
@@ -238,6 +246,13 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
         .map(|g| g.org_id);
     crate::infra::notes::note_access(action.as_str(), resource.path(), org_id);
     decide(principal, action, resource)
+}
+
+/// Whether `principal` may perform `action` on `resource`, without noting anything: for
+/// answers that vary with the caller's rights (e.g. whether drafts are shown), not for
+/// guarding an action.
+pub fn allowed(principal: &Principal, action: Action, resource: Resource<'_>) -> bool {
+    decide(principal, action, resource).is_ok()
 }
 
 fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Result<()> {

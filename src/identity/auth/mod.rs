@@ -11,5 +11,5 @@ mod principal;
 pub mod store;
 pub mod token;
 
-pub use authz::{Action, OrgGrant, Resource, Role, authorize};
+pub use authz::{Action, OrgGrant, Resource, Role, allowed, authorize};
 pub use principal::{CachedToken, Caller, Identity, Principal, user_caller};

@@ -24,6 +24,7 @@ const RESOURCE_KINDS: &[&str] = &[
     "namespace",
     "module:",
     "provider:",
+    "blueprint:",
     "mirror",
 ];
 
@@ -114,7 +115,8 @@ impl PolicyDocument {
                 if !known {
                     return Err(Error::invalid(format!(
                         "unknown resource {pattern:?}; resources look like workspace:NAME, \
-                         module:NAME/SYSTEM, provider:TYPE, namespace, org or mirror"
+                         module:NAME/SYSTEM, provider:TYPE, blueprint:NAME, namespace, org or \
+                         mirror"
                     )));
                 }
             }

@@ -131,6 +131,11 @@ impl ModuleVersion {
     pub fn is_prerelease(&self) -> bool {
         !self.0.pre.is_empty()
     }
+
+    /// The parsed version, for comparisons such as version constraints.
+    pub fn semver(&self) -> &semver::Version {
+        &self.0
+    }
 }
 
 impl std::fmt::Display for ModuleVersion {

@@ -37,6 +37,8 @@ pub struct ModuleFiles {
 pub struct ModuleDir {
     /// `(file name, text)` of its `.tf` files, in archive order.
     pub tf_files: Vec<(String, String)>,
+    /// `(file name, text)` of its `.tf.json` files, in archive order (within the same caps).
+    pub tf_json_files: Vec<(String, String)>,
     /// Whether it holds any configuration (`.tf` or `.tf.json`).
     pub has_config: bool,
     /// `README.md`, cut at [`MAX_README`] bytes.
@@ -201,10 +203,15 @@ pub fn inspect(archive: &[u8]) -> Result<ModuleFiles> {
         if file.ends_with(".tf") || file.ends_with(".tf.json") {
             let slot = files.dirs.entry(dir).or_default();
             slot.has_config = true;
-            if file.ends_with(".tf") && size <= MAX_TF_FILE && kept_tf + size <= MAX_TF_TOTAL {
+            if size <= MAX_TF_FILE && kept_tf + size <= MAX_TF_TOTAL {
                 kept_tf += size;
                 let text = read_text(entry, MAX_TF_FILE, &tripped)?;
-                slot.tf_files.push((file.to_string(), text));
+                let kept = if file.ends_with(".tf") {
+                    &mut slot.tf_files
+                } else {
+                    &mut slot.tf_json_files
+                };
+                kept.push((file.to_string(), text));
             }
         } else if file.eq_ignore_ascii_case("README.md") {
             let mut text = read_text(entry, MAX_README as u64, &tripped)?;
@@ -259,6 +266,7 @@ mod tests {
         let gz = archive(&[
             ("./", EntryType::Directory, b""),
             ("./main.tf", EntryType::Regular, MAIN),
+            ("vars.tf.json", EntryType::Regular, b"{}"),
             ("README.md", EntryType::Regular, b"# VPC\n"),
             ("modules/sub/main.tf", EntryType::Regular, MAIN),
             ("examples/x/main.tf", EntryType::Regular, MAIN),
@@ -266,6 +274,7 @@ mod tests {
         let files = inspect(&gz).unwrap();
         assert_eq!(files.dirs.keys().collect::<Vec<_>>(), ["", "modules/sub"]);
         assert_eq!(files.dirs[""].tf_files[0].0, "main.tf");
+        assert_eq!(files.dirs[""].tf_json_files[0].0, "vars.tf.json");
         assert_eq!(files.dirs[""].readme.as_deref(), Some("# VPC\n"));
     }
 

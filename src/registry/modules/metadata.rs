@@ -348,6 +348,7 @@ output "vpc_id" {
             String::new(),
             ModuleDir {
                 tf_files: vec![("main.tf".into(), tf.into())],
+                tf_json_files: Vec::new(),
                 has_config: true,
                 readme: readme.map(str::to_string),
             },

@@ -18,7 +18,9 @@ mod views;
 
 use axum::Router;
 
+pub use address::{ModuleAddress, ModuleVersion};
 pub use counts::flush as flush_downloads;
+pub use service::{ModuleConfig, module_config, module_versions};
 
 use crate::registry::Ctx;
 

@@ -228,6 +228,58 @@ async fn load_sorted_versions(
     Ok(versions.iter().map(ToString::to_string).collect())
 }
 
+/// Every published version of a module the caller may read, oldest first.
+pub async fn module_versions(
+    app: &Ctx,
+    principal: &Principal,
+    addr: &ModuleAddress,
+) -> Result<Vec<String>> {
+    let ns = readable(app, principal, addr).await?;
+    sorted_versions(app, &ns, addr).await
+}
+
+/// The root configuration of a published version, for features that read more of a module
+/// than the registry's metadata keeps (blueprints derive input schemas from it).
+#[derive(Debug, Clone, Default)]
+pub struct ModuleConfig {
+    /// `(file name, text)` of the root's `.tf` files.
+    pub tf_files: Vec<(String, String)>,
+    /// `(file name, text)` of the root's `.tf.json` files.
+    pub tf_json_files: Vec<(String, String)>,
+    /// The root `README.md`, empty when there is none.
+    pub readme: String,
+}
+
+/// Reads one version's archive back and returns its root configuration (read access).
+pub async fn module_config(
+    app: &Ctx,
+    principal: &Principal,
+    addr: &ModuleAddress,
+    version: &ModuleVersion,
+) -> Result<ModuleConfig> {
+    let ns = readable(app, principal, addr).await?;
+    let blob = store::find_version_blob(
+        &app.db,
+        ns.org_id,
+        addr.name.as_str(),
+        addr.system.as_str(),
+        &version.to_string(),
+    )
+    .await?
+    .ok_or(Error::NotFound("module version"))?;
+    let archive = app.blobs.get(&blob).await?;
+    // The archive was checked at publish time; reading it again is CPU work all the same.
+    let mut files = tokio::task::spawn_blocking(move || archive::inspect(&archive))
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("archive inspection panicked: {e}")))??;
+    let root = files.dirs.remove("").unwrap_or_default();
+    Ok(ModuleConfig {
+        tf_files: root.tf_files,
+        tf_json_files: root.tf_json_files,
+        readme: root.readme.unwrap_or_default(),
+    })
+}
+
 /// The protocol's versions list.
 pub async fn list_module_versions(
     app: &Ctx,

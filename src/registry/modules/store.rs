@@ -88,6 +88,27 @@ pub async fn find_version(
         .bind(org_id).bind(name).bind(system).bind(version).fetch_optional(p).await)?)
 }
 
+/// The stored archive of one version.
+pub async fn find_version_blob(
+    db: &Db,
+    org_id: i64,
+    name: &str,
+    system: &str,
+    version: &str,
+) -> Result<Option<StoredBlob>> {
+    const SQL: &str = "SELECT b.id, b.object_key, b.key_id, b.wrapped_key \
+        FROM modules m JOIN module_versions v ON v.module_id = m.id \
+        JOIN blobs b ON b.id = v.blob_id \
+        WHERE m.org_id = $1 AND m.name = $2 AND m.system = $3 AND v.version = $4";
+    let found: Option<(String, String, String, Vec<u8>)> = on_pool!(db, p => sqlx::query_as(SQL)
+        .bind(org_id).bind(name).bind(system).bind(version).fetch_optional(p).await)?;
+    Ok(found.map(|(id, object_key, key_id, wrapped_key)| StoredBlob {
+        id,
+        object_key,
+        envelope: Envelope { key_id, wrapped_key },
+    }))
+}
+
 /// The latest version of a module.
 pub async fn find_latest(
     db: &Db,

@@ -1,0 +1,51 @@
+//! Blueprints: a catalogue of curated modules of an org's registry. Each entry names a module
+//! and a version constraint, carries catalogue metadata and per-input curation, and answers
+//! an input schema (JSON Schema 2020-12) derived from the module's variables. Users consume a
+//! blueprint's module like any module; deployments resolve and validate through [`resolve`]
+//! and [`validate_inputs`].
+//!
+//! Layers: `routes` → `service` (rules, authorization, module resolution through the
+//! registry's public service) → `store` (SQL). `schema` and `constraint` are pure functions.
+
+mod constraint;
+mod routes;
+pub mod schema;
+pub mod service;
+mod store;
+pub mod views;
+
+use std::ops::Deref;
+
+pub use routes::routes;
+pub use service::{Resolved, resolve, validate_inputs};
+
+use crate::infra::AppState;
+
+/// The blueprints' state: the registry's (modules are read through it), which carries
+/// identity.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub registry: crate::registry::Ctx,
+}
+
+impl Ctx {
+    pub fn new(registry: &crate::registry::Ctx) -> Ctx {
+        Ctx {
+            registry: registry.clone(),
+        }
+    }
+}
+
+impl Deref for Ctx {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.registry.identity.app
+    }
+}
+
+impl crate::identity::HasIdentity for Ctx {
+    fn identity(&self) -> &crate::identity::Ctx {
+        &self.registry.identity
+    }
+}

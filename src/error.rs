@@ -165,9 +165,11 @@ impl IntoResponse for Error {
                 });
                 (status, axum::Json(body)).into_response()
             }
-            Error::Unprocessable(messages) => {
-                (status, axum::Json(serde_json::json!({ "errors": messages }))).into_response()
-            }
+            Error::Unprocessable(messages) => (
+                status,
+                axum::Json(serde_json::json!({ "errors": messages })),
+            )
+                .into_response(),
             other => {
                 let body = serde_json::json!({ "errors": [other.to_string()] });
                 (status, axum::Json(body)).into_response()

@@ -174,11 +174,18 @@ mod tests {
         assert_eq!(matching(">= 1.0, < 1.3", ALL), ["1.0.0", "1.2.0", "1.2.5"]);
         assert_eq!(matching("1.2.0", ALL), ["1.2.0"]);
         assert_eq!(matching("=1.2", ALL), ["1.2.0"]);
-        assert_eq!(matching("!= 1.2.5, > 1.0.0, <= 1.3.0", ALL), ["1.2.0", "1.3.0"]);
+        assert_eq!(
+            matching("!= 1.2.5, > 1.0.0, <= 1.3.0", ALL),
+            ["1.2.0", "1.3.0"]
+        );
         // Pre-releases only by exact name.
         assert_eq!(matching(">= 2.0.0-rc.1", ALL), ["2.0.0"]);
         assert_eq!(matching("= 2.0.0-rc.1", ALL), ["2.0.0-rc.1"]);
-        assert!(Constraint::parse(">= 1.0").unwrap().allows(&v("2.0.0-rc.1")));
+        assert!(
+            Constraint::parse(">= 1.0")
+                .unwrap()
+                .allows(&v("2.0.0-rc.1"))
+        );
     }
 
     #[test]

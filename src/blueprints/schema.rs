@@ -126,7 +126,9 @@ pub fn derive(sources: Sources<'_>) -> Derived {
     for (file, text) in sources.tf_json_files {
         match serde_json::from_str::<Value>(text) {
             Ok(doc) => collect_json(&doc, &mut variables, &mut outputs),
-            Err(err) => tracing::debug!(%file, error = %err, "JSON not parsed for the input schema"),
+            Err(err) => {
+                tracing::debug!(%file, error = %err, "JSON not parsed for the input schema")
+            }
         }
     }
     Derived {
@@ -228,7 +230,9 @@ fn labelled(value: Option<&Value>) -> Vec<(&str, &Value)> {
         if let Value::Object(map) = object {
             for (label, body) in map {
                 match body {
-                    Value::Array(bodies) => found.extend(bodies.iter().map(|b| (label.as_str(), b))),
+                    Value::Array(bodies) => {
+                        found.extend(bodies.iter().map(|b| (label.as_str(), b)))
+                    }
                     other => found.push((label.as_str(), other)),
                 }
             }
@@ -502,10 +506,7 @@ fn type_schema(kind: Option<&Expression>) -> Map<String, Value> {
     schema
 }
 
-fn object_schema(
-    attributes: &hcl::Object<ObjectKey, Expression>,
-    schema: &mut Map<String, Value>,
-) {
+fn object_schema(attributes: &hcl::Object<ObjectKey, Expression>, schema: &mut Map<String, Value>) {
     let mut properties = Map::new();
     let mut required = Vec::new();
     for (key, kind) in attributes {
@@ -990,12 +991,20 @@ fn check_string(schema: &Map<String, Value>, text: &str, errors: &mut Vec<String
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
         && length < min
     {
-        fail(errors, "minLength", format!("must be at least {min} characters long"));
+        fail(
+            errors,
+            "minLength",
+            format!("must be at least {min} characters long"),
+        );
     }
     if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
         && length > max
     {
-        fail(errors, "maxLength", format!("must be at most {max} characters long"));
+        fail(
+            errors,
+            "maxLength",
+            format!("must be at most {max} characters long"),
+        );
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         // A pattern that does not compile cannot be checked here; Terraform will judge it.
@@ -1045,7 +1054,11 @@ fn check_array(
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && count < min
     {
-        fail(errors, "minItems", format!("must have at least {min} items"));
+        fail(
+            errors,
+            "minItems",
+            format!("must have at least {min} items"),
+        );
     }
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && count > max
@@ -1070,7 +1083,11 @@ fn check_array(
             Some(inner) => check(inner, item, &item_path, errors),
             None => match schema.get("items") {
                 Some(Value::Bool(false)) => {
-                    fail(errors, "items", format!("must have exactly {} items", prefix.len()));
+                    fail(
+                        errors,
+                        "items",
+                        format!("must have exactly {} items", prefix.len()),
+                    );
                     return;
                 }
                 Some(inner) => check(inner, item, &item_path, errors),
@@ -1091,12 +1108,20 @@ fn check_object(
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && count < min
     {
-        fail(errors, "minProperties", format!("must have at least {min} entries"));
+        fail(
+            errors,
+            "minProperties",
+            format!("must have at least {min} entries"),
+        );
     }
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && count > max
     {
-        fail(errors, "maxProperties", format!("must have at most {max} entries"));
+        fail(
+            errors,
+            "maxProperties",
+            format!("must have at most {max} entries"),
+        );
     }
     if let Some(Value::Array(required)) = schema.get("required") {
         for name in required.iter().filter_map(Value::as_str) {
@@ -1401,7 +1426,10 @@ variable "opaque" {
             "The CIDR must be in 10.0.0.0/8."
         );
         let name = property(&d, "name");
-        assert_eq!((name["minLength"].clone(), name["maxLength"].clone()), (json!(3), json!(20)));
+        assert_eq!(
+            (name["minLength"].clone(), name["maxLength"].clone()),
+            (json!(3), json!(20))
+        );
         assert_eq!(
             name["x-terrace-messages"],
             json!({"minLength": "Names are 3 to 20 characters.", "maxLength": "Names are 3 to 20 characters."})
@@ -1666,7 +1694,8 @@ variable "app" {
     #[test]
     fn hidden_inputs_keep_their_default() {
         let d = derive_tf(CURATED);
-        let (schema, _) = apply_overrides(&d.schema, &overrides(json!({"region": {"hidden": true}})));
+        let (schema, _) =
+            apply_overrides(&d.schema, &overrides(json!({"region": {"hidden": true}})));
         let given = json!({"size": "small", "name": "x", "region": "us-east-1"});
         assert_eq!(
             validate_inputs(&schema, &given).unwrap_err(),

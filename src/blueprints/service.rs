@@ -380,8 +380,19 @@ fn blueprint_resource<'a>(org: &'a OrgName, name: &'a BlueprintName) -> Resource
 
 /// Authorizes curating `name` (org admins, or a policy granting `org:admin` on
 /// `blueprint:NAME`) and returns the org's id.
-async fn admin(app: &Ctx, principal: &Principal, org: &OrgName, name: &BlueprintName) -> Result<i64> {
-    orgs::resolve(&app.db, principal, Action::OrgAdmin, blueprint_resource(org, name)).await
+async fn admin(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    name: &BlueprintName,
+) -> Result<i64> {
+    orgs::resolve(
+        &app.db,
+        principal,
+        Action::OrgAdmin,
+        blueprint_resource(org, name),
+    )
+    .await
 }
 
 /// Module reads note their own access decision; the trail should name the blueprint change.
@@ -517,11 +528,7 @@ async fn derive(
 // ---------------------------------------------------------------------------------------------
 // Checking what a create or update sends.
 
-fn module_address(
-    org: &OrgName,
-    text: &str,
-    errors: &mut Vec<String>,
-) -> Option<ModuleAddress> {
+fn module_address(org: &OrgName, text: &str, errors: &mut Vec<String>) -> Option<ModuleAddress> {
     let parts: Vec<&str> = text.split('/').collect();
     let [namespace, name, system] = parts.as_slice() else {
         errors.push("module: must be namespace/name/system, e.g. acme/vpc/aws".into());
@@ -544,7 +551,9 @@ fn module_address(
 
 fn constraint(text: &str, errors: &mut Vec<String>) -> Option<Constraint> {
     if text.chars().count() > MAX_CONSTRAINT {
-        errors.push(format!("version: must be at most {MAX_CONSTRAINT} characters"));
+        errors.push(format!(
+            "version: must be at most {MAX_CONSTRAINT} characters"
+        ));
         return None;
     }
     match Constraint::parse(text) {
@@ -573,7 +582,10 @@ fn catalogue_fields(fields: &Catalogue<'_>, errors: &mut Vec<String>) {
         let length = value.trim().chars().count();
         if length == 0 || length > max {
             errors.push(format!("{field}: must be 1-{max} characters"));
-        } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
             errors.push(format!("{field}: must not contain control characters"));
         }
     };
@@ -593,7 +605,9 @@ fn tags(given: &[String], errors: &mut Vec<String>) -> Vec<String> {
     for tag in given {
         let valid = (1..=MAX_TAG).contains(&tag.len())
             && tag.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.' | b':')
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'-' | b'_' | b'.' | b':')
             });
         if !valid {
             errors.push(format!(
@@ -608,16 +622,26 @@ fn tags(given: &[String], errors: &mut Vec<String>) -> Vec<String> {
 
 fn overrides_json(inputs: &BTreeMap<String, InputOverride>, errors: &mut Vec<String>) -> String {
     if inputs.len() > MAX_OVERRIDES {
-        errors.push(format!("inputs: at most {MAX_OVERRIDES} inputs may be curated"));
+        errors.push(format!(
+            "inputs: at most {MAX_OVERRIDES} inputs may be curated"
+        ));
     }
     for (name, input) in inputs {
         if let Some(label) = &input.label
             && (label.trim().is_empty() || label.chars().count() > MAX_LABEL)
         {
-            errors.push(format!("inputs.{name}.label: must be 1-{MAX_LABEL} characters"));
+            errors.push(format!(
+                "inputs.{name}.label: must be 1-{MAX_LABEL} characters"
+            ));
         }
-        if input.allowed.as_ref().is_some_and(|a| a.len() > MAX_ALLOWED) {
-            errors.push(format!("inputs.{name}.allowed: at most {MAX_ALLOWED} values"));
+        if input
+            .allowed
+            .as_ref()
+            .is_some_and(|a| a.len() > MAX_ALLOWED)
+        {
+            errors.push(format!(
+                "inputs.{name}.allowed: at most {MAX_ALLOWED} values"
+            ));
         }
     }
     let json = serde_json::to_string(inputs).unwrap_or_else(|_| "{}".into());
@@ -682,7 +706,10 @@ fn summary_view(row: &BlueprintRow, org: &OrgName, base_url: &str) -> BlueprintS
         version: Some(row.version_constraint.clone()).filter(|v| !v.is_empty()),
         module_version: row.module_version.clone(),
         title: row.title.clone(),
-        description: row.description.clone().unwrap_or_else(|| row.summary.clone()),
+        description: row
+            .description
+            .clone()
+            .unwrap_or_else(|| row.summary.clone()),
         category: row.category.clone(),
         tags: serde_json::from_str(&row.tags).unwrap_or_default(),
         owner: row.owner.clone(),

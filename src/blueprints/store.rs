@@ -314,7 +314,10 @@ mod tests {
         .unwrap();
 
         let err = delete(&db, org_id, "vpc").await.unwrap_err();
-        assert!(matches!(&err, Error::Conflict(m) if m == "blueprint has live deployments"), "{err:?}");
+        assert!(
+            matches!(&err, Error::Conflict(m) if m == "blueprint has live deployments"),
+            "{err:?}"
+        );
         assert!(find(&db, org_id, "vpc").await.unwrap().is_some());
 
         // Once nothing refers to it (an archived deployment's reference is NULL), it goes,
@@ -324,9 +327,10 @@ mod tests {
         .unwrap();
         assert!(delete(&db, org_id, "vpc").await.unwrap());
         assert!(!delete(&db, org_id, "vpc").await.unwrap());
-        let left: i64 = on_pool!(&db, p => sqlx::query_scalar("SELECT COUNT(*) FROM blueprint_tags")
+        let left: i64 =
+            on_pool!(&db, p => sqlx::query_scalar("SELECT COUNT(*) FROM blueprint_tags")
             .fetch_one(p).await)
-        .unwrap();
+            .unwrap();
         assert_eq!(left, 0);
     }
 

@@ -14,6 +14,7 @@ mod access;
 mod audit;
 mod authz_matrix;
 mod backup;
+mod blueprints;
 mod crash;
 mod encryption;
 mod faults;

@@ -102,11 +102,16 @@ pub async fn find_version_blob(
         WHERE m.org_id = $1 AND m.name = $2 AND m.system = $3 AND v.version = $4";
     let found: Option<(String, String, String, Vec<u8>)> = on_pool!(db, p => sqlx::query_as(SQL)
         .bind(org_id).bind(name).bind(system).bind(version).fetch_optional(p).await)?;
-    Ok(found.map(|(id, object_key, key_id, wrapped_key)| StoredBlob {
-        id,
-        object_key,
-        envelope: Envelope { key_id, wrapped_key },
-    }))
+    Ok(
+        found.map(|(id, object_key, key_id, wrapped_key)| StoredBlob {
+            id,
+            object_key,
+            envelope: Envelope {
+                key_id,
+                wrapped_key,
+            },
+        }),
+    )
 }
 
 /// The latest version of a module.

@@ -875,17 +875,14 @@ async fn blueprint_changes_are_in_the_audit_trail(app: TestApp) {
 /// version that exists is refused.
 #[test]
 fn the_cli_publishes_a_module_version_and_its_catalogue_entry() {
-    use crate::crash::{cli, start, terrace};
+    use crate::testkit::server::Setup;
 
     let root = tempfile::tempdir().unwrap();
-    let data_dir = root.path().join("data");
-    cli(&data_dir, &[], &["org", "create", ORG]);
-    let token = cli(
-        &data_dir,
-        &[],
-        &["token", "create", "--org", ORG, "--role", "admin"],
-    );
-    let server = start(&data_dir, &[], &root.path().join("server.log"));
+    let terrace = Setup::new(root.path().join("data"), &[("RUST_LOG", "warn")]);
+    terrace.cli(&["org", "create", ORG]);
+    let token = terrace.cli(&["token", "create", "--org", ORG, "--role", "admin"]);
+    let server = terrace.serve(&[], &root.path().join("server.log"));
+    let base = server.base_url.clone();
     let module = root.path().join("vpc");
     std::fs::create_dir_all(&module).unwrap();
     std::fs::write(module.join("variables.tf"), VARIABLES).unwrap();
@@ -898,7 +895,7 @@ fn the_cli_publishes_a_module_version_and_its_catalogue_entry() {
             "publish",
             module.to_str().unwrap(),
             "--url",
-            &server.base,
+            &base,
             "--token",
             &token,
             "--namespace",
@@ -911,7 +908,7 @@ fn the_cli_publishes_a_module_version_and_its_catalogue_entry() {
             version,
         ];
         args.extend_from_slice(extra);
-        terrace(&data_dir, &[]).args(&args).output().unwrap()
+        terrace.output(&args)
     };
     let first = publish(
         "1.0.0",
@@ -936,7 +933,7 @@ fn the_cli_publishes_a_module_version_and_its_catalogue_entry() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let host = server.base.trim_start_matches("http://");
+    let host = base.trim_start_matches("http://");
     assert_eq!(
         String::from_utf8_lossy(&first.stdout).trim(),
         format!("{host}/acme/vpc/aws")
@@ -946,7 +943,7 @@ fn the_cli_publishes_a_module_version_and_its_catalogue_entry() {
     let client = reqwest::blocking::Client::new();
     let read = |client: &reqwest::blocking::Client| -> Value {
         let resp = client
-            .get(format!("{}/api/v1/orgs/acme/blueprints/vpc", server.base))
+            .get(format!("{base}/api/v1/orgs/acme/blueprints/vpc"))
             .bearer_auth(&token)
             .send()
             .unwrap();

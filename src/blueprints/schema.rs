@@ -986,9 +986,6 @@ fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
 
 type Fail<'a> = dyn Fn(&mut Vec<String>, &str, String) + 'a;
 
-/// A numeric keyword, whether a value satisfies it, and how a refusal reads.
-type Bound = (&'static str, fn(f64, f64) -> bool, &'static str);
-
 fn check_string(schema: &Map<String, Value>, text: &str, errors: &mut Vec<String>, fail: &Fail) {
     let length = text.chars().count() as u64;
     if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
@@ -1030,7 +1027,8 @@ fn check_number(
 ) {
     let Some(x) = n.as_f64() else { return };
     let bound = |keyword: &str| schema.get(keyword).filter(|b| b.is_number());
-    let rules: [Bound; 4] = [
+    type Rule = (&'static str, fn(f64, f64) -> bool, &'static str);
+    let rules: [Rule; 4] = [
         ("minimum", |x, b| x >= b, "must be at least"),
         ("exclusiveMinimum", |x, b| x > b, "must be greater than"),
         ("maximum", |x, b| x <= b, "must be at most"),

@@ -52,6 +52,9 @@ pub struct Resolved {
     pub auto_apply: bool,
     /// Inputs the module declares `sensitive`.
     pub sensitive_inputs: Vec<String>,
+    /// The module's outputs, and whether each is `sensitive`, as derived from its `output`
+    /// blocks (a deployment's root module passes them through).
+    pub outputs: Vec<(String, bool)>,
 }
 
 /// Authorizes reading the blueprint and resolves its module version (the constraint, or
@@ -106,6 +109,11 @@ pub async fn resolve(
         system: row.module_system,
         version,
         sensitive_inputs: schema::sensitive_inputs(&schema),
+        outputs: derived
+            .outputs
+            .iter()
+            .map(|o| (o.name.clone(), o.sensitive))
+            .collect(),
         schema,
         auto_apply: row.auto_apply,
     })

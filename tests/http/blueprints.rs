@@ -597,6 +597,13 @@ async fn resolve_and_validate_inputs_serve_deployments(app: TestApp) {
     assert!(resolved.auto_apply);
     assert_eq!(resolved.sensitive_inputs, ["admin_password"]);
     assert_eq!(
+        resolved.outputs,
+        [
+            ("vpc_id".to_string(), false),
+            ("password".to_string(), true)
+        ]
+    );
+    assert_eq!(
         resolved.schema["properties"]["size"]["enum"],
         json!(["small", "large"])
     );

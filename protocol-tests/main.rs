@@ -11,6 +11,7 @@ mod harness;
 mod testkit;
 
 mod access_roles;
+mod blueprints;
 mod deployments;
 mod login;
 mod module_registry;

@@ -14,38 +14,24 @@ pub mod service;
 mod store;
 pub mod views;
 
-use std::ops::Deref;
-
 pub use routes::routes;
 pub use service::{Resolved, resolve, validate_inputs};
 
-use crate::infra::AppState;
-
-/// The blueprints' state: the registry's (modules are read through it), which carries
-/// identity.
+/// The blueprints' state: identity (to authenticate) and the registry's state (modules are
+/// read through its public service).
 #[derive(Clone, Debug)]
 pub struct Ctx {
+    pub identity: crate::identity::Ctx,
     pub registry: crate::registry::Ctx,
 }
 
 impl Ctx {
     pub fn new(registry: &crate::registry::Ctx) -> Ctx {
         Ctx {
+            identity: registry.identity.clone(),
             registry: registry.clone(),
         }
     }
 }
 
-impl Deref for Ctx {
-    type Target = AppState;
-
-    fn deref(&self) -> &AppState {
-        &self.registry.identity.app
-    }
-}
-
-impl crate::identity::HasIdentity for Ctx {
-    fn identity(&self) -> &crate::identity::Ctx {
-        &self.registry.identity
-    }
-}
+crate::identity::feature_ctx!(Ctx);

@@ -230,12 +230,19 @@ pub async fn list(
     let rows = store::list(&app.db, &filter, page.fetch_limit(), page.offset).await?;
     let mut page = Paginated::new(rows, page);
     // Each entry shows the version it resolves to now; version lists are cached per module.
+    // An entry whose module the caller may not read keeps what it last resolved to, rather
+    // than failing the whole page.
     let mut current = Vec::with_capacity(page.data.len());
     for row in std::mem::take(&mut page.data) {
         let addr = address(org, &row)?;
-        match Constraint::parse(&row.version_constraint) {
-            Ok(constraint) => current.push(refresh(app, principal, &addr, &constraint, row).await?),
-            Err(_) => current.push(row),
+        let Ok(constraint) = Constraint::parse(&row.version_constraint) else {
+            current.push(row);
+            continue;
+        };
+        match refresh(app, principal, &addr, &constraint, row.clone()).await {
+            Ok(row) => current.push(row),
+            Err(Error::Forbidden | Error::NotFound(_)) => current.push(row),
+            Err(err) => return Err(err),
         }
     }
     page.data = current;

@@ -1,5 +1,6 @@
 //! Command line, one file per command group. Everything but `serve` and the client commands
-//! (`module`, `mirror`) works directly on the configured database, for bootstrap and scripts.
+//! (`module`, `mirror`, `blueprint`) works directly on the configured database, for bootstrap
+//! and scripts.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, Overrides};
 use crate::infra::db::Db;
 
+pub mod blueprint;
 pub mod client;
 mod config;
 mod keys;
@@ -113,6 +115,9 @@ enum Command {
     /// Manage runner tokens.
     #[command(subcommand)]
     RunnerToken(runner::RunnerTokenCommand),
+    /// Blueprint catalogue client: publish a module version and its catalogue entry.
+    #[command(subcommand)]
+    Blueprint(blueprint::BlueprintCommand),
 }
 
 impl Cli {
@@ -174,5 +179,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mirror(command) => mirror::run(command).await,
         Command::Runner(args) => runner::runner(args).await,
         Command::RunnerToken(command) => runner::runner_token(&config, command).await,
+        Command::Blueprint(command) => blueprint::run(command).await,
     }
 }

@@ -16,28 +16,28 @@ pub enum ModuleCommand {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// The module's directory (its root .tf files at the top).
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Namespace (organization) to publish in.
     #[arg(long)]
-    namespace: String,
+    pub(crate) namespace: String,
     /// Module name, e.g. vpc.
     #[arg(long)]
-    name: String,
+    pub(crate) name: String,
     /// Module system (the provider it targets), e.g. aws.
     #[arg(long)]
-    system: String,
+    pub(crate) system: String,
     /// Semantic version, e.g. 1.2.0.
     #[arg(long)]
-    version: String,
+    pub(crate) version: String,
     /// Terrace's base URL.
     #[arg(long, env = "TERRACE_URL", default_value = "http://127.0.0.1:8080")]
-    url: String,
+    pub(crate) url: String,
     /// An API token with the write role.
     #[arg(long, env = "TERRACE_TOKEN", hide_env_values = true)]
-    token: String,
+    pub(crate) token: String,
     /// A PEM CA certificate to trust besides the system's (e.g. the --dev-tls CA).
     #[arg(long)]
-    ca_cert: Option<PathBuf>,
+    pub(crate) ca_cert: Option<PathBuf>,
 }
 
 /// Runs a `terrace module …` command.
@@ -129,9 +129,19 @@ fn is_executable(metadata: &std::fs::Metadata) -> bool {
 }
 
 async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let client = crate::cli::client::http_client(args.ca_cert.as_deref())?;
+    let published = upload(&client, &args).await?;
+    println!("{}", published["id"].as_str().unwrap_or_default());
+    Ok(())
+}
+
+/// Packs `args.dir` and publishes it as a new version; returns the server's answer.
+pub(crate) async fn upload(
+    client: &reqwest::Client,
+    args: &PublishArgs,
+) -> anyhow::Result<serde_json::Value> {
     let dir = args.dir.clone();
     let archive = tokio::task::spawn_blocking(move || pack(&dir)).await??;
-    let client = crate::cli::client::http_client(args.ca_cert.as_deref())?;
     let url = format!(
         "{}/api/v1/modules/{}/{}/{}/{}",
         args.url.trim_end_matches('/'),
@@ -160,8 +170,7 @@ async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         "published {} ({size} bytes)",
         published["id"].as_str().unwrap_or(&url)
     );
-    println!("{}", published["id"].as_str().unwrap_or_default());
-    Ok(())
+    Ok(published)
 }
 
 #[cfg(test)]

@@ -597,6 +597,13 @@ async fn resolve_and_validate_inputs_serve_deployments(app: TestApp) {
     assert!(resolved.auto_apply);
     assert_eq!(resolved.sensitive_inputs, ["admin_password"]);
     assert_eq!(
+        resolved.outputs,
+        [
+            ("vpc_id".to_string(), false),
+            ("password".to_string(), true)
+        ]
+    );
+    assert_eq!(
         resolved.schema["properties"]["size"]["enum"],
         json!(["small", "large"])
     );
@@ -867,5 +874,127 @@ async fn blueprint_changes_are_in_the_audit_trail(app: TestApp) {
             row("token:writer#2", "denied"),
             row("token:admin#3", "success"),
         ]
+    );
+}
+
+/// `terrace blueprint publish` against a real `terrace serve`: the first run publishes the
+/// version and creates the entry, the next publishes a new version and updates the entry, a
+/// version that exists is refused.
+#[test]
+fn the_cli_publishes_a_module_version_and_its_catalogue_entry() {
+    use crate::testkit::server::Setup;
+
+    let root = tempfile::tempdir().unwrap();
+    let terrace = Setup::new(root.path().join("data"), &[("RUST_LOG", "warn")]);
+    terrace.cli(&["org", "create", ORG]);
+    let token = terrace.cli(&["token", "create", "--org", ORG, "--role", "admin"]);
+    let server = terrace.serve(&[], &root.path().join("server.log"));
+    let base = server.base_url.clone();
+    let module = root.path().join("vpc");
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(module.join("variables.tf"), VARIABLES).unwrap();
+    std::fs::write(module.join("outputs.tf"), OUTPUTS).unwrap();
+    std::fs::write(module.join("README.md"), README).unwrap();
+
+    let publish = |version: &str, extra: &[&str]| {
+        let mut args = vec![
+            "blueprint",
+            "publish",
+            module.to_str().unwrap(),
+            "--url",
+            &base,
+            "--token",
+            &token,
+            "--namespace",
+            ORG,
+            "--name",
+            "vpc",
+            "--system",
+            "aws",
+            "--version",
+            version,
+        ];
+        args.extend_from_slice(extra);
+        terrace.output(&args)
+    };
+    let first = publish(
+        "1.0.0",
+        &[
+            "--title",
+            "VPC",
+            "--category",
+            "networking",
+            "--tag",
+            "aws",
+            "--tag",
+            "core",
+            "--owner",
+            "platform",
+            "--status",
+            "published",
+            "--auto-apply",
+        ],
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let host = base.trim_start_matches("http://");
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout).trim(),
+        format!("{host}/acme/vpc/aws")
+    );
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    let read = |client: &reqwest::blocking::Client| -> Value {
+        let resp = client
+            .get(format!("{base}/api/v1/orgs/acme/blueprints/vpc"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+        resp.json().unwrap()
+    };
+    let created = read(&client);
+    assert_eq!(created["module"], "acme/vpc/aws");
+    assert_eq!(created["module_version"], "1.0.0");
+    assert_eq!(created["title"], "VPC");
+    assert_eq!(created["category"], "networking");
+    assert_eq!(created["tags"], json!(["aws", "core"]));
+    assert_eq!(created["owner"], "platform");
+    assert_eq!(created["status"], "published");
+    assert_eq!(created["auto_apply"], true);
+    assert_eq!(
+        created["description"],
+        "A network for everything acme runs."
+    );
+    assert_eq!(
+        created["input_schema"]["properties"]["cidr"]["pattern"],
+        "^10\\."
+    );
+
+    let second = publish("1.1.0", &["--title", "VPC (v1.1)"]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let updated = read(&client);
+    assert_eq!(updated["module_version"], "1.1.0");
+    assert_eq!(updated["title"], "VPC (v1.1)");
+    // What the second run did not name stays.
+    assert_eq!(updated["status"], "published");
+    assert_eq!(updated["tags"], json!(["aws", "core"]));
+    assert_eq!(updated["auto_apply"], true);
+    assert_eq!(updated["created_at"], created["created_at"]);
+
+    let again = publish("1.1.0", &["--title", "VPC"]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("409"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
     );
 }

@@ -236,11 +236,13 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
         .caller()
         .and_then(|c| c.grant(resource.org()))
         .map(|g| g.org_id);
-    crate::infra::notes::note_access(action.as_str(), resource.path(), org_id);
-    decide(principal, action, resource)
+    let path = resource.path();
+    let decision = decide(principal, action, resource, &path);
+    crate::infra::notes::note_access(action.as_str(), path, org_id);
+    decision
 }
 
-fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Result<()> {
+fn decide(principal: &Principal, action: Action, resource: Resource<'_>, path: &str) -> Result<()> {
     if action == Action::RegistryRead && resource.public() {
         return Ok(());
     }
@@ -249,9 +251,8 @@ fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Resu
         Principal::Anonymous => return Err(Error::Unauthenticated),
         Principal::Caller(caller) => caller,
     };
-    let path = resource.path();
     if let Some(scopes) = &caller.scopes
-        && !scopes.contains(&path)
+        && !scopes.contains(path)
     {
         return Err(Error::NotFound(resource.kind()));
     }
@@ -261,14 +262,14 @@ fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Resu
             return Ok(());
         }
         return match owner.and_then(|o| caller.grant(o)) {
-            Some(grant) if grant.allows(action, &path) => Ok(()),
+            Some(grant) if grant.allows(action, path) => Ok(()),
             _ => Err(Error::Forbidden),
         };
     }
     let grant = caller
         .grant(resource.org())
         .ok_or(Error::NotFound("organization"))?;
-    if grant.allows(action, &path) {
+    if grant.allows(action, path) {
         Ok(())
     } else {
         Err(Error::Forbidden)

@@ -19,6 +19,7 @@ mod views;
 use axum::Router;
 
 pub use counts::flush as flush_downloads;
+pub use views::SortedVersions;
 
 use crate::registry::Ctx;
 

@@ -2,6 +2,7 @@
 //! configuration, and the router and background jobs over them. The only place where concrete
 //! backends are chosen.
 
+mod middleware;
 mod server;
 pub mod tls;
 

@@ -1,22 +1,21 @@
 //! The HTTP surface: one router, its middleware, health endpoints and the serve loop.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::App;
+use super::middleware::{EdgeLayer, EdgeState, FastRequestId, RunToCompletionLayer};
 use crate::error::Error;
 use crate::http::{JSON_BODY_LIMIT, REQUEST_ID};
-use crate::infra::AppState;
-use crate::infra::metrics::{RequestLabels, RouteLabels};
 
 /// The whole application.
 pub fn router(app: &App) -> Router {
@@ -38,104 +37,36 @@ pub fn router(app: &App) -> Router {
         )
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
-        .layer(middleware::from_fn(require_credentials))
-        // Inside `observe` (so its time counts) and inside SetRequestIdLayer (so the id is set).
-        .layer(middleware::from_fn_with_state(
-            app.audit.clone(),
-            crate::audit::record,
-        ))
-        .layer(middleware::from_fn_with_state(app.infra.clone(), observe))
-        .layer(middleware::map_request(host_from_authority))
+        // One layer, composed once: outermost first.
         .layer(
-            // Span fields never include headers or bodies: tokens and state stay out of logs.
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let request_id = req
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                tracing::info_span!(
-                    "request",
-                    method = %req.method(),
-                    path = %req.uri().path(),
-                    request_id = %request_id,
+            ServiceBuilder::new()
+                .layer(RunToCompletionLayer)
+                .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(
+                    // Span fields never include headers or bodies: tokens and state stay out
+                    // of logs.
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let request_id = req
+                            .headers()
+                            .get(&REQUEST_ID)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!(
+                            "request",
+                            method = %req.method(),
+                            path = %req.uri().path(),
+                            request_id = %request_id,
+                        )
+                    }),
                 )
-            }),
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+                // Host from :authority, metrics, audit, 401 for anonymous API changes.
+                .layer(EdgeLayer(Arc::new(EdgeState {
+                    metrics: app.metrics.clone(),
+                    audit: app.audit.clone(),
+                }))),
         )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .layer(middleware::from_fn(run_to_completion))
-}
-
-/// Runs each request on its own task, so a client that disconnects does not cancel it half
-/// way. A cancelled request could otherwise stop between uploading a blob and recording it,
-/// or, on PostgreSQL, while its `BEGIN` is in flight, which returns the connection to the
-/// pool inside a transaction nobody ends (sqlx 0.9). Outermost, so every layer runs inside.
-async fn run_to_completion(req: Request, next: Next) -> Response {
-    match tokio::spawn(next.run(req)).await {
-        Ok(response) => response,
-        Err(e) => {
-            tracing::error!(error = %e, "request task failed");
-            Error::Internal(anyhow::anyhow!("request task failed")).into_response()
-        }
-    }
-}
-
-/// HTTP/2 carries the host in the `:authority` pseudo-header, not in `Host`; links built from
-/// the request (download URLs) read `Host`, so fill it in.
-async fn host_from_authority(mut req: Request) -> Request {
-    if !req.headers().contains_key(header::HOST)
-        && let Some(value) = req
-            .uri()
-            .authority()
-            .and_then(|a| axum::http::HeaderValue::from_str(a.as_str()).ok())
-    {
-        req.headers_mut().insert(header::HOST, value);
-    }
-    req
-}
-
-/// No management API change is open to anonymous callers: answer 401 before the body is
-/// parsed, so a caller without a token learns nothing from validation errors.
-async fn require_credentials(req: Request, next: Next) -> Response {
-    let reads = matches!(
-        *req.method(),
-        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
-    );
-    if !reads
-        && req.uri().path().starts_with("/api/")
-        && !req.headers().contains_key(header::AUTHORIZATION)
-    {
-        return Error::Unauthenticated.into_response();
-    }
-    next.run(req).await
-}
-
-/// Counts requests by matched route and status, and times them.
-async fn observe(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().as_str().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
-    let response = next.run(req).await;
-    let status = response.status().as_u16();
-    app.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            method: method.clone(),
-            route: route.clone(),
-            status,
-        })
-        .inc();
-    app.metrics
-        .latency
-        .get_or_create(&RouteLabels { method, route })
-        .observe(start.elapsed().as_secs_f64());
-    response
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -1,21 +1,22 @@
 //! Append-only audit trail of every mutation and every state read.
 //!
-//! The `record` middleware opens a per-request note (a task-local); authentication fills in
-//! the actor and authorization the action and resource; after the response the note and the
-//! status become one `audit_events` row, written in batches off the request path.
+//! The request middleware opens a per-request note (a task-local, [`begin`]); authentication
+//! fills in the actor and authorization the action and resource; after the response the note
+//! and the status become one `audit_events` row ([`Recording::record`]), written in batches
+//! off the request path.
 
 mod routes;
 mod service;
 mod sink;
 pub mod store;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 
@@ -149,14 +150,21 @@ impl Drop for Pending {
     }
 }
 
-/// Middleware: opens the note, runs the request, queues the event.
-pub async fn record(State(sink): State<AuditSink>, req: Request, next: Next) -> Response {
+/// A request being recorded: opened by [`begin`] before the request runs, closed by
+/// [`Recording::record`] with its response.
+pub struct Recording {
+    pending: Pending,
+}
+
+/// The audit middleware's first half: whether `req` is recorded and, if so, what is known
+/// before it runs. Synchronous, so the middleware can hand the request on without waiting.
+pub fn begin(sink: &AuditSink, req: &Request) -> Option<Recording> {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(MatchedPath::as_str);
     if !is_recorded(req.method(), route) {
-        return next.run(req).await;
+        return None;
     }
     let draft = Draft {
         method: req.method().as_str().to_ascii_lowercase(),
@@ -173,20 +181,31 @@ pub async fn record(State(sink): State<AuditSink>, req: Request, next: Next) -> 
             .and_then(|v| v.to_str().ok())
             .map(capped),
     };
-    let note = Arc::new(Mutex::new(Note::default()));
-    let mut pending = Pending {
-        sink: sink.clone(),
-        note: note.clone(),
-        draft: Some(draft),
-        event: None,
-    };
-    let response = notes::scope(note.clone(), next.run(req)).await;
-    pending.event = pending
-        .draft
-        .take()
-        .map(|draft| draft.finish(&note, response.status()));
-    sink.send_from(&mut pending.event).await;
-    response
+    Some(Recording {
+        pending: Pending {
+            sink: sink.clone(),
+            note: Arc::new(Mutex::new(Note::default())),
+            draft: Some(draft),
+            event: None,
+        },
+    })
+}
+
+impl Recording {
+    /// Runs the request (`response`) inside its note and queues the event. Dropped before
+    /// the end, the request is still recorded (see [`Pending`]).
+    pub async fn record(self, response: impl Future<Output = Response>) -> Response {
+        let mut pending = self.pending;
+        let note = pending.note.clone();
+        let response = notes::scope(note.clone(), response).await;
+        pending.event = pending
+            .draft
+            .take()
+            .map(|draft| draft.finish(&note, response.status()));
+        let sink = pending.sink.clone();
+        sink.send_from(&mut pending.event).await;
+        response
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use super::{AuditEvent, store};
 use crate::infra::AppState;
@@ -32,6 +32,8 @@ enum Message {
 #[derive(Clone, Debug)]
 pub struct AuditSink {
     tx: mpsc::Sender<Message>,
+    /// Ends the writer's wait for company early: a flush, or a full batch queued.
+    hurry: Arc<Notify>,
 }
 
 impl AuditSink {
@@ -39,9 +41,13 @@ impl AuditSink {
     /// events should be written. Batches take the SQLite writer queue when there is one.
     pub fn new(app: &AppState) -> (AuditSink, impl Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let hurry = Arc::new(Notify::new());
         (
-            AuditSink { tx },
-            run(app.db.clone(), app.sqlite_writer(), rx),
+            AuditSink {
+                tx,
+                hurry: hurry.clone(),
+            },
+            run(app.db.clone(), app.sqlite_writer(), rx, hurry),
         )
     }
 
@@ -59,29 +65,40 @@ impl AuditSink {
             Ok(permit) => permit.send(Message::Event(Box::new(event))),
             Err(_) => tracing::error!(?event, "audit writer is gone; event not recorded"),
         }
+        if self.tx.max_capacity() - self.tx.capacity() >= BATCH {
+            self.hurry.notify_one();
+        }
     }
 
     /// Returns once every event queued before the call is committed (or logged as lost).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Message::Flush(done)).await.is_ok() {
+            self.hurry.notify_one();
             let _ = wait.await;
         }
     }
 }
 
-async fn run(db: Db, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Receiver<Message>) {
+async fn run(
+    db: Db,
+    write_lock: Option<Arc<Mutex<()>>>,
+    mut rx: mpsc::Receiver<Message>,
+    hurry: Arc<Notify>,
+) {
     let mut messages = Vec::with_capacity(BATCH);
     let mut events = Vec::with_capacity(BATCH);
     // A batch is what queues up while the last one was written plus whatever arrives within
-    // `LINGER`; a flush request cuts the wait short.
+    // `LINGER`; a flush request or a full batch cuts the wait short. While it waits the writer
+    // is not woken by each event (a task wake-up per request), only by `hurry`.
     while rx.recv_many(&mut messages, BATCH).await > 0 {
-        let deadline = tokio::time::Instant::now() + LINGER;
-        while messages.len() < BATCH && !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
-            let room = BATCH - messages.len();
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut messages, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        if messages.len() < BATCH && !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
+            let _ = tokio::time::timeout(LINGER, hurry.notified()).await;
+            while messages.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(message) => messages.push(message),
+                    Err(_) => break,
+                }
             }
         }
         for message in messages.drain(..) {

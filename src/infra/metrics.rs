@@ -1,5 +1,11 @@
 //! Prometheus metrics, one registry per process (kept in `AppState`, so tests stay isolated).
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use axum::http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -7,17 +13,19 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+// Labels borrow what they can: standard methods and route templates are `'static`, so
+// counting a request allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
-    pub route: String,
+    pub method: Cow<'static, str>,
+    pub route: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
-    pub method: String,
-    pub route: String,
+    pub method: Cow<'static, str>,
+    pub route: &'static str,
 }
 
 /// Every metric Terrace exports.
@@ -31,6 +39,31 @@ pub struct Metrics {
     pub state_versions_written: Counter,
     /// Set on each scrape (`/metrics` counts them in the database first).
     pub stale_locks: Gauge,
+}
+
+/// Route templates seen by any registry, as `'static` labels. Templates come from the routers'
+/// fixed tables (never from request paths), so this stays as small as the route table.
+static ROUTES: RwLock<Option<HashSet<&'static str>>> = RwLock::new(None);
+
+/// The route label of a request: its matched route template (`None`: no route matched), as
+/// a `'static` string kept once per process.
+pub fn route_label(template: Option<&str>) -> &'static str {
+    let Some(template) = template else {
+        return "unmatched";
+    };
+    let known = ROUTES.read().unwrap_or_else(PoisonError::into_inner);
+    if let Some(label) = known.as_ref().and_then(|k| k.get(template)) {
+        return label;
+    }
+    drop(known);
+    let mut known = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
+    let known = known.get_or_insert_with(HashSet::new);
+    if let Some(label) = known.get(template) {
+        return label;
+    }
+    let label: &'static str = Box::leak(template.into());
+    known.insert(label);
+    label
 }
 
 impl std::fmt::Debug for Metrics {
@@ -104,6 +137,27 @@ impl Metrics {
         }
     }
 
+    /// Counts and times one request by method, route label ([`route_label`]) and status.
+    pub fn observe_request(
+        &self,
+        method: &Method,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let method = method_label(method);
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.clone(),
+                route,
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels { method, route })
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -111,5 +165,58 @@ impl Metrics {
             tracing::error!("metrics encoding failed");
         }
         out
+    }
+}
+
+fn method_label(method: &Method) -> Cow<'static, str> {
+    let known = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
+    const NAMES: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    match known.iter().position(|m| m == method) {
+        Some(i) => Cow::Borrowed(NAMES[i]),
+        // LOCK, UNLOCK and other extension methods.
+        None => Cow::Owned(method.as_str().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_method_route_and_status() {
+        let metrics = Metrics::new();
+        let lock = Method::from_bytes(b"LOCK").unwrap();
+        let template = String::from("/state/{org}/{workspace}");
+        for _ in 0..2 {
+            let route = route_label(Some(&template));
+            metrics.observe_request(&lock, route, 423, Duration::from_millis(1));
+        }
+        let unmatched = route_label(None);
+        metrics.observe_request(&Method::GET, unmatched, 404, Duration::from_millis(1));
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"terrace_http_requests_total{method="LOCK",route="/state/{org}/{workspace}",status="423"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"terrace_http_requests_total{method="GET",route="unmatched",status="404"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(std::ptr::eq(
+            route_label(Some(&template)),
+            route_label(Some("/state/{org}/{workspace}"))
+        ));
     }
 }

@@ -20,10 +20,16 @@ use cache::{Caches, Invalidation};
 use db::Db;
 use metrics::Metrics;
 
-/// The infrastructure every feature shares, cheap to clone. Features keep their own state in
-/// their own context types, which carry this one.
+/// The infrastructure every feature shares, cheap to clone (one reference count: every
+/// request clones it a few times, through the feature contexts that carry it). Features keep
+/// their own state in their own context types, which carry this one. Fields are read (and,
+/// while the application is being built, set) through `Deref`.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// What [`AppState`] holds.
+#[derive(Clone, Debug)]
+pub struct Shared {
     pub db: Db,
     pub blobs: BlobStore,
     pub metrics: Arc<Metrics>,
@@ -39,10 +45,25 @@ pub struct AppState {
     sqlite_writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Setting a field while the application is built (copy-on-write once clones exist).
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
 impl AppState {
     pub fn new(db: Db, blobs: BlobStore, max_body_size: u64) -> AppState {
         let sqlite_writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
-        AppState {
+        AppState(Arc::new(Shared {
             caches: Arc::new(Caches::new(cache::ttl_for(&db, None))),
             sqlite_writer,
             db,
@@ -51,7 +72,7 @@ impl AppState {
             max_body_size,
             public_url: None,
             tls: false,
-        }
+        }))
     }
 
     /// Drops cached entries `change` makes wrong, on every replica. Call after committing.

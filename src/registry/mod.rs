@@ -25,7 +25,7 @@ pub struct Ctx {
     /// Registry namespaces by name (`None`: no such namespace).
     pub namespaces: Arc<TtlCache<String, Option<namespace::Namespace>>>,
     /// Sorted module versions by (org id, name, system), for the protocol's hottest read.
-    pub module_versions: Arc<TtlCache<(i64, String, String), Vec<String>>>,
+    pub module_versions: Arc<TtlCache<(i64, String, String), Arc<modules::SortedVersions>>>,
     /// Module downloads not yet written, by version blob id.
     pub module_downloads: Arc<PendingCounts<String>>,
     /// Provider downloads not yet written, by package id.

@@ -3,7 +3,8 @@
 //! management API for workspaces, state versions and locks (`/api/v1/orgs/{org}/workspaces`).
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -44,26 +45,36 @@ async fn state_endpoint(
     principal: Principal,
     ApiPath((org, workspace)): ApiPath<(String, String)>,
     ApiQuery(params): ApiQuery<WriteParams>,
-    method: Method,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response> {
     let (org, ws) = names(&org, &workspace)?;
+    // The request taken whole: its headers are moved, not copied, and reads never look at them.
+    let (
+        Parts {
+            method, headers, ..
+        },
+        body,
+    ) = request.into_parts();
+    // Every branch but the read is boxed: this future, moved a few times per request, stays
+    // as small as a read needs instead of as large as the largest write.
     match method.as_str() {
         "GET" | "HEAD" => read_state(&app, &principal, &org, &ws).await,
         // update_method is configurable; POST is the default and PUT is common.
         "POST" | "PUT" => {
-            let body = read_state_body(&headers, body, app.max_body_size).await?;
-            let lock_id = params.id.as_deref().filter(|id| !id.is_empty());
-            service::write_state(&app, &principal, &org, &ws, body, lock_id).await?;
-            Ok(StatusCode::OK.into_response())
+            Box::pin(async {
+                let body = read_state_body(&headers, body, app.max_body_size).await?;
+                let lock_id = params.id.as_deref().filter(|id| !id.is_empty());
+                service::write_state(&app, &principal, &org, &ws, body, lock_id).await?;
+                Ok(StatusCode::OK.into_response())
+            })
+            .await
         }
         "DELETE" => {
-            service::delete_state(&app, &principal, &org, &ws).await?;
+            Box::pin(service::delete_state(&app, &principal, &org, &ws)).await?;
             Ok(StatusCode::OK.into_response())
         }
-        "LOCK" => lock(&app, &principal, &org, &ws, &headers, body).await,
-        "UNLOCK" => unlock(&app, &principal, &org, &ws, &headers, body).await,
+        "LOCK" => Box::pin(lock(&app, &principal, &org, &ws, &headers, body)).await,
+        "UNLOCK" => Box::pin(unlock(&app, &principal, &org, &ws, &headers, body)).await,
         _ => Err(Error::MethodNotAllowed),
     }
 }

@@ -1,6 +1,8 @@
 //! The state backend's rules: who may read and write, lock ownership, lineage and serial
 //! protection, immutable versions. No HTTP and no SQL here.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use chrono::Utc;
 
@@ -13,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::http::body::ReceivedBody;
 use crate::identity::auth::{Action, Principal, Resource};
 use crate::identity::orgs;
-use crate::infra::blob::BlobKey;
+use crate::infra::blob::{BlobKey, StoredBlob};
 use crate::names::{OrgName, WorkspaceName};
 
 /// Where a write came from, recorded with the version.
@@ -58,7 +60,7 @@ async fn find_workspace_id(app: &Ctx, org_id: i64, ws: &WorkspaceName) -> Result
         return Ok(Some(id));
     }
     let ticket = app.workspace_ids.ticket();
-    let found = store::find_workspace(&app.db, org_id, ws.as_str()).await?;
+    let found = Box::pin(store::find_workspace(&app.db, org_id, ws.as_str())).await?;
     if let Some(row) = &found {
         app.workspace_ids.insert(ticket, key, row.id);
     }
@@ -125,10 +127,10 @@ pub async fn read_state(
         }
         Err(e) => return Err(e),
     };
-    let Some(current) = store::current_version(&app.db, org_id, ws.as_str()).await? else {
+    let Some(current) = current_blob(app, org_id, ws).await? else {
         return Ok(None);
     };
-    let mut bytes = app.blobs.get(&current.blob()).await?;
+    let mut bytes = app.blobs.get(&current).await?;
     if !whole {
         bytes = super::document::outputs_only(&bytes)
             .map(Bytes::from)
@@ -136,6 +138,40 @@ pub async fn read_state(
     }
     app.metrics.state_bytes_out.inc_by(bytes.len() as u64);
     Ok(Some(bytes))
+}
+
+/// Where the current state of `ws` is stored; `None` when it has none (or does not exist).
+/// From the cache when there is one (SQLite): then a warm read costs no query at all.
+async fn current_blob(
+    app: &Ctx,
+    org_id: i64,
+    ws: &WorkspaceName,
+) -> Result<Option<Arc<StoredBlob>>> {
+    let Some(cache) = &app.current_blobs else {
+        let current = Box::pin(store::current_version(&app.db, org_id, ws.as_str())).await?;
+        return Ok(current.map(|row| Arc::new(row.blob())));
+    };
+    let Some(workspace_id) = find_workspace_id(app, org_id, ws).await? else {
+        return Ok(None);
+    };
+    if let Some(cached) = cache.get(&workspace_id) {
+        return Ok(cached);
+    }
+    let ticket = cache.ticket();
+    // Boxed: the query's future is large, and only a miss needs it.
+    let current = Box::pin(store::current_version_of(&app.db, workspace_id))
+        .await?
+        .map(|row| Arc::new(row.blob()));
+    cache.insert(ticket, workspace_id, current.clone());
+    Ok(current)
+}
+
+/// The current state of `workspace_id` may have changed (or did): forget where it was.
+/// Called after the change, whatever its outcome, and before answering.
+fn forget_current(app: &Ctx, workspace_id: i64) {
+    if let Some(cache) = &app.current_blobs {
+        cache.remove(&workspace_id);
+    }
 }
 
 /// Records a write from Terraform: lock ownership, then lineage and serial protection.
@@ -230,6 +266,7 @@ pub(super) async fn commit(
     let turn = app.write_turn().await;
     let recorded = store::record_version(&app.db, new, Utc::now(), decide).await;
     drop(turn);
+    forget_current(app, workspace_id);
     let recorded = match recorded {
         Ok(Some(version)) => {
             app.metrics.state_bytes_in.inc_by(size as u64);
@@ -448,5 +485,7 @@ pub async fn delete_state(
     if let Some(holder) = app.locks.find(id).await? {
         return Err(Error::Locked(holder.info_bytes()));
     }
-    store::clear_current(&app.db, id, Utc::now()).await
+    let cleared = store::clear_current(&app.db, id, Utc::now()).await;
+    forget_current(app, id);
+    cleared
 }

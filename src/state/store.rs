@@ -185,6 +185,18 @@ pub async fn current_version(db: &Db, org_id: i64, workspace: &str) -> Result<Op
         .bind(org_id).bind(workspace).fetch_optional(p).await)?)
 }
 
+/// The current version of a workspace by its id, in one indexed query.
+pub async fn current_version_of(db: &Db, workspace_id: i64) -> Result<Option<VersionRow>> {
+    const SQL: &str = const_format::concatcp!(
+        "SELECT ",
+        VERSION_COLUMNS,
+        " FROM workspaces w JOIN state_versions v ON v.id = w.current_version_id \
+          JOIN blobs b ON b.id = v.blob_id WHERE w.id = $1"
+    );
+    Ok(on_pool!(db, p => sqlx::query_as::<_, VersionRow>(SQL)
+        .bind(workspace_id).fetch_optional(p).await)?)
+}
+
 /// The newest version with `serial`.
 pub async fn version_by_serial(
     db: &Db,

@@ -267,18 +267,21 @@ pub fn authorize(principal: &Principal, action: Action, resource: Resource<'_>) 
         .caller()
         .and_then(|c| c.grant(resource.org()))
         .map(|g| g.org_id);
-    crate::infra::notes::note_access(action.as_str(), resource.path(), org_id);
-    decide(principal, action, resource)
+    let path = resource.path();
+    let decision = decide(principal, action, resource, &path);
+    crate::infra::notes::note_access(action.as_str(), path, org_id);
+    decision
 }
 
 /// Whether `principal` may perform `action` on `resource`, without noting anything: for
 /// answers that vary with the caller's rights (e.g. whether drafts are shown), not for
 /// guarding an action.
 pub fn allowed(principal: &Principal, action: Action, resource: Resource<'_>) -> bool {
-    decide(principal, action, resource).is_ok()
+    let path = resource.path();
+    decide(principal, action, resource, &path).is_ok()
 }
 
-fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Result<()> {
+fn decide(principal: &Principal, action: Action, resource: Resource<'_>, path: &str) -> Result<()> {
     if action == Action::RegistryRead && resource.public() {
         return Ok(());
     }
@@ -291,9 +294,8 @@ fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Resu
         // A run's job token reads and writes its workspace's state and reads the registry.
         return Err(Error::Forbidden);
     }
-    let path = resource.path();
     if let Some(scopes) = &caller.scopes
-        && !scopes.contains(&path)
+        && !scopes.contains(path)
     {
         return Err(Error::NotFound(resource.kind()));
     }
@@ -303,14 +305,14 @@ fn decide(principal: &Principal, action: Action, resource: Resource<'_>) -> Resu
             return Ok(());
         }
         return match owner.and_then(|o| caller.grant(o)) {
-            Some(grant) if grant.allows(action, &path) => Ok(()),
+            Some(grant) if grant.allows(action, path) => Ok(()),
             _ => Err(Error::Forbidden),
         };
     }
     let grant = caller
         .grant(resource.org())
         .ok_or(Error::NotFound("organization"))?;
-    if grant.allows(action, &path) {
+    if grant.allows(action, path) {
         Ok(())
     } else {
         Err(Error::Forbidden)

@@ -399,6 +399,12 @@ impl BlobStore {
         {
             return Ok(hit);
         }
+        // Boxed: the store's future is large, and a cache hit (the hot path) needs none.
+        Box::pin(self.fetch(blob)).await
+    }
+
+    /// Reads and decrypts a blob from the store, and caches it.
+    async fn fetch(&self, blob: &StoredBlob) -> Result<Bytes> {
         let object = self
             .store
             .get(&Path::from(blob.object_key.as_str()))

@@ -21,6 +21,7 @@ use axum::Router;
 pub use address::{ModuleAddress, ModuleVersion};
 pub use counts::flush as flush_downloads;
 pub use service::{ModuleConfig, module_config, module_versions};
+pub use views::SortedVersions;
 
 use crate::registry::Ctx;
 

@@ -207,8 +207,8 @@ async fn list_module_versions(
     ApiPath(path): ApiPath<ModulePath>,
 ) -> Result<Response> {
     let addr = path.address()?;
-    let versions = service::list_module_versions(&app, &principal, &addr).await?;
-    Ok(axum::Json(versions).into_response())
+    let json = service::list_module_versions(&app, &principal, &addr).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
 /// `GET …/{version}/download`: 204 with `X-Terraform-Get`, which every Terraform and

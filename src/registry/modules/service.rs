@@ -1,6 +1,8 @@
 //! Module registry rules: who may publish, read and delete; archive checks before anything
 //! is stored; which version is latest; what the protocol answers. No HTTP types here.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 
 use super::address::{ModuleAddress, ModuleVersion};
@@ -8,10 +10,7 @@ use super::archive;
 use super::counts;
 use super::metadata::ModuleMetadata;
 use super::store::{self, ListFilter, NewVersion, VersionRow};
-use super::views::{
-    ModuleDetail, ModuleList, ModuleView, PublishedView, VersionEntry, VersionList,
-    VersionsResponse,
-};
+use super::views::{ModuleDetail, ModuleList, ModuleView, PublishedView, SortedVersions};
 use crate::error::{Error, Result};
 use crate::http::body::ReceivedBody;
 use crate::identity::auth::{Action, Principal};
@@ -201,13 +200,21 @@ fn versions_key(ns: &Namespace, addr: &ModuleAddress) -> (i64, String, String) {
 
 /// Every version of a module, oldest first (unparsable strings cannot be stored). Cached
 /// briefly: this is what every `terraform init` asks first.
-async fn sorted_versions(app: &Ctx, ns: &Namespace, addr: &ModuleAddress) -> Result<Vec<String>> {
+async fn sorted_versions(
+    app: &Ctx,
+    ns: &Namespace,
+    addr: &ModuleAddress,
+) -> Result<Arc<SortedVersions>> {
     let key = versions_key(ns, addr);
     if let Some(versions) = app.module_versions.get(&key) {
         return Ok(versions);
     }
     let ticket = app.module_versions.ticket();
-    let versions = load_sorted_versions(app, ns, addr).await?;
+    // Boxed: the query's future is large, and only a miss needs it.
+    let versions = Arc::new(SortedVersions::new(
+        Box::pin(load_sorted_versions(app, ns, addr)).await?,
+        addr.to_string(),
+    ));
     app.module_versions.insert(ticket, key, versions.clone());
     Ok(versions)
 }
@@ -235,7 +242,7 @@ pub async fn module_versions(
     addr: &ModuleAddress,
 ) -> Result<Vec<String>> {
     let ns = readable(app, principal, addr).await?;
-    sorted_versions(app, &ns, addr).await
+    Ok(sorted_versions(app, &ns, addr).await?.list.clone())
 }
 
 /// The root configuration of a published version, for features that read more of a module
@@ -280,23 +287,15 @@ pub async fn module_config(
     })
 }
 
-/// The protocol's versions list.
+/// The protocol's versions list, as JSON (`views::VersionsResponse`).
 pub async fn list_module_versions(
     app: &Ctx,
     principal: &Principal,
     addr: &ModuleAddress,
-) -> Result<VersionsResponse> {
+) -> Result<String> {
     let ns = readable(app, principal, addr).await?;
     let versions = sorted_versions(app, &ns, addr).await?;
-    Ok(VersionsResponse {
-        modules: [VersionList {
-            source: addr.to_string(),
-            versions: versions
-                .into_iter()
-                .map(|version| VersionEntry { version })
-                .collect(),
-        }],
-    })
+    Ok(versions.protocol_json(&addr.to_string()))
 }
 
 /// A signed, expiring archive URL for one version. The path ends in `.tar.gz` so that
@@ -339,7 +338,7 @@ pub async fn module_details(
     let row = row.ok_or(Error::NotFound("module version"))?;
     let providers = store::list_systems(&app.db, ns.org_id, addr.name.as_str()).await?;
     let versions = sorted_versions(app, &ns, addr).await?;
-    Ok(ModuleDetail::new(&row, providers, versions))
+    Ok(ModuleDetail::new(&row, providers, versions.list.clone()))
 }
 
 /// The latest version of a module (for the `…/{system}/download` redirect).

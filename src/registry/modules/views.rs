@@ -10,19 +10,59 @@ use crate::pagination::Page;
 
 /// `{"modules":[{"versions":[{"version":"1.0.0"}, …]}]}`: Terraform reads only `modules[0]`.
 #[derive(Debug, Serialize)]
-pub struct VersionsResponse {
-    pub modules: [VersionList; 1],
+pub struct VersionsResponse<'a> {
+    pub modules: [VersionList<'a>; 1],
 }
 
 #[derive(Debug, Serialize)]
-pub struct VersionList {
-    pub source: String,
-    pub versions: Vec<VersionEntry>,
+pub struct VersionList<'a> {
+    pub source: &'a str,
+    pub versions: Vec<VersionEntry<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct VersionEntry {
-    pub version: String,
+pub struct VersionEntry<'a> {
+    pub version: &'a str,
+}
+
+/// Every version of a module, oldest first, as cached for the protocol's hottest read: with
+/// the protocol's answer serialized once, when loaded.
+#[derive(Debug)]
+pub struct SortedVersions {
+    pub list: Vec<String>,
+    /// The module address the answer was serialized for, and the answer.
+    source: String,
+    json: String,
+}
+
+impl SortedVersions {
+    pub fn new(list: Vec<String>, source: String) -> Self {
+        let json = Self::serialize(&list, &source);
+        SortedVersions { list, source, json }
+    }
+
+    fn serialize(list: &[String], source: &str) -> String {
+        let answer = VersionsResponse {
+            modules: [VersionList {
+                source,
+                versions: list
+                    .iter()
+                    .map(|version| VersionEntry { version })
+                    .collect(),
+            }],
+        };
+        // Strings only: serializing them cannot fail.
+        serde_json::to_string(&answer).unwrap_or_default()
+    }
+
+    /// The protocol's answer ([`VersionsResponse`]) for the module at `source`.
+    pub fn protocol_json(&self, source: &str) -> String {
+        if source == self.source {
+            self.json.clone()
+        } else {
+            Self::serialize(&self.list, source)
+        }
+    }
 }
 
 /// A module object as the public registry lists it.
@@ -176,6 +216,29 @@ impl ModuleList {
                 prev_url: prev_offset.map(link),
             },
             modules: rows.iter().map(ModuleView::from_summary).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_versions_answer_names_the_module_asked_for() {
+        let versions = SortedVersions::new(
+            vec!["1.0.0".to_string(), "2.0.0-rc.1".to_string()],
+            "acme/vpc/aws".to_string(),
+        );
+        let expected = |source: &str| {
+            serde_json::json!({"modules": [{"source": source, "versions": [
+                {"version": "1.0.0"}, {"version": "2.0.0-rc.1"},
+            ]}]})
+        };
+        for source in ["acme/vpc/aws", "other/vpc/aws"] {
+            let answer: serde_json::Value =
+                serde_json::from_str(&versions.protocol_json(source)).unwrap();
+            assert_eq!(answer, expected(source));
         }
     }
 }

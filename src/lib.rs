@@ -30,6 +30,7 @@ pub mod identity;
 pub mod infra;
 pub mod jobs;
 pub mod names;
+pub mod notifications;
 pub mod ops;
 pub mod pagination;
 pub mod registry;

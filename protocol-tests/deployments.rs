@@ -419,6 +419,8 @@ fn a_blueprint_deploys_changes_and_is_destroyed_through_an_external_runner() {
 /// no provider: reading the data source blocks on this endpoint.
 struct SlowEndpoint {
     url: String,
+    /// Requests held open right now: a hanging read ends when Terraform's connection closes.
+    hanging: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl SlowEndpoint {
@@ -428,9 +430,12 @@ impl SlowEndpoint {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let first = std::sync::Arc::new(AtomicBool::new(true));
+        let hanging = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hanging.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let first = first.clone();
+                let hanging = counter.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                     let mut line = String::new();
@@ -445,7 +450,13 @@ impl SlowEndpoint {
                     let hang = path.starts_with("/hang")
                         || (path.starts_with("/once") && first.swap(false, Ordering::SeqCst));
                     if hang {
-                        std::thread::sleep(Duration::from_secs(600));
+                        // Hold the request until the client goes away.
+                        hanging.fetch_add(1, Ordering::SeqCst);
+                        let mut sink = [0u8; 64];
+                        while matches!(std::io::Read::read(&mut reader, &mut sink), Ok(n) if n > 0)
+                        {
+                        }
+                        hanging.fetch_sub(1, Ordering::SeqCst);
                         return;
                     }
                     let body = r#"{"version":4,"terraform_version":"1.0.3","serial":1,"lineage":"slow","outputs":{"ok":{"value":"yes","type":"string"}},"resources":[]}"#;
@@ -458,7 +469,19 @@ impl SlowEndpoint {
                 });
             }
         });
-        SlowEndpoint { url }
+        SlowEndpoint { url, hanging }
+    }
+
+    /// Waits until no request is held open any more, i.e. the Terraform reading it is gone.
+    fn wait_until_released(&self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.hanging.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Terraform still holds its request open {timeout:?} after its runner died"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -546,7 +569,12 @@ fn a_runner_killed_while_planning_leaves_the_run_to_another() {
     let r = wait_for(&server, id, &["planning"], TIMEOUT);
     assert_eq!(r["runner"], "ext-doomed-0", "{r}");
     std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        slow.hanging.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "Terraform should be blocked on its read"
+    );
     first.kill9();
+    slow.wait_until_released(Duration::from_secs(10));
     let _second = Runner::start(&server, &token, "ext-heir");
     // The lease (15 s) runs out; the run is planned again and, auto-applied, applied.
     let r = wait_for(
@@ -574,7 +602,13 @@ fn a_runner_killed_while_applying_errors_the_run_and_flags_divergence() {
     );
     wait_for(&server, id, &["applying"], TIMEOUT);
     std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        slow.hanging.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "Terraform should be blocked on its read"
+    );
     first.kill9();
+    // The dead runner's Terraform does not go on applying on its own.
+    slow.wait_until_released(Duration::from_secs(10));
     let _second = Runner::start(&server, &token, "ext-heir");
     let r = wait_for(&server, id, &["errored"], Duration::from_secs(120));
     assert_eq!(r["reason"], "runner lost during apply", "{r}");

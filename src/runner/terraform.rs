@@ -349,6 +349,7 @@ impl<T: Transport> Job<'_, T> {
             .spawn()
             .with_context(|| format!("starting {}", self.settings.terraform.display()))?;
         let _group = Group(child.id());
+        let _watchdog = child.id().map(Watchdog::start);
         let mut out = child.stdout.take();
         let mut err = child.stderr.take();
         let mut captured = Vec::new();
@@ -406,6 +407,46 @@ impl Drop for Group {
     fn drop(&mut self) {
         if let Some(pid) = self.0 {
             signal_group(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// A small process outside the runner that kills Terraform's process group if the runner dies
+/// without cleaning up (`kill -9`, a crash, the OOM killer): it waits on a pipe only the
+/// runner holds; end of file without a farewell line means the runner is gone. Without it an
+/// orphaned `terraform apply` would go on changing infrastructure for a run already marked
+/// lost.
+struct Watchdog(Option<tokio::process::ChildStdin>);
+
+impl Watchdog {
+    fn start(pgid: u32) -> Watchdog {
+        let child = Command::new("/bin/sh")
+            .args(["-c", r#"read -r _ || kill -s KILL -- "-$0" 2>/dev/null"#])
+            .arg(pgid.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Outside the runner's group too, so a signal to the runner's group leaves it to act.
+            .process_group(0)
+            .spawn();
+        match child {
+            Ok(mut child) => Watchdog(child.stdin.take()),
+            Err(e) => {
+                tracing::warn!("no watchdog for Terraform's process group: {e}");
+                Watchdog(None)
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(stdin) = self.0.take() {
+            // The farewell line: the phase ended under the runner's control.
+            if let Ok(mut stdin) = stdin.into_owned_fd().map(std::fs::File::from) {
+                use std::io::Write;
+                let _ = stdin.write_all(b"done\n");
+            }
         }
     }
 }

@@ -161,7 +161,8 @@ struct Runner(Child);
 impl Runner {
     fn start(server: &Terrace, token: &str, name: &str) -> Runner {
         let ca = server.ca_path();
-        let child = Command::new(env!("CARGO_BIN_EXE_terrace"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_terrace"));
+        command
             .args([
                 "runner",
                 "--url",
@@ -176,7 +177,8 @@ impl Runner {
             .arg("--ca-cert")
             .arg(&ca)
             // Terraform (the runner's child) trusts the server's development CA through this.
-            .env("SSL_CERT_FILE", &ca)
+            .env("SSL_CERT_FILE", &ca);
+        let child = command
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -613,4 +615,67 @@ fn a_runner_killed_while_applying_errors_the_run_and_flags_divergence() {
     let r = wait_for(&server, id, &["errored"], Duration::from_secs(120));
     assert_eq!(r["reason"], "runner lost during apply", "{r}");
     assert_eq!(deployment(&server, "halfway")["diverged"], true);
+}
+
+/// The module of the drain test: one input, one output, nothing to download.
+fn tiny_module() -> Vec<(&'static str, String)> {
+    vec![(
+        "main.tf",
+        "variable \"n\" {\n  type = number\n}\n\noutput \"n\" {\n  value = var.n\n}\n".into(),
+    )]
+}
+
+/// Two `terrace serve` replicas on one PostgreSQL database and one bucket, a `terrace runner`
+/// process on each, 50 queued plan runs: each is executed exactly once (one `terraform plan` in
+/// its log), and both runners take part.
+#[test]
+fn two_replicas_and_two_runner_processes_run_fifty_queued_runs_once_each() {
+    require_terraform!();
+    let Some(mut settings) = crate::replicas::shared_settings() else {
+        return;
+    };
+    settings.push(("TERRACE_RUNNERS", "0".to_owned()));
+    let settings: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let replicas = Terrace::start_replicas_tls(2, &settings);
+    publish(&replicas[0], "tiny", "1.0.0", &tiny_module());
+    blueprint(&replicas[0], "tiny");
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let (status, body) = call(
+            &replicas[n % 2],
+            reqwest::Method::POST,
+            &format!("{ORG_API}/deployments"),
+            Some(json!({"name": format!("tiny-{n}"), "blueprint": "tiny", "inputs": {"n": n}})),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(current_run(&body));
+    }
+    let token = runner_token(&replicas[0]);
+    let _a = Runner::start(&replicas[0], &token, "drain-a");
+    let _b = Runner::start(&replicas[1], &token, "drain-b");
+    let mut runners = std::collections::HashMap::<String, usize>::new();
+    for (n, id) in ids.iter().enumerate() {
+        let r = wait_for(
+            &replicas[n % 2],
+            *id,
+            &["planned", "errored"],
+            Duration::from_secs(600),
+        );
+        let text = log(&replicas[(n + 1) % 2], *id);
+        assert_eq!(r["status"], "planned", "{r}\n{text}");
+        assert_eq!(
+            text.matches("$ terraform plan").count(),
+            1,
+            "run {id}:\n{text}"
+        );
+        *runners
+            .entry(r["runner"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(runners.values().sum::<usize>(), 50, "{runners:?}");
+    assert!(
+        runners.keys().any(|r| r.starts_with("drain-a"))
+            && runners.keys().any(|r| r.starts_with("drain-b")),
+        "both runners should have run some: {runners:?}"
+    );
 }

@@ -25,7 +25,7 @@ const LOCK_HELD: &str = "Error acquiring the state lock";
 
 /// The shared database and bucket for the replicas, or `None` (after a notice) when the test
 /// environment has neither.
-fn shared_settings() -> Option<Vec<(&'static str, String)>> {
+pub(crate) fn shared_settings() -> Option<Vec<(&'static str, String)>> {
     let (Ok(postgres), Ok(s3)) = (
         std::env::var("TERRACE_TEST_POSTGRES_URL"),
         std::env::var("TERRACE_TEST_S3_ENDPOINT"),

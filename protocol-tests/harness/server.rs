@@ -84,20 +84,38 @@ impl Terrace {
     /// every replica needs). Each has its own port and data directory. The org and the tokens
     /// are created once, in the shared database, so every replica accepts them.
     pub fn start_replicas(count: usize, settings: &[(&str, &str)]) -> Vec<Self> {
+        Self::replicas(false, count, settings)
+    }
+
+    /// Like [`Terrace::start_replicas`], serving HTTPS: the first replica makes the development
+    /// CA and certificate, and the others serve the same certificate (as replicas behind one
+    /// name do), so one CA file ([`Terrace::ca_path`]) is trusted by all of them.
+    pub fn start_replicas_tls(count: usize, settings: &[(&str, &str)]) -> Vec<Self> {
+        Self::replicas(true, count, settings)
+    }
+
+    fn replicas(tls: bool, count: usize, settings: &[(&str, &str)]) -> Vec<Self> {
         assert!(count > 0, "start at least one replica");
         // One after the other: the first one migrates the shared database.
-        let first = Self::start_configured(false, settings);
+        let first = Self::start_configured(tls, settings);
         let tokens = first.tokens.clone();
+        let mut shared = settings.to_vec();
+        let tls_dir = first.process.setup().data_dir().join("tls");
+        let (cert, key) = (tls_dir.join("cert.pem"), tls_dir.join("key.pem"));
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        if tls {
+            shared.extend([("TERRACE_TLS_CERT", &*cert), ("TERRACE_TLS_KEY", &*key)]);
+        }
+        let ca_path = first.ca_path.clone();
         let mut replicas = vec![first];
         for _ in 1..count {
-            let (root, process, base_url) = spawn_serve(false, settings);
-            replicas.push(Self::assemble(
-                false,
-                root,
-                process,
-                base_url,
-                tokens.clone(),
-            ));
+            let (root, process, base_url) = spawn_serve(false, &shared);
+            let mut replica = Self::assemble(false, root, process, base_url, tokens.clone());
+            if let Some(ca) = &ca_path {
+                replica.http = tls_client(ca);
+                replica.ca_path = Some(ca.clone());
+            }
+            replicas.push(replica);
         }
         replicas
     }

@@ -100,9 +100,12 @@ struct Draft {
 impl Draft {
     fn finish(self, note: &Mutex<Note>, status: StatusCode) -> AuditEvent {
         let note = notes::take(note);
-        let (action, resource, org_id) = match note.access {
-            Some(a) => (a.action.to_string(), a.resource, a.org_id),
-            None => (format!("http:{}", self.method), self.path, None),
+        let (action, resource, org_id) = match (note.operation, note.access) {
+            (Some((action, resource)), access) => {
+                (action.to_string(), resource, access.and_then(|a| a.org_id))
+            }
+            (None, Some(a)) => (a.action.to_string(), a.resource, a.org_id),
+            (None, None) => (format!("http:{}", self.method), self.path, None),
         };
         AuditEvent {
             org_id,

@@ -10,6 +10,7 @@ use super::store::{self, Change, RunRow};
 use super::views;
 use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal, Resource};
+use crate::infra::notes::note_operation;
 use crate::infra::queue;
 use crate::names::OrgName;
 use crate::pagination::{Page, Paginated};
@@ -170,6 +171,7 @@ pub(super) async fn view(app: &Ctx, run: RunRow, deployment: String) -> Result<v
 /// Confirms a planned run: it is applied from its saved plan.
 pub async fn apply(app: &Ctx, principal: &Principal, org: &OrgName, id: i64) -> Result<views::Run> {
     let (run, name) = visible_run(app, principal, org, id, Action::StateWrite).await?;
+    note_operation("run:apply", format!("run:{id}"));
     if run.status != PLANNED || run.confirmed_by.is_some() {
         return Err(Error::conflict(format!(
             "run {id} is {}; only a planned run awaiting confirmation can be applied",
@@ -199,6 +201,7 @@ pub async fn discard(
     id: i64,
 ) -> Result<views::Run> {
     let (run, name) = visible_run(app, principal, org, id, Action::StateWrite).await?;
+    note_operation("run:discard", format!("run:{id}"));
     if run.status != PLANNED || run.confirmed_by.is_some() {
         return Err(Error::conflict(format!(
             "run {id} is {}; only a planned run awaiting confirmation can be discarded",
@@ -226,6 +229,7 @@ pub async fn cancel(
     id: i64,
 ) -> Result<views::Run> {
     let (run, name) = visible_run(app, principal, org, id, Action::StateWrite).await?;
+    note_operation("run:cancel", format!("run:{id}"));
     match run.status.as_str() {
         QUEUED | PLANNED => {
             let change = Change {

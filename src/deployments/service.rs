@@ -15,6 +15,7 @@ use crate::blueprints as blueprint;
 use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal, Resource};
 use crate::infra::blob::{BlobKey, BlobKind, PlainBuffer};
+use crate::infra::notes::note_operation;
 use crate::names::{OrgName, WorkspaceName};
 use crate::pagination::{Page, Paginated};
 
@@ -105,6 +106,7 @@ pub async fn create(
         ws_resource(org, ws.as_str()),
     )
     .await?;
+    note_operation("deployment:create", format!("deployment:{ws}"));
     let resolved = blueprint::resolve(
         &app.blueprints,
         principal,
@@ -343,6 +345,7 @@ pub async fn update(
     req: views::UpdateDeployment,
 ) -> Result<views::Deployment> {
     let dep = visible(app, principal, org, name, Action::StateWrite).await?;
+    note_operation("deployment:update", format!("deployment:{name}"));
     if dep.status != ACTIVE {
         return Err(Error::conflict(format!(
             "deployment {name} is {}",
@@ -409,6 +412,7 @@ pub async fn plan(
     base_url: &str,
 ) -> Result<views::Run> {
     let dep = visible(app, principal, org, name, Action::StateLock).await?;
+    note_operation("run:plan", format!("deployment:{name}"));
     if dep.status != ACTIVE {
         return Err(Error::conflict(format!(
             "deployment {name} is {}",
@@ -428,6 +432,7 @@ pub async fn destroy(
     base_url: &str,
 ) -> Result<views::Run> {
     let dep = visible(app, principal, org, name, Action::StateWrite).await?;
+    note_operation("deployment:destroy", format!("deployment:{name}"));
     if dep.status == ARCHIVED {
         return Err(Error::conflict(format!("deployment {name} is archived")));
     }

@@ -15,6 +15,10 @@ pub struct Note {
     pub actor: Option<String>,
     pub token_id: Option<String>,
     pub access: Option<Access>,
+    /// What the request did, in the words of the feature, when that says more than the access
+    /// decision (`run:apply` on `run:42` rather than `state:write` on the workspace); later
+    /// authorization checks made only to build the answer do not replace it.
+    pub operation: Option<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +55,11 @@ pub fn note_access(action: &'static str, resource: String, org_id: Option<i64>) 
             org_id,
         });
     });
+}
+
+/// Records the operation an authorized request performs (see [`Note::operation`]).
+pub fn note_operation(action: &'static str, resource: String) {
+    with_note(|note| note.operation = Some((action, resource)));
 }
 
 /// Runs `fut` with `note` as the current request's note.

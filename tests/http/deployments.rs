@@ -18,6 +18,8 @@ on_both_databases! {
     runs_move_through_their_states_one_at_a_time_per_workspace,
     a_lost_plan_is_queued_again_and_a_lost_apply_errors_and_flags_divergence,
     roles_runner_tokens_and_job_tokens_are_scoped,
+    run_actions_are_in_the_audit_trail_with_who_did_them,
+    logs_are_kept_and_stream_live_as_server_sent_events,
 }
 
 const DEPLOYMENTS: &str = "/api/v1/orgs/acme/deployments";
@@ -518,6 +520,228 @@ async fn roles_runner_tokens_and_job_tokens_are_scoped(app: TestApp) {
         .assert_status(StatusCode::NO_CONTENT);
     let resp = app.get_state(&own, &job).await;
     assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{}", resp.text());
+}
+
+/// The id of `name`'s token in acme, as the token list shows it.
+async fn token_id(app: &TestApp, name: &str) -> i64 {
+    let resp = app
+        .api("GET", "/api/v1/orgs/acme/tokens", &app.admin_token, None)
+        .await;
+    resp.assert_status(StatusCode::OK);
+    resp.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no token {name}"))["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Each action on a deployment or a run is one audit event naming the action, the run or
+/// deployment, and who did it — not the reads the handler made to build its answer.
+async fn run_actions_are_in_the_audit_trail_with_who_did_them(app: TestApp) {
+    blueprint(&app).await;
+    let runner = runner_token(&app, ORG).await;
+    let writer = format!("token:writer#{}", token_id(&app, "writer").await);
+
+    // Applied after confirmation.
+    let applied = deploy(&app, "audited").await;
+    let c = claim(&app, &runner).await.expect("the plan is claimable");
+    finish_planned(&app, &runner, &c, true).await;
+    app.api("POST", &runs(applied, "/apply"), &app.write_token, None)
+        .await
+        .assert_status(StatusCode::OK);
+    let c = claim(&app, &runner).await.expect("the apply is claimable");
+    finish(&app, &runner, &c, "applied")
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    // A new plan, discarded; another, canceled while it waits.
+    let resp = app
+        .api(
+            "POST",
+            &format!("{DEPLOYMENTS}/audited/runs"),
+            &app.write_token,
+            None,
+        )
+        .await;
+    resp.assert_status(StatusCode::CREATED);
+    let discarded = resp.json()["id"].as_i64().unwrap();
+    let c = claim(&app, &runner)
+        .await
+        .expect("the second plan is claimable");
+    finish_planned(&app, &runner, &c, true).await;
+    app.api("POST", &runs(discarded, "/discard"), &app.write_token, None)
+        .await
+        .assert_status(StatusCode::OK);
+    let resp = app
+        .api(
+            "POST",
+            &format!("{DEPLOYMENTS}/audited/runs"),
+            &app.write_token,
+            None,
+        )
+        .await;
+    let canceled = resp.json()["id"].as_i64().unwrap();
+    app.api("POST", &runs(canceled, "/cancel"), &app.admin_token, None)
+        .await
+        .assert_status(StatusCode::OK);
+    // A reader may not confirm: on record as refused.
+    app.api("POST", &runs(canceled, "/apply"), &app.read_token, None)
+        .await
+        .assert_status(StatusCode::FORBIDDEN);
+    app.api(
+        "DELETE",
+        &format!("{DEPLOYMENTS}/audited"),
+        &app.write_token,
+        None,
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+
+    app.state.audit.flush().await;
+    let resp = app
+        .api(
+            "GET",
+            "/api/v1/orgs/acme/audit-events?limit=100",
+            &app.admin_token,
+            None,
+        )
+        .await;
+    resp.assert_status(StatusCode::OK);
+    let events = resp.json()["data"].as_array().unwrap().clone();
+    let find = |action: &str, resource: &str| {
+        events
+            .iter()
+            .find(|e| e["action"] == action && e["resource"] == resource)
+            .unwrap_or_else(|| panic!("no {action} on {resource} in {events:#?}"))
+            .clone()
+    };
+    let admin = find("run:cancel", &format!("run:{canceled}"))["actor"].clone();
+    assert!(
+        admin.as_str().unwrap().starts_with("token:admin#"),
+        "{admin}"
+    );
+    for (action, resource, outcome) in [
+        (
+            "deployment:create",
+            "deployment:audited".to_string(),
+            "success",
+        ),
+        ("run:apply", format!("run:{applied}"), "success"),
+        ("run:plan", "deployment:audited".to_string(), "success"),
+        ("run:discard", format!("run:{discarded}"), "success"),
+        (
+            "deployment:destroy",
+            "deployment:audited".to_string(),
+            "success",
+        ),
+    ] {
+        let e = find(action, &resource);
+        assert_eq!(e["actor"], writer, "{e}");
+        assert_eq!(e["outcome"], outcome, "{e}");
+    }
+    let refused = events
+        .iter()
+        .find(|e| e["outcome"] == "denied")
+        .unwrap_or_else(|| panic!("the reader's refused apply is missing: {events:#?}"));
+    assert!(
+        refused["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("token:reader#"),
+        "{refused}"
+    );
+    // The runner's side is on record too, as the runner.
+    assert!(
+        events.iter().any(|e| e["action"] == "run:claim"
+            && e["actor"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("token:runner#"))),
+        "{events:#?}"
+    );
+}
+
+/// Log chunks a runner uploads are kept after the run, read from any offset, and followed
+/// live with `Accept: text/event-stream` until an `end` event when the run stops.
+async fn logs_are_kept_and_stream_live_as_server_sent_events(app: TestApp) {
+    blueprint(&app).await;
+    let runner = runner_token(&app, ORG).await;
+    let id = deploy(&app, "logged").await;
+    let c = claim(&app, &runner).await.expect("the plan is claimable");
+    let upload = |offset: usize, text: &'static str| {
+        let c = c.clone();
+        let runner = runner.clone();
+        let app = &app;
+        async move {
+            app.send(
+                RequestBuilder::new(
+                    "PUT",
+                    &format!("/api/v1/runner/runs/{id}/logs?offset={offset}"),
+                )
+                .bearer(&runner)
+                .header("terrace-lease", c["lease"].as_str().unwrap())
+                .body(text)
+                .build(),
+            )
+            .await
+        }
+    };
+    upload(0, "Initializing...\n")
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+
+    // Follow the log live while the run goes on.
+    let router = app.router.clone();
+    let token = app.read_token.clone();
+    let follower = tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = RequestBuilder::new("GET", &runs(id, "/logs"))
+            .bearer(&token)
+            .header("accept", "text/event-stream")
+            .build();
+        let resp = router.oneshot(request).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    upload(16, "Plan: 1 to add\n")
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    // A chunk resent at an offset already covered (a retry) is not spliced in twice; one past
+    // the end is refused.
+    upload(3, "garbage")
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    assert_eq!(upload(99, "gap").await.status, StatusCode::CONFLICT);
+    finish_planned(&app, &runner, &c, false).await;
+    let streamed = tokio::time::timeout(std::time::Duration::from_secs(20), follower)
+        .await
+        .expect("the stream ends when the run stops")
+        .unwrap();
+    assert!(streamed.contains("data: Initializing..."), "{streamed}");
+    assert!(streamed.contains("data: Plan: 1 to add"), "{streamed}");
+    assert!(streamed.contains("event: end"), "{streamed}");
+    assert!(!streamed.contains("garbage"), "{streamed}");
+
+    // Kept after the run, readable from an offset, with the next offset to ask for.
+    let resp = app
+        .api("GET", &runs(id, "/logs"), &app.read_token, None)
+        .await;
+    resp.assert_status(StatusCode::OK);
+    assert_eq!(resp.text(), "Initializing...\nPlan: 1 to add\n");
+    let resp = app
+        .api("GET", &runs(id, "/logs?offset=16"), &app.read_token, None)
+        .await;
+    assert_eq!(resp.text(), "Plan: 1 to add\n");
+    assert_eq!(resp.headers["terrace-next-offset"], "31");
+    // Another org's token sees no such run.
+    let other = create_token(app.db(), OTHER_ORG, "other", Role::Admin, None).await;
+    app.api("GET", &runs(id, "/logs"), &other, None)
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
 }
 
 /// Two replicas on one PostgreSQL database, one runner each, 50 queued runs: every run is

@@ -5,11 +5,11 @@
 //! Extraction is best effort: a file the parser cannot read contributes nothing, because
 //! Terraform, not the registry, is the judge of what is valid configuration.
 
-use hcl::expr::{HeredocStripMode, TemplateExpr};
-use hcl::{Block, Body, Expression, ObjectKey};
+use hcl::{Body, Expression};
 use serde::{Deserialize, Serialize};
 
 use super::archive::{ModuleDir, ModuleFiles};
+use super::hcl::{attribute, hcl_text, key_text, literal, text};
 
 /// Metadata of one version: the root module and the submodules under `modules/`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -203,80 +203,11 @@ fn provider_dependency(name: &str, expr: &Expression) -> ProviderDependency {
     }
 }
 
-fn attribute<'a>(block: &'a Block, key: &str) -> Option<&'a Expression> {
-    block
-        .body()
-        .attributes()
-        .find(|a| a.key() == key)
-        .map(|a| a.expr())
-}
-
-fn key_text(key: &ObjectKey) -> Option<String> {
-    match key {
-        ObjectKey::Identifier(ident) => Some(ident.as_str().to_string()),
-        ObjectKey::Expression(Expression::String(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// A string attribute's text; any other expression as HCL text.
-fn text(expr: &Expression) -> String {
-    match expr {
-        Expression::String(s) => s.clone(),
-        Expression::TemplateExpr(template) => match template.as_ref() {
-            TemplateExpr::Heredoc(heredoc) if heredoc.strip == HeredocStripMode::Indent => {
-                dedent(&heredoc.template)
-            }
-            other => other.to_string().trim_end_matches('\n').to_string(),
-        },
-        other => hcl_text(other),
-    }
-}
-
-fn dedent(text: &str) -> String {
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    text.lines()
-        .map(|l| l.get(indent..).unwrap_or(l.trim_start()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn hcl_text(expr: &Expression) -> String {
-    hcl::format::to_string(expr).unwrap_or_default()
-}
-
 /// A default value as JSON text when it is a literal, else as HCL text.
 fn default_text(expr: &Expression) -> String {
     match literal(expr) {
         Some(value) => value.to_string(),
         None => hcl_text(expr),
-    }
-}
-
-fn literal(expr: &Expression) -> Option<serde_json::Value> {
-    use serde_json::Value;
-    match expr {
-        Expression::Null => Some(Value::Null),
-        Expression::Bool(b) => Some(Value::Bool(*b)),
-        Expression::Number(n) => serde_json::to_value(n).ok(),
-        Expression::String(s) => Some(Value::String(s.clone())),
-        Expression::Array(items) => items
-            .iter()
-            .map(literal)
-            .collect::<Option<Vec<_>>>()
-            .map(Value::Array),
-        Expression::Object(object) => object
-            .iter()
-            .map(|(k, v)| Some((key_text(k)?, literal(v)?)))
-            .collect::<Option<serde_json::Map<_, _>>>()
-            .map(Value::Object),
-        Expression::Parenthesis(inner) => literal(inner),
-        _ => None,
     }
 }
 

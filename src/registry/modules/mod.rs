@@ -10,6 +10,7 @@ mod address;
 mod api;
 mod archive;
 mod counts;
+pub mod hcl;
 mod metadata;
 mod routes;
 mod service;

@@ -39,8 +39,18 @@ fn git_revision(dir: &Path) -> Option<String> {
     for name in ["HEAD", "packed-refs"] {
         watch(git(dir, &["rev-parse", "--git-path", name]), dir);
     }
-    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"]) {
-        watch(git(dir, &["rev-parse", "--git-path", &branch]), dir);
+    if let Some(branch) = git(dir, &["symbolic-ref", "-q", "HEAD"])
+        && let Some(path) = git(dir, &["rev-parse", "--git-path", &branch])
+    {
+        // A branch only in packed-refs gets a file of its own at its next commit: the folder
+        // it appears in is watched until then.
+        let path = dir.join(path);
+        match path.parent() {
+            Some(folder) if !path.is_file() && folder.is_dir() => {
+                println!("cargo:rerun-if-changed={}", folder.display());
+            }
+            _ => watch(Some(path.display().to_string()), dir),
+        }
     }
     git(dir, &["rev-parse", "--short=12", "HEAD"]).filter(|r| is_revision(r))
 }

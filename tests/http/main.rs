@@ -27,6 +27,7 @@ mod module_registry;
 mod provider_registry;
 mod replica_caches;
 mod schema_drift;
+mod sso;
 mod state_backend;
 mod sweep;
 mod teams_policies;

@@ -20,6 +20,7 @@ mod deployments;
 mod encryption;
 mod faults;
 mod history;
+mod kms;
 mod limits;
 mod lock_leases;
 mod login;

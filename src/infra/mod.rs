@@ -8,6 +8,7 @@ pub mod counts;
 pub mod crypto;
 pub mod db;
 pub mod keyring;
+pub mod kms;
 pub mod metrics;
 pub mod notes;
 pub mod queue;

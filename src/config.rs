@@ -506,7 +506,6 @@ impl Config {
             client_secret,
             scopes,
             groups_claim: self.oidc_groups_claim.trim().to_string(),
-            redirect_uri: format!("{}/oauth/sso/callback", self.advertised_url()),
         }))
     }
 
@@ -560,8 +559,6 @@ pub struct OidcSettings {
     pub client_secret: String,
     pub scopes: Vec<String>,
     pub groups_claim: String,
-    /// Where the issuer sends browsers back: `{public_url}/oauth/sso/callback`.
-    pub redirect_uri: String,
 }
 
 impl std::fmt::Debug for OidcSettings {
@@ -571,7 +568,6 @@ impl std::fmt::Debug for OidcSettings {
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("groups_claim", &self.groups_claim)
-            .field("redirect_uri", &self.redirect_uri)
             .finish_non_exhaustive()
     }
 }

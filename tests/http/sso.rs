@@ -73,7 +73,6 @@ fn settings(issuer: &str, local_passwords: LocalPasswords) -> LoginSettings {
                 "groups".into(),
             ],
             groups_claim: "groups".into(),
-            redirect_uri: CALLBACK.into(),
         }),
         local_passwords,
         ..LoginSettings::default()
@@ -106,7 +105,8 @@ struct Browser {
 
 impl Browser {
     async fn get(&mut self, app: &TestApp, path: &str) -> Resp {
-        let mut request = RequestBuilder::new("GET", path);
+        // The host the issuer is told to send browsers back to.
+        let mut request = RequestBuilder::new("GET", path).header("host", "127.0.0.1:9");
         if !self.cookies.is_empty() {
             request = request.header("cookie", &self.cookies.join("; "));
         }

@@ -26,6 +26,7 @@ on_both_databases!(
     an_issuer_that_is_down_gives_a_clear_error_and_admins_keep_their_passwords,
     local_passwords_can_be_turned_off,
     users_are_linked_by_issuer_and_subject_not_by_name,
+    the_mapping_leaves_memberships_made_by_hand_alone,
 );
 
 const VERIFIER: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0.123456789";
@@ -867,4 +868,69 @@ async fn users_are_linked_by_issuer_and_subject_not_by_name(app: TestApp) {
     issuer.answer_with(&key.sign(&claims));
     let token = terraform_token(&app, &finish(&app, &mut browser, &state).await).await;
     assert_eq!(whoami(&app, &token).await["name"], "hank-2");
+}
+
+async fn members(app: &TestApp, team: &str) -> Value {
+    let resp = app
+        .api(
+            "GET",
+            &format!("/api/v1/orgs/{ORG}/teams/{team}/members"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    resp.assert_status(StatusCode::OK);
+    resp.json()["data"].clone()
+}
+
+async fn the_mapping_leaves_memberships_made_by_hand_alone(app: TestApp) {
+    map_team(&app, "ops", "write", &["ops-group"]).await;
+    map_team(&app, "manual", "read", &[]).await;
+    // Group names are checked.
+    let bad = app
+        .api(
+            "PUT",
+            &format!("/api/v1/orgs/{ORG}/teams/ops"),
+            &app.admin_token,
+            Some(json!({"idp_groups": ["fine", "bad\u{0001}"]})),
+        )
+        .await;
+    assert!(bad.status.is_client_error(), "{}", bad.status);
+    let key = TestKey::new("k1");
+    let issuer = FakeIssuer::start(&[&key]).await;
+    let app = app.with_login(settings(&issuer.url, LocalPasswords::On));
+
+    let sign_in = |groups: Value| {
+        let app = &app;
+        let issuer = &issuer;
+        let key = &key;
+        async move {
+            let (mut browser, state, nonce) = begin(app).await;
+            let mut claims = issuer.claims("ivy", &nonce);
+            claims["groups"] = groups;
+            issuer.answer_with(&key.sign(&claims));
+            terraform_token(app, &finish(app, &mut browser, &state).await).await
+        }
+    };
+    sign_in(json!(["ops-group"])).await;
+    assert_eq!(members(&app, "ops").await, json!([{"name": "ivy"}]));
+    // An admin also puts ivy in a team by hand.
+    app.api(
+        "PUT",
+        &format!("/api/v1/orgs/{ORG}/teams/manual/members/ivy"),
+        &app.admin_token,
+        None,
+    )
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
+
+    // ivy leaves the group: the mapped team goes, the hand-made membership (and so the org
+    // membership) stays.
+    let token = sign_in(json!([])).await;
+    assert_eq!(members(&app, "ops").await, json!([]));
+    assert_eq!(members(&app, "manual").await, json!([{"name": "ivy"}]));
+    assert_eq!(
+        whoami(&app, &token).await["orgs"],
+        json!([{"name": "acme", "role": "read"}])
+    );
 }

@@ -27,6 +27,7 @@ on_both_databases!(
     local_passwords_can_be_turned_off,
     users_are_linked_by_issuer_and_subject_not_by_name,
     the_mapping_leaves_memberships_made_by_hand_alone,
+    a_browser_sign_in_without_terraform_starts_a_session,
 );
 
 const VERIFIER: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0.123456789";
@@ -933,4 +934,43 @@ async fn the_mapping_leaves_memberships_made_by_hand_alone(app: TestApp) {
         whoami(&app, &token).await["orgs"],
         json!([{"name": "acme", "role": "read"}])
     );
+}
+
+async fn a_browser_sign_in_without_terraform_starts_a_session(app: TestApp) {
+    let key = TestKey::new("k1");
+    let issuer = FakeIssuer::start(&[&key]).await;
+    let app = app.with_login(settings(&issuer.url, LocalPasswords::On));
+    let mut browser = Browser::default();
+    let to_issuer = location(&browser.get(&app, "/oauth/sso/start").await);
+    assert!(to_issuer.starts_with(&format!("{}/authorize?", issuer.url)));
+    assert_eq!(
+        query_value(&to_issuer, "redirect_uri").as_deref(),
+        Some(CALLBACK)
+    );
+    let state = query_value(&to_issuer, "state").unwrap();
+    let nonce = query_value(&to_issuer, "nonce").unwrap();
+    issuer.answer_with(&key.sign(&issuer.claims("jane", &nonce)));
+    let done = finish(&app, &mut browser, &state).await;
+    done.assert_status(StatusCode::OK);
+    assert!(
+        done.text()
+            .contains("signed in to Terrace as <strong>jane</strong>")
+    );
+    assert!(
+        browser
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("terrace_session="))
+    );
+    assert!(
+        !browser
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("terrace_sso_state="))
+    );
+    // The session carries over to `terraform login`: only consent is asked.
+    let page = browser
+        .get(&app, &format!("/oauth/authorize?{}", authz_query()))
+        .await;
+    assert!(page.text().contains("Signed in as <strong>jane</strong>"));
 }

@@ -98,9 +98,13 @@ impl App {
             blobs.with_cache(config.cache_size),
             config.max_body_size,
         );
-        infra.caches = Arc::new(crate::infra::cache::Caches::new(
-            crate::infra::cache::ttl_for(&infra.db, config.cache_ttl()?),
-        ));
+        infra.caches = Arc::new(
+            crate::infra::cache::Caches::new(crate::infra::cache::ttl_for(
+                &infra.db,
+                config.cache_ttl()?,
+            ))
+            .counted(infra.metrics.cache_lookups.clone()),
+        );
         infra.public_url = config
             .public_url
             .as_ref()

@@ -506,7 +506,6 @@ impl Config {
             client_secret,
             scopes,
             groups_claim: self.oidc_groups_claim.trim().to_string(),
-            redirect_uri: format!("{}/oauth/sso/callback", self.advertised_url()),
         }))
     }
 
@@ -560,8 +559,6 @@ pub struct OidcSettings {
     pub client_secret: String,
     pub scopes: Vec<String>,
     pub groups_claim: String,
-    /// Where the issuer sends browsers back: `{public_url}/oauth/sso/callback`.
-    pub redirect_uri: String,
 }
 
 impl std::fmt::Debug for OidcSettings {
@@ -571,7 +568,6 @@ impl std::fmt::Debug for OidcSettings {
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("groups_claim", &self.groups_claim)
-            .field("redirect_uri", &self.redirect_uri)
             .finish_non_exhaustive()
     }
 }
@@ -849,6 +845,10 @@ mod tests {
             jail.set_env("TERRACE_ENCRYPTION_KEY", "c2VjcmV0");
             jail.set_env("TERRACE_DATABASE_URL", "postgres://u:pw@h/db");
             jail.set_env("TERRACE_MIRROR_ORG", "ops");
+            jail.set_env("TERRACE_OIDC_ISSUER", "https://idp.example.com");
+            jail.set_env("TERRACE_OIDC_CLIENT_ID", "terrace");
+            jail.set_env("TERRACE_OIDC_CLIENT_SECRET", "s3cr3t-client");
+            jail.set_env("TERRACE_ENCRYPTION_KEY_PROVIDER", "awskms://alias/terrace");
             let overrides = Overrides {
                 listen: Some("127.0.0.1:9999".into()),
                 ..Default::default()
@@ -868,9 +868,20 @@ mod tests {
             assert_eq!(row("login_ports"), ("10000-10010".into(), "default"));
             assert_eq!(row("public_url").1, "unset");
             assert_eq!(row("encryption_key"), ("<redacted>".into(), "environment"));
+            assert_eq!(
+                row("oidc_client_secret"),
+                ("<redacted>".into(), "environment")
+            );
+            assert_eq!(row("oidc_groups_claim"), ("groups".into(), "default"));
+            assert_eq!(row("local_passwords"), ("on".into(), "default"));
+            assert_eq!(
+                row("encryption_key_provider"),
+                ("awskms://alias/terrace".into(), "environment")
+            );
+            assert!(!format!("{config:?}").contains("s3cr3t-client"));
             let text = format!("{rows:?}");
             assert!(
-                !text.contains("c2VjcmV0") && !text.contains("pw@"),
+                !text.contains("c2VjcmV0") && !text.contains("pw@") && !text.contains("s3cr3t"),
                 "{text}"
             );
             assert_eq!(rows.len(), Config::KEYS.len() + 1);

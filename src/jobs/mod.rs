@@ -213,6 +213,16 @@ pub fn start_notifications(
         "notification-delivery",
         crate::notifications::run_worker(notifications.clone(), jobs.holder.clone()),
     );
+    let infra = (**state).clone();
+    jobs.singleton(
+        "notification-retention",
+        MAINTENANCE_INTERVAL,
+        state.db.clone(),
+        move || {
+            let infra = infra.clone();
+            async move { crate::notifications::prune(&infra).await }
+        },
+    );
     let state = state.clone();
     jobs.singleton(
         "stale-locks",

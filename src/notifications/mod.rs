@@ -133,6 +133,26 @@ pub async fn emit(state: &AppState, event: Event) -> Result<()> {
     service::record(state, &event, None).await
 }
 
+/// How long ended deliveries (and their events and attempts) are kept.
+pub const KEEP_DELIVERIES: chrono::Duration = chrono::Duration::days(30);
+/// How long the record that a fire-once event was raised is kept.
+pub const KEEP_ONCE: chrono::Duration = chrono::Duration::days(400);
+
+/// Deletes events older than [`KEEP_DELIVERIES`] whose deliveries have all ended (fire-once
+/// events after [`KEEP_ONCE`]); answers how many. Run hourly by a singleton job.
+pub async fn prune(state: &AppState) -> Result<()> {
+    let now = chrono::Utc::now();
+    let _turn = state.write_turn().await;
+    let deleted = store::prune(&state.db, now - KEEP_DELIVERIES, now - KEEP_ONCE).await?;
+    if deleted > 0 {
+        tracing::info!(
+            events = deleted,
+            "old notification events and deliveries deleted"
+        );
+    }
+    Ok(())
+}
+
 /// Like [`emit`], but an event with the same `key` is raised only once, ever (a stale lock
 /// named by its holder and last renewal, a budget threshold in a period, …).
 pub async fn emit_once(state: &AppState, event: Event, key: &str) -> Result<()> {

@@ -351,3 +351,121 @@ pub async fn attempts(db: &Db, ids: &[String]) -> Result<Vec<AttemptRow>> {
     })?;
     Ok(rows)
 }
+
+/// Deletes events raised before `before` whose deliveries have all ended (their deliveries and
+/// attempts go with them); events that must fire once are kept until `keys_before`.
+pub async fn prune(db: &Db, before: DateTime<Utc>, keys_before: DateTime<Utc>) -> Result<u64> {
+    const SQL: &str = "DELETE FROM notification_events WHERE created_at < $1 \
+        AND (dedupe_key IS NULL OR created_at < $2) \
+        AND NOT EXISTS (SELECT 1 FROM notification_deliveries d \
+            WHERE d.event_id = notification_events.id AND d.finished_at IS NULL)";
+    Ok(
+        on_pool!(db, p => sqlx::query(SQL).bind(before).bind(keys_before)
+        .execute(p).await.map(|r| r.rows_affected()))?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn prune_keeps_pending_and_fire_once_events(db: Db) {
+        let org = crate::names::OrgName::parse("acme").unwrap();
+        let org_id = crate::identity::orgs::create_org(&db, &org).await.unwrap();
+        let blob = StoredBlob {
+            id: "secret-1".into(),
+            object_key: "secrets/1/secret-1".into(),
+            envelope: Envelope {
+                key_id: "k".into(),
+                wrapped_key: vec![0; 4],
+            },
+        };
+        let new = NewNotification {
+            org_id,
+            name: "ops",
+            url: "https://example.com/",
+            events: "[\"*\"]",
+            workspace: None,
+            format: "generic",
+            enabled: true,
+            created_by: "test",
+        };
+        let secret = NewSecret {
+            blob: &blob,
+            size: 1,
+            sha256: "x",
+        };
+        insert(&db, new, secret).await.unwrap();
+        let id = find(&db, org_id, "ops").await.unwrap().unwrap().id;
+        let event = |key| NewEvent {
+            org_id,
+            kind: "lock:stale",
+            workspace: None,
+            payload: "{}",
+            dedupe_key: key,
+        };
+        assert!(
+            record_event(&db, event(None), &[(id, "msg_a".into())])
+                .await
+                .unwrap()
+        );
+        assert!(record_event(&db, event(None), &[]).await.unwrap());
+        assert!(record_event(&db, event(Some("once")), &[]).await.unwrap());
+        // The same key again is not recorded.
+        assert!(
+            !record_event(&db, event(Some("once")), &[(id, "msg_b".into())])
+                .await
+                .unwrap()
+        );
+        let later = Utc::now() + chrono::Duration::seconds(5);
+        let earlier = Utc::now() - chrono::Duration::days(1);
+        // The pending delivery's event and the fire-once event stay.
+        assert_eq!(prune(&db, later, earlier).await.unwrap(), 1);
+        // Once delivered, its event goes; the fire-once event goes after its own period.
+        let until = Utc::now() + chrono::Duration::seconds(60);
+        let claimed = claim(&db, "me", until, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let outcome = Outcome {
+            attempt: 1,
+            started_at: Utc::now(),
+            duration_ms: 1,
+            status_code: Some(200),
+            error: None,
+            status: "delivered",
+            next_attempt_at: None,
+        };
+        assert!(
+            !record_attempt(&db, "msg_a", "other", outcome_copy(&outcome))
+                .await
+                .unwrap()
+        );
+        assert!(record_attempt(&db, "msg_a", "me", outcome).await.unwrap());
+        assert_eq!(prune(&db, later, earlier).await.unwrap(), 1);
+        assert_eq!(prune(&db, later, later).await.unwrap(), 1);
+    }
+
+    fn outcome_copy<'a>(o: &Outcome<'a>) -> Outcome<'a> {
+        Outcome {
+            attempt: o.attempt,
+            started_at: o.started_at,
+            duration_ms: o.duration_ms,
+            status_code: o.status_code,
+            error: o.error,
+            status: o.status,
+            next_attempt_at: o.next_attempt_at,
+        }
+    }
+
+    #[tokio::test]
+    async fn prune_on_sqlite() {
+        let (db, _dir) = crate::infra::db::testing::sqlite().await;
+        prune_keeps_pending_and_fire_once_events(db).await;
+    }
+
+    #[tokio::test]
+    async fn prune_on_postgres() {
+        if let Some(db) = crate::infra::db::testing::postgres().await {
+            prune_keeps_pending_and_fire_once_events(db).await;
+        }
+    }
+}

@@ -66,6 +66,18 @@ notification_scenarios! {
     a_stale_lock_is_announced_once,
 }
 
+/// Locks in DynamoDB (moto): the stale-lock check scans renewals there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_dynamo_a_stale_lock_is_announced_once() {
+    let Some(app) =
+        TestApp::with_notifications(crate::support::Backend::PostgresDynamo, settings()).await
+    else {
+        eprintln!("skipping: PostgreSQL or the DynamoDB emulator is not configured");
+        return;
+    };
+    a_stale_lock_is_announced_once(app).await;
+}
+
 /// One request as the receiver got it.
 #[derive(Clone, Debug)]
 pub struct Received {
@@ -624,8 +636,8 @@ fn postgres_a_restart_during_pending_deliveries_loses_none() {
     restart_keeps_deliveries(root.path(), &[("TERRACE_DATABASE_URL", &db_url)]);
 }
 
-/// Events queued while the receiver is down, `terrace serve` stopped and started again, the
-/// receiver back: every event arrives, with its webhook id, signed.
+/// Events queued while the receiver is down, `terrace serve` killed (SIGKILL) and started
+/// again, the receiver back: every event arrives, with its webhook id, signed.
 fn restart_keeps_deliveries(root: &std::path::Path, env: &[(&str, &str)]) {
     const EVENTS: usize = 5;
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -691,7 +703,8 @@ fn restart_keeps_deliveries(root: &std::path::Path, env: &[(&str, &str)]) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    server.terminate();
+    // No chance to finish anything: claimed deliveries wait for their leases to run out.
+    server.kill();
     drop(server);
     assert!(receiver.delivered().is_empty());
 

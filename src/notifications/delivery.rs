@@ -13,9 +13,9 @@ use super::views::Format;
 use super::{Ctx, sign};
 use crate::error::{Error, Result};
 
-/// Deliveries claimed at a time, and made at once.
-const BATCH: i64 = 32;
-const CONCURRENCY: usize = 8;
+/// Deliveries claimed at a time, all made at once, so that each is done well within its
+/// lease (one attempt's timeout and a margin).
+const BATCH: usize = 8;
 /// The longest wait between two attempts of one delivery (before `Retry-After`).
 const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// How often an idle worker looks for retries that became due (other replicas' events too).
@@ -48,11 +48,11 @@ pub async fn deliver_due(ctx: &Ctx, holder: &str) -> Result<usize> {
     let until = Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::zero());
     let claimed = {
         let _turn = ctx.write_turn().await;
-        store::claim(&ctx.db, holder, until, BATCH).await?
+        store::claim(&ctx.db, holder, until, BATCH as i64).await?
     };
     let count = claimed.len();
     futures::stream::iter(claimed)
-        .for_each_concurrent(CONCURRENCY, |delivery| async move {
+        .for_each_concurrent(BATCH, |delivery| async move {
             if let Err(e) = attempt(ctx, holder, delivery).await {
                 tracing::warn!(error = %e, "recording a notification attempt failed");
             }

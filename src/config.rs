@@ -72,6 +72,17 @@ pub struct Config {
     /// A provider whose master keys may still unwrap older data keys (during a rotation
     /// from KMS back to a local key): `awskms://KEY_ID`.
     pub previous_encryption_key_provider: Option<String>,
+    /// Webhooks may target private, loopback and link-local addresses.
+    #[serde(default)]
+    pub notifications_allow_private: bool,
+    /// First retry delay of a webhook delivery, doubled on each further one (at most 1h).
+    pub notifications_retry_base: String,
+    /// How long after its event a delivery is still retried.
+    pub notifications_retry_limit: String,
+    /// Time allowed for one delivery attempt.
+    pub notifications_timeout: String,
+    /// How often one replica looks for stale state locks (`lock:stale`).
+    pub notifications_lock_check: String,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -118,6 +129,10 @@ struct Defaults {
     oidc_scopes: &'static str,
     oidc_groups_claim: &'static str,
     local_passwords: &'static str,
+    notifications_retry_base: &'static str,
+    notifications_retry_limit: &'static str,
+    notifications_timeout: &'static str,
+    notifications_lock_check: &'static str,
 }
 
 impl std::fmt::Debug for Config {
@@ -162,6 +177,14 @@ impl std::fmt::Debug for Config {
                 "previous_encryption_key_provider",
                 &self.previous_encryption_key_provider,
             )
+            .field(
+                "notifications_allow_private",
+                &self.notifications_allow_private,
+            )
+            .field("notifications_retry_base", &self.notifications_retry_base)
+            .field("notifications_retry_limit", &self.notifications_retry_limit)
+            .field("notifications_timeout", &self.notifications_timeout)
+            .field("notifications_lock_check", &self.notifications_lock_check)
             .finish()
     }
 }
@@ -198,6 +221,10 @@ impl Config {
             oidc_scopes: "openid profile email",
             oidc_groups_claim: "groups",
             local_passwords: "on",
+            notifications_retry_base: "30s",
+            notifications_retry_limit: "24h",
+            notifications_timeout: "10s",
+            notifications_lock_check: "30s",
         }));
         if let Some(file) = file {
             if !file.exists() {
@@ -215,7 +242,7 @@ impl Config {
 
     /// Every setting, in the order `terrace config check` prints them; each is also read
     /// from `TERRACE_<KEY>`.
-    pub const KEYS: [&'static str; 28] = [
+    pub const KEYS: [&'static str; 33] = [
         "listen",
         "data_dir",
         "database_url",
@@ -244,6 +271,11 @@ impl Config {
         "local_passwords",
         "encryption_key_provider",
         "previous_encryption_key_provider",
+        "notifications_allow_private",
+        "notifications_retry_base",
+        "notifications_retry_limit",
+        "notifications_timeout",
+        "notifications_lock_check",
     ];
 
     /// Checks every setting that is kept as text, so a bad one stops the process at start
@@ -273,6 +305,7 @@ impl Config {
         self.local_passwords()?;
         self.key_provider()?;
         self.previous_key_provider()?;
+        self.notifications()?;
         Ok(())
     }
 
@@ -372,6 +405,11 @@ impl Config {
                     .previous_encryption_key_provider
                     .clone()
                     .unwrap_or_default(),
+                "notifications_allow_private" => self.notifications_allow_private.to_string(),
+                "notifications_retry_base" => self.notifications_retry_base.clone(),
+                "notifications_retry_limit" => self.notifications_retry_limit.clone(),
+                "notifications_timeout" => self.notifications_timeout.clone(),
+                "notifications_lock_check" => self.notifications_lock_check.clone(),
                 _ => file.map(|f| f.display().to_string()).unwrap_or_default(),
             };
             let env = format!("TERRACE_{}", key.to_uppercase());
@@ -398,6 +436,11 @@ impl Config {
                     | "oidc_scopes"
                     | "oidc_groups_claim"
                     | "local_passwords"
+                    | "notifications_allow_private"
+                    | "notifications_retry_base"
+                    | "notifications_retry_limit"
+                    | "notifications_timeout"
+                    | "notifications_lock_check"
             ) {
                 "default"
             } else {
@@ -406,6 +449,37 @@ impl Config {
             rows.push((key, value, source));
         }
         Ok(rows)
+    }
+
+    /// The webhook delivery settings, checked: every duration at least a second (the retry
+    /// limit at least the base), the timeout at most 5 minutes.
+    pub fn notifications(&self) -> anyhow::Result<NotificationSettings> {
+        let duration = |key: &str, text: &str| {
+            humantime::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("{key} must be a duration such as 30s: {e}"))
+                .and_then(|d| {
+                    if d < std::time::Duration::from_secs(1) {
+                        anyhow::bail!("{key} must be at least 1s")
+                    }
+                    Ok(d)
+                })
+        };
+        let settings = NotificationSettings {
+            allow_private: self.notifications_allow_private,
+            retry_base: duration("notifications_retry_base", &self.notifications_retry_base)?,
+            retry_limit: duration("notifications_retry_limit", &self.notifications_retry_limit)?,
+            timeout: duration("notifications_timeout", &self.notifications_timeout)?,
+            lock_check: duration("notifications_lock_check", &self.notifications_lock_check)?,
+        };
+        if settings.retry_limit < settings.retry_base {
+            anyhow::bail!(
+                "notifications_retry_limit must not be shorter than notifications_retry_base"
+            );
+        }
+        if settings.timeout > std::time::Duration::from_secs(300) {
+            anyhow::bail!("notifications_timeout must be at most 5m");
+        }
+        Ok(settings)
     }
 
     /// The configured `cache_ttl`, if any.
@@ -621,6 +695,16 @@ impl KeyProvider {
             KeyProvider::AwsKms { key_id } => format!("awskms://{key_id}"),
         }
     }
+}
+
+/// The notification settings, parsed (`notifications::Settings` is built from them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationSettings {
+    pub allow_private: bool,
+    pub retry_base: std::time::Duration,
+    pub retry_limit: std::time::Duration,
+    pub timeout: std::time::Duration,
+    pub lock_check: std::time::Duration,
 }
 
 /// The `locks` setting, parsed.

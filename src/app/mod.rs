@@ -30,6 +30,8 @@ pub struct Settings {
     /// In-process runners and the Terraform they use (`runners`, `terraform_bin`).
     pub runners: u32,
     pub terraform_bin: String,
+    /// Webhook delivery: private targets, retries, timeout, the stale-lock check.
+    pub notifications: crate::notifications::Settings,
 }
 
 /// Everything a running server holds, cheap to clone.
@@ -42,6 +44,7 @@ pub struct App {
     pub registry: crate::registry::Ctx,
     pub blueprints: crate::blueprints::Ctx,
     pub deployments: crate::deployments::Ctx,
+    pub notifications: crate::notifications::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
     /// Background tasks: the audit writer always, maintenance once serving.
@@ -71,7 +74,9 @@ impl App {
         let blueprints = crate::blueprints::Ctx::new(&registry);
         let deployments =
             crate::deployments::Ctx::new(&state, &blueprints, registry.mirror_org.is_some());
+        let notifications = crate::notifications::Ctx::new(&identity, settings.notifications);
         App {
+            notifications,
             state,
             registry,
             blueprints,
@@ -119,6 +124,7 @@ impl App {
             login: crate::identity::login::LoginSettings::from_config(config)?,
             runners: config.runners,
             terraform_bin: config.terraform_bin.clone(),
+            notifications: config.notifications()?.into(),
         };
         Ok(App::new(infra, settings))
     }
@@ -135,6 +141,7 @@ impl App {
             self.runners.0,
             &self.runners.1,
         );
+        crate::jobs::start_notifications(&self.jobs, &self.notifications, &self.state);
     }
 }
 

@@ -25,6 +25,7 @@ mod limits;
 mod lock_leases;
 mod login;
 mod module_registry;
+mod notifications;
 mod provider_registry;
 mod replica_caches;
 mod schema_drift;

@@ -229,6 +229,22 @@ impl TestApp {
     }
 
     pub async fn with_max_body_size(backend: Backend, max_body_size: u64) -> Option<TestApp> {
+        Self::build(backend, max_body_size, Default::default()).await
+    }
+
+    /// An app whose webhook deliveries use `notifications`.
+    pub async fn with_notifications(
+        backend: Backend,
+        notifications: terrace::notifications::Settings,
+    ) -> Option<TestApp> {
+        Self::build(backend, DEFAULT_MAX_BODY_SIZE, notifications).await
+    }
+
+    async fn build(
+        backend: Backend,
+        max_body_size: u64,
+        notifications: terrace::notifications::Settings,
+    ) -> Option<TestApp> {
         let (db, sqlite_dir) = match backend {
             Backend::Sqlite => {
                 let (db, dir) = terrace::infra::db::testing::sqlite().await;
@@ -260,6 +276,7 @@ impl TestApp {
         let settings = Settings {
             locks,
             mirror_org: Some("acme".into()),
+            notifications,
             ..Settings::default()
         };
         let state = App::new(AppState::new(db.clone(), blobs, max_body_size), settings);

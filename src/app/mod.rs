@@ -30,6 +30,8 @@ pub struct Settings {
     /// In-process runners and the Terraform they use (`runners`, `terraform_bin`).
     pub runners: u32,
     pub terraform_bin: String,
+    /// Pricing rules, usage defaults and the attribution tag.
+    pub costs: crate::costs::Settings,
 }
 
 /// Everything a running server holds, cheap to clone.
@@ -42,6 +44,7 @@ pub struct App {
     pub registry: crate::registry::Ctx,
     pub blueprints: crate::blueprints::Ctx,
     pub deployments: crate::deployments::Ctx,
+    pub costs: crate::costs::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
     /// Background tasks: the audit writer always, maintenance once serving.
@@ -71,7 +74,11 @@ impl App {
         let blueprints = crate::blueprints::Ctx::new(&registry);
         let deployments =
             crate::deployments::Ctx::new(&state, &blueprints, registry.mirror_org.is_some());
+        // Runs get their cost phase through a check deployments knows only as a trait.
+        let costs = crate::costs::Ctx::new(&deployments, &settings.costs);
+        crate::deployments::phase::set_plan_check(&deployments, Arc::new(costs.clone()));
         App {
+            costs,
             state,
             registry,
             blueprints,
@@ -110,6 +117,15 @@ impl App {
             login: crate::identity::login::LoginSettings::from_config(config)?,
             runners: config.runners,
             terraform_bin: config.terraform_bin.clone(),
+            costs: {
+                let (rules, usage) = config.cost_files()?;
+                crate::costs::Settings::load(
+                    rules.as_deref(),
+                    usage.as_deref(),
+                    &config.cost_attribution_tag,
+                )
+                .context("cost_rules_file or cost_usage_file")?
+            },
         };
         Ok(App::new(infra, settings))
     }
@@ -120,6 +136,7 @@ impl App {
             self.jobs.spawn("cache-listener", listener);
         }
         crate::jobs::start_maintenance(&self.jobs, &self.state, &self.registry);
+        crate::jobs::start_costs(&self.jobs, &self.costs);
         crate::jobs::start_runs(
             &self.jobs,
             &self.deployments,

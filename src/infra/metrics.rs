@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -28,6 +29,23 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// A budget's labels: org, budget name, basis (`actual`, `forecast`, `estimate`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub org: String,
+    pub budget: String,
+    pub basis: String,
+}
+
+/// A workspace's monthly cost labels: basis `estimate` (run-rate) or `actual` (this month's
+/// billed spend; workspace `(unattributed)` for spend no workspace claims).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub org: String,
+    pub workspace: String,
+    pub basis: String,
+}
+
 /// Every metric Terrace exports.
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +57,10 @@ pub struct Metrics {
     pub state_versions_written: Counter,
     /// Set on each scrape (`/metrics` counts them in the database first).
     pub stale_locks: Gauge,
+    /// Spend of each budget this month over its amount.
+    pub budget_spend_ratio: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    /// Each workspace's monthly cost.
+    pub monthly_cost: Family<CostLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// Route templates seen by any registry, as `'static` labels. Templates come from the routers'
@@ -125,7 +147,21 @@ impl Metrics {
             "Locks whose lease ran out without a write or renewal",
             stale_locks.clone(),
         );
+        let budget_spend_ratio = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "budget_spend_ratio",
+            "Spend this month over the budget's amount, on the budget's basis",
+            budget_spend_ratio.clone(),
+        );
+        let monthly_cost = Family::<CostLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "workspace_monthly_cost",
+            "Monthly cost of a workspace: estimated run-rate or actual spend this month",
+            monthly_cost.clone(),
+        );
         Metrics {
+            budget_spend_ratio,
+            monthly_cost,
             registry,
             requests,
             latency,

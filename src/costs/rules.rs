@@ -5,6 +5,7 @@
 //! per-workspace settings. Pure: no database, no HTTP.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -260,7 +261,7 @@ pub enum Outcome {
 
 /// Lookups already answered during one estimate, by service, region, unit and wanted
 /// attributes: a state of thousands of instances of a few types looks each up once.
-pub type Memo = HashMap<String, Option<Price>>;
+pub type Memo = HashMap<String, Option<Arc<Price>>>;
 
 /// Prices one resource instance of `resource_type` with attributes `attrs` in `region`.
 pub fn price(
@@ -328,19 +329,28 @@ pub fn price(
                 why = format!("attribute {name} is not known");
                 continue;
             }
-            let key = format!(
-                "{}\u{1}{region}\u{1}{}\u{1}{want:?}",
-                lookup.service,
-                lookup.unit.as_deref().unwrap_or("")
-            );
-            let hit = memo
-                .entry(key)
-                .or_insert_with(|| {
-                    catalogue
+            let mut key = String::with_capacity(96);
+            for part in [lookup.service.as_str(), region, lookup.unit.as_deref().unwrap_or("")] {
+                key.push_str(part);
+                key.push('\u{1}');
+            }
+            for (k, v) in &want {
+                key.push_str(k);
+                key.push('\u{2}');
+                key.push_str(v);
+                key.push('\u{1}');
+            }
+            let hit = match memo.get(&key) {
+                Some(hit) => hit.clone(),
+                None => {
+                    let found = catalogue
                         .find(&lookup.service, region, lookup.unit.as_deref(), &want)
                         .cloned()
-                })
-                .clone();
+                        .map(Arc::new);
+                    memo.insert(key, found.clone());
+                    found
+                }
+            };
             if let Some(p) = hit {
                 found = Some((lookup, p));
                 break;

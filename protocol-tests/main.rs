@@ -12,6 +12,7 @@ mod testkit;
 
 mod access_roles;
 mod blueprints;
+mod deploy;
 mod deployments;
 mod login;
 mod module_registry;

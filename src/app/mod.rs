@@ -95,14 +95,23 @@ impl App {
     pub async fn from_config(config: &Config) -> anyhow::Result<App> {
         let (db, blobs) = open_stores(config).await?;
         db.migrate().await.context("migrating the database")?;
+        let provider = config.key_provider()?;
+        if provider != crate::config::KeyProvider::Local {
+            // Unwrapping the master key is a key-provider operation on record.
+            crate::audit::record_system(&db, "keys:unwrap", &provider.url(), true).await?;
+        }
         let mut infra = AppState::new(
             db,
             blobs.with_cache(config.cache_size),
             config.max_body_size,
         );
-        infra.caches = Arc::new(crate::infra::cache::Caches::new(
-            crate::infra::cache::ttl_for(&infra.db, config.cache_ttl()?),
-        ));
+        infra.caches = Arc::new(
+            crate::infra::cache::Caches::new(crate::infra::cache::ttl_for(
+                &infra.db,
+                config.cache_ttl()?,
+            ))
+            .counted(infra.metrics.cache_lookups.clone()),
+        );
         infra.public_url = config
             .public_url
             .as_ref()
@@ -151,10 +160,10 @@ impl App {
 pub async fn open_stores(config: &Config) -> anyhow::Result<(Db, BlobStore)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let keys = Arc::new(crate::infra::keyring::load_keyring(config)?);
     let db = Db::connect(&config.database_url())
         .await
         .context("connecting to the database")?;
+    let keys = Arc::new(crate::infra::keyring::load_keyring(config, &db).await?);
     let blobs = BlobStore::from_url(&config.storage_url()?, keys)?;
     Ok((db, blobs))
 }

@@ -25,7 +25,7 @@ mod serve;
 #[derive(Debug, Parser)]
 #[command(
     name = "terrace",
-    version,
+    version = crate::LONG_VERSION,
     about = "Terraform state backend and registry server"
 )]
 pub struct Cli {

@@ -330,7 +330,11 @@ pub fn price(
                 continue;
             }
             let mut key = String::with_capacity(96);
-            for part in [lookup.service.as_str(), region, lookup.unit.as_deref().unwrap_or("")] {
+            for part in [
+                lookup.service.as_str(),
+                region,
+                lookup.unit.as_deref().unwrap_or(""),
+            ] {
                 key.push_str(part);
                 key.push('\u{1}');
             }

@@ -136,7 +136,7 @@ pub async fn read_state(
             .map(Bytes::from)
             .ok_or(Error::Forbidden)?;
     }
-    app.metrics.state_bytes_out.inc_by(bytes.len() as u64);
+    app.metrics.state_sent_bytes.inc_by(bytes.len() as u64);
     Ok(Some(bytes))
 }
 
@@ -225,6 +225,7 @@ pub(super) async fn commit(
     (source, lock_id): (Source, Option<&str>),
     decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
 ) -> Result<Option<i64>> {
+    let started = std::time::Instant::now();
     let size = body.buf.len() as i64;
     let blob = app
         .blobs
@@ -269,8 +270,11 @@ pub(super) async fn commit(
     forget_current(app, workspace_id);
     let recorded = match recorded {
         Ok(Some(version)) => {
-            app.metrics.state_bytes_in.inc_by(size as u64);
+            app.metrics.state_received_bytes.inc_by(size as u64);
             app.metrics.state_versions_written.inc();
+            app.metrics
+                .state_write_duration
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(version, serial = ?meta.serial, size, "state version recorded");
             Ok(Some(version))
         }

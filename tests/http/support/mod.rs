@@ -326,6 +326,34 @@ impl TestApp {
         }
     }
 
+    /// Another server on the same database and blob store with other login settings
+    /// (single sign-on, password policy).
+    pub fn with_login(&self, login: terrace::identity::login::LoginSettings) -> TestApp {
+        let infra = AppState::new(
+            self.state.db.clone(),
+            self.state.blobs.clone(),
+            self.state.max_body_size,
+        );
+        let settings = Settings {
+            mirror_org: self.state.registry.mirror_org.clone(),
+            login,
+            ..Settings::default()
+        };
+        let state = App::new(infra, settings);
+        TestApp {
+            backend: self.backend,
+            router: terrace::app::router(&state),
+            state,
+            read_token: self.read_token.clone(),
+            write_token: self.write_token.clone(),
+            admin_token: self.admin_token.clone(),
+            other_token: self.other_token.clone(),
+            blobs_dir: self.blobs_dir.clone(),
+            sqlite_dir: self.sqlite_dir.clone(),
+            _blobs_root: self._blobs_root.clone(),
+        }
+    }
+
     /// Every object file under the blob directory.
     pub fn blob_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();

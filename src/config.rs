@@ -54,6 +54,12 @@ pub struct Config {
     pub runners: u32,
     /// The Terraform binary runners use: a path, or a name looked up on `PATH`.
     pub terraform_bin: String,
+    /// A TOML file of pricing rules added to (or replacing) the built-in ones.
+    pub cost_rules_file: Option<PathBuf>,
+    /// A TOML file of usage amounts and the default region, replacing the built-in one.
+    pub cost_usage_file: Option<PathBuf>,
+    /// The tag naming a billing line's workspace when its resource is in no state.
+    pub cost_attribution_tag: String,
     /// OpenID Connect single sign-on: the issuer URL (discovery is read from
     /// `{issuer}/.well-known/openid-configuration`), this client's id and secret.
     pub oidc_issuer: Option<String>,
@@ -126,6 +132,7 @@ struct Defaults {
     login_token_ttl: &'static str,
     runners: u32,
     terraform_bin: &'static str,
+    cost_attribution_tag: &'static str,
     oidc_scopes: &'static str,
     oidc_groups_claim: &'static str,
     local_passwords: &'static str,
@@ -163,6 +170,9 @@ impl std::fmt::Debug for Config {
             .field("cache_ttl", &self.cache_ttl)
             .field("runners", &self.runners)
             .field("terraform_bin", &self.terraform_bin)
+            .field("cost_rules_file", &self.cost_rules_file)
+            .field("cost_usage_file", &self.cost_usage_file)
+            .field("cost_attribution_tag", &self.cost_attribution_tag)
             .field("oidc_issuer", &self.oidc_issuer)
             .field("oidc_client_id", &self.oidc_client_id)
             .field(
@@ -218,6 +228,7 @@ impl Config {
             login_token_ttl: "30d",
             runners: 1,
             terraform_bin: "terraform",
+            cost_attribution_tag: "terrace-workspace",
             oidc_scopes: "openid profile email",
             oidc_groups_claim: "groups",
             local_passwords: "on",
@@ -242,7 +253,7 @@ impl Config {
 
     /// Every setting, in the order `terrace config check` prints them; each is also read
     /// from `TERRACE_<KEY>`.
-    pub const KEYS: [&'static str; 33] = [
+    pub const KEYS: [&'static str; 36] = [
         "listen",
         "data_dir",
         "database_url",
@@ -263,6 +274,9 @@ impl Config {
         "login_token_ttl",
         "runners",
         "terraform_bin",
+        "cost_rules_file",
+        "cost_usage_file",
+        "cost_attribution_tag",
         "oidc_issuer",
         "oidc_client_id",
         "oidc_client_secret",
@@ -301,12 +315,32 @@ impl Config {
         if self.terraform_bin.trim().is_empty() {
             anyhow::bail!("terraform_bin must name a program");
         }
+        if self.cost_attribution_tag.trim().is_empty() {
+            anyhow::bail!("cost_attribution_tag must name a tag");
+        }
+        self.cost_files()?;
         self.oidc()?;
         self.local_passwords()?;
         self.key_provider()?;
         self.previous_key_provider()?;
         self.notifications()?;
         Ok(())
+    }
+
+    /// The text of `cost_rules_file` and `cost_usage_file`, when set.
+    pub fn cost_files(&self) -> anyhow::Result<(Option<String>, Option<String>)> {
+        let read = |path: &Option<PathBuf>, name: &str| {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("{name}: reading {}", p.display()))
+                })
+                .transpose()
+        };
+        Ok((
+            read(&self.cost_rules_file, "cost_rules_file")?,
+            read(&self.cost_usage_file, "cost_usage_file")?,
+        ))
     }
 
     /// The `login_ports` range.
@@ -388,6 +422,9 @@ impl Config {
                 "login_token_ttl" => self.login_token_ttl.clone(),
                 "runners" => self.runners.to_string(),
                 "terraform_bin" => self.terraform_bin.clone(),
+                "cost_rules_file" => path_text(&self.cost_rules_file),
+                "cost_usage_file" => path_text(&self.cost_usage_file),
+                "cost_attribution_tag" => self.cost_attribution_tag.clone(),
                 "oidc_issuer" => self.oidc_issuer.clone().unwrap_or_default(),
                 "oidc_client_id" => self.oidc_client_id.clone().unwrap_or_default(),
                 "oidc_client_secret" => match &self.oidc_client_secret {
@@ -432,6 +469,7 @@ impl Config {
                     | "login_token_ttl"
                     | "runners"
                     | "terraform_bin"
+                    | "cost_attribution_tag"
                     | "dev_tls"
                     | "oidc_scopes"
                     | "oidc_groups_claim"

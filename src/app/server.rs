@@ -29,6 +29,7 @@ pub fn router(app: &App) -> Router {
         .merge(crate::blueprints::routes().with_state(app.blueprints.clone()))
         .merge(crate::deployments::routes().with_state(app.deployments.clone()))
         .merge(crate::notifications::routes().with_state(app.notifications.clone()))
+        .merge(crate::costs::routes().with_state(app.costs.clone()))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))

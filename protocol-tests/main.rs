@@ -19,3 +19,4 @@ mod provider_registry;
 mod replicas;
 mod state_backend;
 mod state_locking;
+mod traces;

@@ -15,6 +15,7 @@ mod audit;
 mod authz_matrix;
 mod backup;
 mod blueprints;
+mod cloud_credentials;
 mod crash;
 mod deployments;
 mod encryption;

@@ -338,3 +338,41 @@ fn an_incoming_traceparent_is_continued_and_echoed() {
     assert_eq!(logged.len(), 2, "{lines:#?}");
     assert_eq!(logged[1]["span"]["request_id"], "caller-chosen-id");
 }
+
+/// Without an endpoint nothing is exported, even with the other `OTEL_*` variables set, and the
+/// request id stays a random UUID with no `traceresponse`.
+#[test]
+fn without_an_endpoint_nothing_is_traced() {
+    let collector = Collector::start();
+    let settings = [
+        ("TERRACE_LOG_FORMAT", "json"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_SERVICE_NAME", "terrace-test"),
+    ];
+    let server = Terrace::start_replicas(1, &settings)
+        .pop()
+        .expect("one server");
+    let response = server
+        .http()
+        .get(server.state_url(WORKSPACE))
+        .basic_auth("terraform", Some(server.token(Role::Read)))
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .expect("the server answers");
+    let request_id = response.headers()["x-request-id"].to_str().expect("ASCII");
+    let parsed = uuid::Uuid::parse_str(request_id).expect("a UUID request id");
+    assert_eq!(parsed.get_version(), Some(uuid::Version::Random));
+    assert!(!response.headers().contains_key("traceresponse"));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(collector.spans().is_empty());
+    assert!(
+        json_lines(&server)
+            .iter()
+            .all(|l| l["fields"]["trace_id"].is_null() && l["span"]["trace_id"].is_null()),
+        "{}",
+        server.log()
+    );
+}

@@ -21,3 +21,4 @@ mod replicas;
 mod sso;
 mod state_backend;
 mod state_locking;
+mod traces;

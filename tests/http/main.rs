@@ -16,6 +16,7 @@ mod authz_matrix;
 mod backup;
 mod blueprints;
 mod costs;
+mod cloud_credentials;
 mod crash;
 mod deployments;
 mod encryption;

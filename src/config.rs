@@ -540,11 +540,6 @@ impl Config {
             .transpose()
     }
 
-    /// Whether a master key is configured explicitly (rather than the key file).
-    pub fn has_explicit_key(&self) -> bool {
-        self.encryption_key.is_some()
-    }
-
     /// Where the generated master key lives when none is configured.
     pub fn key_file(&self) -> PathBuf {
         self.data_dir.join("master.key")
@@ -911,6 +906,24 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn key_providers_are_local_or_aws_kms_and_vault_is_refused() {
+        assert_eq!(KeyProvider::parse("local").unwrap(), KeyProvider::Local);
+        let kms = KeyProvider::parse("awskms://alias/terrace").unwrap();
+        assert_eq!(
+            kms,
+            KeyProvider::AwsKms {
+                key_id: "alias/terrace".into()
+            }
+        );
+        assert_eq!(kms.url(), "awskms://alias/terrace");
+        for bad in ["awskms://", "awskms://a b", "kms://x", ""] {
+            assert!(KeyProvider::parse(bad).is_err(), "{bad:?}");
+        }
+        let vault = KeyProvider::parse("vault://transit/terrace").unwrap_err();
+        assert!(vault.to_string().contains("not supported"), "{vault}");
     }
 
     #[test]

@@ -115,8 +115,18 @@ fn call(
 }
 
 fn publish(server: &Terrace, name: &str, version: &str, files: &[(&str, String)]) {
+    publish_for(server, name, "null", version, files);
+}
+
+fn publish_for(
+    server: &Terrace,
+    name: &str,
+    system: &str,
+    version: &str,
+    files: &[(&str, String)],
+) {
     let url = format!(
-        "{}/api/v1/modules/acme/{name}/null/{version}",
+        "{}/api/v1/modules/acme/{name}/{system}/{version}",
         server.base_url()
     );
     let response = server
@@ -136,13 +146,17 @@ fn publish(server: &Terrace, name: &str, version: &str, files: &[(&str, String)]
 }
 
 fn blueprint(server: &Terrace, name: &str) {
+    blueprint_for(server, name, "null");
+}
+
+fn blueprint_for(server: &Terrace, name: &str, system: &str) {
     let (status, body) = call(
         server,
         reqwest::Method::POST,
         &format!("{ORG_API}/blueprints"),
         Some(json!({
             "name": name,
-            "module": format!("acme/{name}/null"),
+            "module": format!("acme/{name}/{system}"),
             "title": name,
             "status": "published",
             "auto_apply": true,
@@ -415,6 +429,161 @@ fn a_blueprint_deploys_changes_and_is_destroyed_through_an_external_runner() {
     );
 }
 
+/// A blueprint of AWS-shaped resources, served by the provider double from Terrace's registry.
+fn cloud_module(host: &str) -> Vec<(&'static str, String)> {
+    vec![(
+        "main.tf",
+        format!(
+            r#"terraform {{
+  required_providers {{
+    aws = {{
+      source  = "{host}/acme/aws"
+      version = "~> 1.0"
+    }}
+  }}
+}}
+
+provider "aws" {{
+  region = var.region
+}}
+
+variable "region" {{
+  type    = string
+  default = "eu-west-1"
+}}
+
+variable "instance_type" {{
+  type = string
+  validation {{
+    condition     = contains(["t3.micro", "t3.large"], var.instance_type)
+    error_message = "Pick t3.micro or t3.large."
+  }}
+}}
+
+variable "db_password" {{
+  type      = string
+  sensitive = true
+}}
+
+resource "aws_instance" "web" {{
+  ami           = "ami-0abcdef"
+  instance_type = var.instance_type
+  tags          = {{ terrace-workspace = "cloud" }}
+}}
+
+resource "aws_ebs_volume" "data" {{
+  availability_zone = "${{var.region}}a"
+  size              = 100
+  type              = "gp3"
+}}
+
+resource "aws_db_instance" "db" {{
+  engine            = "postgres"
+  instance_class    = "db.t3.micro"
+  allocated_storage = 20
+  password          = var.db_password
+}}
+
+output "instance_arn" {{
+  value = aws_instance.web.arn
+}}
+"#
+        ),
+    )]
+}
+
+/// The runner's Terraform installs a working provider from Terrace's own registry (the job
+/// token reads it), plans and applies resources shaped like a cloud provider's, and a change of
+/// input updates the resource in place.
+#[test]
+fn a_blueprint_of_cloud_resources_installs_its_provider_from_terrace_and_applies() {
+    require_terraform!();
+    require_gpg!();
+    require_provider_double!();
+    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
+    crate::harness::provider_double::publish_aws(&server, "1.0.0");
+    publish_for(
+        &server,
+        "cloud",
+        "aws",
+        "1.0.0",
+        &cloud_module(&server.host()),
+    );
+    blueprint_for(&server, "cloud", "aws");
+    let token = runner_token(&server);
+    let _runner = Runner::start(&server, &token, "ext-cloud");
+
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "cloud", "blueprint": "cloud",
+                    "inputs": {"instance_type": "t3.micro", "db_password": "hunter2"}})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let first = current_run(&body);
+    let planned = wait_for(&server, first, &["planned", "errored"], TIMEOUT);
+    assert_eq!(
+        planned["status"],
+        "planned",
+        "{planned}\n{}",
+        log(&server, first)
+    );
+    let plan = planned["plan"].to_string();
+    for address in [
+        "aws_instance.web",
+        "aws_ebs_volume.data",
+        "aws_db_instance.db",
+    ] {
+        assert!(plan.contains(address), "{address} not in the plan: {plan}");
+    }
+    let text = log(&server, first);
+    assert!(
+        text.contains(&format!("Installed {}/acme/aws v1.0.0", server.host())),
+        "the provider should come from Terrace: {text}"
+    );
+    assert!(!text.contains("hunter2"), "sensitive input in the log");
+    call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{first}/apply"),
+        None,
+    );
+    wait_for(&server, first, &["applied"], TIMEOUT);
+    let arn = deployment(&server, "cloud")["outputs"]["instance_arn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        arn.starts_with("arn:aws:ec2:eu-west-1:123456789012:instance/i-"),
+        "{arn}"
+    );
+
+    // A new instance type changes the instance in place, nothing else.
+    let (status, body) = call(
+        &server,
+        reqwest::Method::PATCH,
+        &format!("{ORG_API}/deployments/cloud"),
+        Some(json!({"inputs": {"instance_type": "t3.large", "db_password": "hunter2"}})),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = current_run(&body);
+    let planned = wait_for(&server, second, &["planned"], TIMEOUT);
+    let changes = &planned["plan"]["resource_changes"];
+    let changed: Vec<String> = changes
+        .as_array()
+        .unwrap_or_else(|| panic!("resource_changes in {planned}"))
+        .iter()
+        .filter(|c| c["actions"] != json!(["no-op"]))
+        .map(|c| format!("{} {}", c["address"], c["actions"]))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![r#""module.main.aws_instance.web" ["update"]"#.to_owned()],
+        "{planned}"
+    );
+}
+
 /// An HTTP endpoint the test controls, serving a state document for Terraform's
 /// `terraform_remote_state` (http backend): `/hang` never answers, `/once` hangs on its first
 /// request only. That is how a plan or an apply is made to take long with Terraform 1.0.3 and
@@ -678,4 +847,124 @@ fn two_replicas_and_two_runner_processes_run_fifty_queued_runs_once_each() {
             && runners.keys().any(|r| r.starts_with("drain-b")),
         "both runners should have run some: {runners:?}"
     );
+}
+
+/// A webhook receiver on a loopback port: records each request's body, answers 200.
+struct Hooks {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+        let url = format!(
+            "http://{}/hook",
+            listener.local_addr().expect("receiver address")
+        );
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(json) = serde_json::from_slice(&body)
+                {
+                    seen.lock().expect("receiver log").push(json);
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Hooks { url, bodies }
+    }
+
+    fn kinds_of_run(&self, run: i64) -> Vec<String> {
+        self.bodies
+            .lock()
+            .expect("receiver log")
+            .iter()
+            .filter(|b| b["data"]["run"]["id"] == run)
+            .map(|b| b["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// A run of real Terraform through an external runner raises its notification events: a
+/// subscriber hears it created, planning, planned and needing attention, then applying,
+/// applied and completed once confirmed.
+#[test]
+fn a_real_run_raises_its_notification_events() {
+    require_terraform!();
+    let server = Terrace::start_tls_with(&[
+        ("TERRACE_RUNNERS", "0"),
+        ("TERRACE_NOTIFICATIONS_ALLOW_PRIVATE", "true"),
+    ]);
+    let hooks = Hooks::start();
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/notifications"),
+        Some(json!({"name": "runs", "url": hooks.url, "events": ["run:*"], "workspace": "tiny-*"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    publish(&server, "tiny", "1.0.0", &tiny_module());
+    blueprint(&server, "tiny");
+    let token = runner_token(&server);
+    let _runner = Runner::start(&server, &token, "notify");
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "tiny-1", "blueprint": "tiny", "inputs": {"n": 1}})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = current_run(&body);
+    wait_for(&server, id, &["planned"], TIMEOUT);
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{id}/apply"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for(&server, id, &["applied"], TIMEOUT);
+    let expected = [
+        "run:created",
+        "run:planning",
+        "run:planned",
+        "run:needs_attention",
+        "run:applying",
+        "run:applied",
+        "run:completed",
+    ];
+    let start = Instant::now();
+    while hooks.kinds_of_run(id).len() < expected.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "events so far: {:?}",
+            hooks.kinds_of_run(id)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut got = hooks.kinds_of_run(id);
+    got.sort();
+    let mut want: Vec<String> = expected.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
 }

@@ -12,11 +12,13 @@ mod testkit;
 
 mod access_roles;
 mod blueprints;
+mod deploy;
 mod deployments;
 mod login;
 mod module_registry;
 mod provider_registry;
 mod replicas;
+mod sso;
 mod state_backend;
 mod state_locking;
 mod traces;

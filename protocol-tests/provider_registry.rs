@@ -5,129 +5,41 @@
 //!
 //! The provider zip holds a shell script: `terraform init` never runs it.
 
-#[macro_use]
-mod gpg;
-
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
 use reqwest::StatusCode;
-use reqwest::blocking::multipart::{Form, Part};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::harness::gpg::Gpg;
+use crate::harness::releases::{self, PLATFORM, Release, publish, register_key};
 use crate::harness::{Role, Terrace, Workdir};
-use gpg::{Gpg, gpg_available};
 
-/// The platform of the Terraform build the tests run (1.0.3 linux_amd64).
-const PLATFORM: (&str, &str) = ("linux", "amd64");
+/// The dummy's program: `terraform init` never runs it.
+const NOT_A_PROVIDER: &[u8] = b"#!/bin/sh\necho 'not a real provider'\nexit 1\n";
 
-/// `…_SHA256SUMS.sig` next to `…_SHA256SUMS` (versions have dots, so not `with_extension`).
-fn signature_path(file: &Path) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(".sig");
-    PathBuf::from(name)
-}
-
-/// A provider package zip holding an executable named as Terraform expects.
 fn package_zip(kind: &str, version: &str) -> Vec<u8> {
-    let mut writer = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
-    writer
-        .start_file(format!("terraform-provider-{kind}_v{version}"), options)
-        .expect("start a zip entry");
-    writer
-        .write_all(b"#!/bin/sh\necho 'not a real provider'\nexit 1\n")
-        .expect("write a zip entry");
-    writer.finish().expect("finish the zip").into_inner()
+    releases::package_zip(kind, version, NOT_A_PROVIDER)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
-}
-
-/// A goreleaser-style release of `acme/dummy` in a directory: two platform zips,
-/// SHA256SUMS and its signature by `gpg`.
-struct Release {
-    /// Keeps the files below alive.
-    _dir: tempfile::TempDir,
-    files: Vec<PathBuf>,
-    zip_sha256: Vec<String>,
-}
-
+/// A release of `acme/dummy`: linux_amd64 and darwin_arm64, different bytes per platform as
+/// real builds have.
 fn release(gpg: &Gpg, version: &str) -> Release {
-    let dir = tempfile::tempdir().expect("create a release directory");
-    let mut files = Vec::new();
-    let mut sums = String::new();
-    let mut zip_sha256 = Vec::new();
     let linux = format!("{}_{}", PLATFORM.0, PLATFORM.1);
-    for platform in [linux.as_str(), "darwin_arm64"] {
-        let name = format!("terraform-provider-dummy_{version}_{platform}.zip");
-        // Different contents per platform, as real builds have.
-        let mut zip = package_zip("dummy", version);
-        if platform != linux {
-            zip = package_zip("dummy", &format!("{version}-{platform}"));
-        }
-        sums.push_str(&format!("{}  {name}\n", sha256_hex(&zip)));
-        zip_sha256.push(sha256_hex(&zip));
-        let path = dir.path().join(&name);
-        std::fs::write(&path, zip).expect("write a zip");
-        files.push(path);
-    }
-    let sums_path = dir
-        .path()
-        .join(format!("terraform-provider-dummy_{version}_SHA256SUMS"));
-    std::fs::write(&sums_path, sums).expect("write SHA256SUMS");
-    gpg.detach_sign(&sums_path);
-    files.push(sums_path.clone());
-    files.push(signature_path(&sums_path));
-    Release {
-        _dir: dir,
-        files,
-        zip_sha256,
-    }
+    releases::release(
+        gpg,
+        "dummy",
+        version,
+        &[linux.as_str(), "darwin_arm64"],
+        |platform| {
+            let mut program = NOT_A_PROVIDER.to_vec();
+            if platform != linux {
+                program.extend_from_slice(format!("# {platform}\n").as_bytes());
+            }
+            program
+        },
+    )
 }
 
 fn api(server: &Terrace, path: &str) -> String {
     format!("{}{path}", server.base_url())
-}
-
-fn register_key(server: &Terrace, gpg: &Gpg) {
-    let url = api(server, "/api/v1/orgs/acme/gpg-keys");
-    let response = server
-        .http()
-        .post(&url)
-        .header("Authorization", server.bearer(Role::Admin))
-        .json(&json!({ "ascii_armor": gpg.public_key() }))
-        .send()
-        .expect("send POST gpg-keys");
-    let status = response.status();
-    let body: Value = response.json().expect("JSON answer");
-    assert_eq!(status, StatusCode::CREATED, "POST {url}: {body}");
-    assert_eq!(body["key_id"], gpg.key_id.as_str());
-}
-
-/// Uploads the release files as goreleaser names them; returns status and body.
-fn publish(server: &Terrace, release: &Release, version: &str) -> (StatusCode, Value) {
-    let mut form = Form::new();
-    for path in &release.files {
-        let name = path
-            .file_name()
-            .expect("release files have names")
-            .to_string_lossy()
-            .into_owned();
-        let bytes = std::fs::read(path).expect("read a release file");
-        form = form.part("file", Part::bytes(bytes).file_name(name));
-    }
-    let url = api(server, &format!("/api/v1/providers/acme/dummy/{version}"));
-    let response = server
-        .http()
-        .post(&url)
-        .header("Authorization", server.bearer(Role::Write))
-        .multipart(form)
-        .send()
-        .expect("send POST provider version");
-    let status = response.status();
-    (status, response.json().expect("JSON answer"))
 }
 
 fn dummy_main_tf(server: &Terrace, version: &str) -> String {

@@ -17,11 +17,19 @@
 //!   from the configuration;
 //! - `cli`: one file per command group.
 
+/// The release (`Cargo.toml`'s version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git revision the binary was built from (`build.rs`), or `unknown`.
+pub const GIT_REVISION: &str = env!("TERRACE_GIT_REVISION");
+/// What `terrace --version` prints after the name: `0.1.0 (0123456789ab)`.
+pub const LONG_VERSION: &str = const_format::concatcp!(VERSION, " (", GIT_REVISION, ")");
+
 pub mod app;
 pub mod audit;
 pub mod blueprints;
 pub mod cli;
 pub mod config;
+pub mod costs;
 pub mod deployments;
 pub mod downloads;
 pub mod error;

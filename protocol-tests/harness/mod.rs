@@ -4,6 +4,11 @@
 //! Nothing here knows about individual scenarios; those live next to
 //! `main.rs`.
 
+#[macro_use]
+pub mod gpg;
+#[macro_use]
+pub mod provider_double;
+pub mod releases;
 mod server;
 mod workdir;
 

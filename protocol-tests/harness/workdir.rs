@@ -67,6 +67,20 @@ impl Workdir {
         workdir
     }
 
+    /// A configuration whose `backend "http"` is the state address `url` (of a server this
+    /// harness did not start, such as one in a container), with `token` as the password.
+    pub fn at_url(url: &str, token: &str) -> Self {
+        let mut workdir = Self::local();
+        workdir.backend = http_backend(&[
+            ("address", url),
+            ("lock_address", url),
+            ("unlock_address", url),
+        ]);
+        workdir.password = Some(token.to_owned());
+        workdir.write_config();
+        workdir
+    }
+
     /// A configuration with the default local backend.
     pub fn local() -> Self {
         let mut workdir = Self::empty();

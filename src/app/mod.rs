@@ -30,6 +30,10 @@ pub struct Settings {
     /// In-process runners and the Terraform they use (`runners`, `terraform_bin`).
     pub runners: u32,
     pub terraform_bin: String,
+    /// Webhook delivery: private targets, retries, timeout, the stale-lock check.
+    pub notifications: crate::notifications::Settings,
+    /// Pricing rules, usage defaults and the attribution tag.
+    pub costs: crate::costs::Settings,
 }
 
 /// Everything a running server holds, cheap to clone.
@@ -42,6 +46,8 @@ pub struct App {
     pub registry: crate::registry::Ctx,
     pub blueprints: crate::blueprints::Ctx,
     pub deployments: crate::deployments::Ctx,
+    pub notifications: crate::notifications::Ctx,
+    pub costs: crate::costs::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
     /// Background tasks: the audit writer always, maintenance once serving.
@@ -71,7 +77,13 @@ impl App {
         let blueprints = crate::blueprints::Ctx::new(&registry);
         let deployments =
             crate::deployments::Ctx::new(&state, &blueprints, registry.mirror_org.is_some());
+        let notifications = crate::notifications::Ctx::new(&identity, settings.notifications);
+        // Runs get their cost phase through a check deployments knows only as a trait.
+        let costs = crate::costs::Ctx::new(&deployments, &settings.costs);
+        crate::deployments::phase::set_plan_check(&deployments, Arc::new(costs.clone()));
         App {
+            notifications,
+            costs,
             state,
             registry,
             blueprints,
@@ -88,14 +100,23 @@ impl App {
     pub async fn from_config(config: &Config) -> anyhow::Result<App> {
         let (db, blobs) = open_stores(config).await?;
         db.migrate().await.context("migrating the database")?;
+        let provider = config.key_provider()?;
+        if provider != crate::config::KeyProvider::Local {
+            // Unwrapping the master key is a key-provider operation on record.
+            crate::audit::record_system(&db, "keys:unwrap", &provider.url(), true).await?;
+        }
         let mut infra = AppState::new(
             db,
             blobs.with_cache(config.cache_size),
             config.max_body_size,
         );
-        infra.caches = Arc::new(crate::infra::cache::Caches::new(
-            crate::infra::cache::ttl_for(&infra.db, config.cache_ttl()?),
-        ));
+        infra.caches = Arc::new(
+            crate::infra::cache::Caches::new(crate::infra::cache::ttl_for(
+                &infra.db,
+                config.cache_ttl()?,
+            ))
+            .counted(infra.metrics.cache_lookups.clone()),
+        );
         infra.public_url = config
             .public_url
             .as_ref()
@@ -110,6 +131,16 @@ impl App {
             login: crate::identity::login::LoginSettings::from_config(config)?,
             runners: config.runners,
             terraform_bin: config.terraform_bin.clone(),
+            notifications: config.notifications()?.into(),
+            costs: {
+                let (rules, usage) = config.cost_files()?;
+                crate::costs::Settings::load(
+                    rules.as_deref(),
+                    usage.as_deref(),
+                    &config.cost_attribution_tag,
+                )
+                .context("cost_rules_file or cost_usage_file")?
+            },
         };
         Ok(App::new(infra, settings))
     }
@@ -120,12 +151,14 @@ impl App {
             self.jobs.spawn("cache-listener", listener);
         }
         crate::jobs::start_maintenance(&self.jobs, &self.state, &self.registry);
+        crate::jobs::start_costs(&self.jobs, &self.costs);
         crate::jobs::start_runs(
             &self.jobs,
             &self.deployments,
             self.runners.0,
             &self.runners.1,
         );
+        crate::jobs::start_notifications(&self.jobs, &self.notifications, &self.state);
     }
 }
 
@@ -134,10 +167,10 @@ impl App {
 pub async fn open_stores(config: &Config) -> anyhow::Result<(Db, BlobStore)> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let keys = Arc::new(crate::infra::keyring::load_keyring(config)?);
     let db = Db::connect(&config.database_url())
         .await
         .context("connecting to the database")?;
+    let keys = Arc::new(crate::infra::keyring::load_keyring(config, &db).await?);
     let blobs = BlobStore::from_url(&config.storage_url()?, keys)?;
     Ok((db, blobs))
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -30,6 +30,8 @@ pub fn router(app: &App) -> Router {
         .merge(crate::registry::routes().with_state(app.registry.clone()))
         .merge(crate::blueprints::routes().with_state(app.blueprints.clone()))
         .merge(crate::deployments::routes().with_state(app.deployments.clone()))
+        .merge(crate::notifications::routes().with_state(app.notifications.clone()))
+        .merge(crate::costs::routes().with_state(app.costs.clone()))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))
@@ -105,7 +107,7 @@ async fn readyz(State(app): State<crate::state::Ctx>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<crate::state::Ctx>) -> impl IntoResponse {
+async fn metrics(State(app): State<crate::state::Ctx>, headers: HeaderMap) -> impl IntoResponse {
     // Counted on scrape, so every replica reports the shared database's view.
     match crate::state::service::stale_lock_count(&app).await {
         Ok(count) => {
@@ -113,13 +115,29 @@ async fn metrics(State(app): State<crate::state::Ctx>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "counting stale locks failed"),
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        app.metrics.render(),
-    )
+    // OpenMetrics for scrapers that ask for it (Prometheus does), else the classic format.
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            app.metrics.render(),
+        )
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            app.metrics.render_text(),
+        )
+    }
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.

@@ -24,6 +24,31 @@ use crate::infra::notes::{self, Note};
 
 pub use sink::AuditSink;
 
+/// Records an event that no request carries (a command run on the database, such as a
+/// master key rotation), written at once.
+pub async fn record_system(
+    db: &crate::infra::db::Db,
+    action: &str,
+    resource: &str,
+    succeeded: bool,
+) -> crate::error::Result<()> {
+    let event = AuditEvent {
+        org_id: None,
+        occurred_at: Utc::now(),
+        actor: "system".into(),
+        token_id: None,
+        action: action.to_string(),
+        resource: resource.to_string(),
+        outcome: if succeeded { "success" } else { "failed" },
+        status: if succeeded { 200 } else { 500 },
+        source: None,
+        request_id: None,
+    };
+    store::insert(db, &[event])
+        .await
+        .map_err(|e| crate::error::Error::Internal(e.into()))
+}
+
 pub fn routes() -> Router<crate::identity::Ctx> {
     routes::routes()
 }
@@ -62,6 +87,9 @@ const STATE_READS: [&str; 2] = [
     "/api/v1/orgs/{org}/workspaces/{workspace}/state-versions/{serial}",
 ];
 
+/// Other reads that are recorded: a single sign-on ends in a GET from the browser.
+const RECORDED_GETS: [&str; 1] = ["/oauth/sso/callback"];
+
 /// Never recorded: probes and scrapes would drown the trail.
 const UNRECORDED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
@@ -70,7 +98,9 @@ fn is_recorded(method: &Method, route: Option<&str>) -> bool {
         return false;
     }
     match *method {
-        Method::GET => route.is_some_and(|r| STATE_READS.contains(&r)),
+        Method::GET => {
+            route.is_some_and(|r| STATE_READS.contains(&r) || RECORDED_GETS.contains(&r))
+        }
         Method::HEAD | Method::OPTIONS => false,
         _ => true,
     }
@@ -98,8 +128,10 @@ struct Draft {
 }
 
 impl Draft {
-    fn finish(self, note: &Mutex<Note>, status: StatusCode) -> AuditEvent {
+    /// The request's event, then any further events it noted.
+    fn finish(self, note: &Mutex<Note>, status: StatusCode) -> Vec<AuditEvent> {
         let note = notes::take(note);
+        let further = note.events;
         let (action, resource, org_id) = match (note.operation, note.access) {
             (Some((action, resource)), access) => {
                 (action.to_string(), resource, access.and_then(|a| a.org_id))
@@ -107,7 +139,7 @@ impl Draft {
             (None, Some(a)) => (a.action.to_string(), a.resource, a.org_id),
             (None, None) => (format!("http:{}", self.method), self.path, None),
         };
-        AuditEvent {
+        let event = AuditEvent {
             org_id,
             occurred_at: Utc::now(),
             actor: note.actor.unwrap_or_else(|| "anonymous".into()),
@@ -118,7 +150,18 @@ impl Draft {
             status: status.as_u16(),
             source: self.source,
             request_id: self.request_id,
+        };
+        let mut events = Vec::with_capacity(1 + further.len());
+        for access in further {
+            events.push(AuditEvent {
+                org_id: access.org_id,
+                action: access.action.to_string(),
+                resource: access.resource,
+                ..event.clone()
+            });
         }
+        events.insert(0, event);
+        events
     }
 }
 
@@ -129,7 +172,7 @@ struct Pending {
     sink: AuditSink,
     note: Arc<Mutex<Note>>,
     draft: Option<Draft>,
-    event: Option<AuditEvent>,
+    events: Vec<AuditEvent>,
 }
 
 /// nginx's "client closed request": no real response status exists.
@@ -138,17 +181,23 @@ const CLIENT_CLOSED: u16 = 499;
 impl Drop for Pending {
     fn drop(&mut self) {
         let status = StatusCode::from_u16(CLIENT_CLOSED).unwrap_or(StatusCode::BAD_REQUEST);
-        let event = match (self.event.take(), self.draft.take()) {
-            (Some(event), _) => event,
-            (None, Some(draft)) => draft.finish(&self.note, status),
-            (None, None) => return,
-        };
+        let mut events = std::mem::take(&mut self.events);
+        if let Some(draft) = self.draft.take() {
+            events = draft.finish(&self.note, status);
+        }
+        if events.is_empty() {
+            return;
+        }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 let sink = self.sink.clone();
-                runtime.spawn(async move { sink.send(event).await });
+                runtime.spawn(async move {
+                    for event in events {
+                        sink.send(event).await;
+                    }
+                });
             }
-            Err(_) => tracing::error!(?event, "audit event lost: no runtime"),
+            Err(_) => tracing::error!(?events, "audit events lost: no runtime"),
         }
     }
 }
@@ -189,7 +238,7 @@ pub fn begin(sink: &AuditSink, req: &Request) -> Option<Recording> {
             sink: sink.clone(),
             note: Arc::new(Mutex::new(Note::default())),
             draft: Some(draft),
-            event: None,
+            events: Vec::new(),
         },
     })
 }
@@ -201,12 +250,11 @@ impl Recording {
         let mut pending = self.pending;
         let note = pending.note.clone();
         let response = notes::scope(note.clone(), response).await;
-        pending.event = pending
-            .draft
-            .take()
-            .map(|draft| draft.finish(&note, response.status()));
+        if let Some(draft) = pending.draft.take() {
+            pending.events = draft.finish(&note, response.status());
+        }
         let sink = pending.sink.clone();
-        sink.send_from(&mut pending.event).await;
+        sink.send_all_from(&mut pending.events).await;
         response
     }
 }
@@ -262,12 +310,58 @@ mod tests {
             source: None,
             request_id: Some("r1".into()),
         };
-        let event = draft.finish(&note, StatusCode::OK);
+        let events = draft.finish(&note, StatusCode::OK);
+        assert_eq!(events.len(), 1);
+        let event = &events[0];
         assert_eq!(event.actor, "token:ci#12");
         assert_eq!(event.token_id.as_deref(), Some("12"));
         assert_eq!(event.action, "state:read-outputs");
         assert_eq!(event.org_id, Some(1));
         assert_eq!(event.outcome, "success");
+    }
+
+    #[tokio::test]
+    async fn further_events_become_rows_of_their_own() {
+        let note = Arc::new(Mutex::new(Note::default()));
+        notes::scope(note.clone(), async {
+            notes::note_actor("user:alice".into(), None);
+            notes::note_access("user:sso-login", "user:alice".into(), None);
+            notes::note_event("user:create-jit", "user:alice".into(), None);
+            notes::note_event("team:join-by-idp-group", "team:acme/ops".into(), Some(7));
+        })
+        .await;
+        let draft = Draft {
+            method: "get".into(),
+            path: "/oauth/sso/callback".into(),
+            source: None,
+            request_id: Some("r2".into()),
+        };
+        let events = draft.finish(&note, StatusCode::SEE_OTHER);
+        let rows: Vec<(&str, &str, Option<i64>, &str)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.action.as_str(),
+                    e.resource.as_str(),
+                    e.org_id,
+                    e.actor.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("user:sso-login", "user:alice", None, "user:alice"),
+                ("user:create-jit", "user:alice", None, "user:alice"),
+                (
+                    "team:join-by-idp-group",
+                    "team:acme/ops",
+                    Some(7),
+                    "user:alice"
+                ),
+            ]
+        );
+        assert!(events.iter().all(|e| e.request_id.as_deref() == Some("r2")));
     }
 
     #[test]
@@ -278,7 +372,8 @@ mod tests {
             source: Some("10.0.0.1".into()),
             request_id: None,
         };
-        let event = draft.finish(&Mutex::default(), StatusCode::UNAUTHORIZED);
+        let events = draft.finish(&Mutex::default(), StatusCode::UNAUTHORIZED);
+        let event = &events[0];
         assert_eq!(event.actor, "anonymous");
         assert_eq!(event.action, "http:post");
         assert_eq!(event.resource, "/state/acme/prod");

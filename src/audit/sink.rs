@@ -70,6 +70,22 @@ impl AuditSink {
         }
     }
 
+    /// Queues the events in `events` in order, waiting while the queue is full. Cancel-safe:
+    /// an event leaves `events` only once it is queued.
+    pub(super) async fn send_all_from(&self, events: &mut Vec<AuditEvent>) {
+        while !events.is_empty() {
+            let permit = self.tx.reserve().await;
+            let event = events.remove(0);
+            match permit {
+                Ok(permit) => permit.send(Message::Event(Box::new(event))),
+                Err(_) => tracing::error!(?event, "audit writer is gone; event not recorded"),
+            }
+        }
+        if self.tx.max_capacity() - self.tx.capacity() >= BATCH {
+            self.hurry.notify_one();
+        }
+    }
+
     /// Returns once every event queued before the call is committed (or logged as lost).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();

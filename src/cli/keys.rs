@@ -31,8 +31,8 @@ pub enum LocksCommand {
 pub async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::RotateLogin { retire_previous } => {
-            let keys = load_keyring(config)?;
             let db = database(config).await?;
+            let keys = load_keyring(config, &db).await?;
             let kid = crate::identity::auth::jwt::rotate(&db, &keys, retire_previous).await?;
             eprintln!("login tokens are now signed with key {kid}");
             Ok(())
@@ -42,18 +42,22 @@ pub async fn keys(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::Rotate => {
-            let keys = load_keyring(config)?;
             let db = database(config).await?;
-            let count = crate::ops::keys::rotate(&db, &keys).await?;
+            let keys = load_keyring(config, &db).await?;
+            let provider = config.key_provider()?.url();
+            let rotated = crate::ops::keys::rotate(&db, &keys).await;
+            let resource = format!("key-provider:{provider}/{}", keys.current_id());
+            crate::audit::record_system(&db, "keys:rotate", &resource, rotated.is_ok()).await?;
+            let count = rotated?;
             eprintln!(
-                "re-wrapped {count} data keys under master key {}",
+                "re-wrapped {count} data keys under master key {} ({provider})",
                 keys.current_id()
             );
             Ok(())
         }
         KeysCommand::Status => {
-            let keys = load_keyring(config)?;
             let db = database(config).await?;
+            let keys = load_keyring(config, &db).await?;
             println!("current key id: {}", keys.current_id());
             for (key_id, count) in crate::ops::keys::key_usage(&db).await? {
                 println!("{key_id}\t{count} blobs");

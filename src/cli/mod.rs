@@ -13,6 +13,7 @@ use crate::infra::db::Db;
 pub mod blueprint;
 pub mod client;
 mod config;
+mod costs;
 mod keys;
 pub mod mirror;
 pub mod module;
@@ -24,7 +25,7 @@ mod serve;
 #[derive(Debug, Parser)]
 #[command(
     name = "terrace",
-    version,
+    version = crate::LONG_VERSION,
     about = "Terraform state backend and registry server"
 )]
 pub struct Cli {
@@ -118,6 +119,12 @@ enum Command {
     /// Blueprint catalogue client: publish a module version and its catalogue entry.
     #[command(subcommand)]
     Blueprint(blueprint::BlueprintCommand),
+    /// Price catalogues: import a price file as an org's new catalogue version.
+    #[command(subcommand)]
+    Prices(costs::PricesCommand),
+    /// Actual spend: import a FOCUS billing export.
+    #[command(subcommand)]
+    Costs(costs::CostsCommand),
 }
 
 impl Cli {
@@ -180,6 +187,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runner(args) => runner::runner(args).await,
         Command::RunnerToken(command) => runner::runner_token(&config, command).await,
         Command::Blueprint(command) => blueprint::run(command).await,
+        Command::Prices(command) => costs::prices(&config, command).await,
+        Command::Costs(command) => costs::costs(&config, command).await,
     };
     // Queued spans go out before the process ends.
     let _ = tokio::task::spawn_blocking(crate::infra::telemetry::shutdown).await;

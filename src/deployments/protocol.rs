@@ -141,6 +141,7 @@ async fn start(app: &Ctx, job: queue::Job, runner: &str, lease: &str) -> Result<
         return Ok(None);
     }
     tracing::info!(run = run.id, phase = %payload.phase, runner, "run claimed");
+    super::events::announce(app, run.id, to).await;
     let config: Value = serde_json::from_str(&run.config).map_err(anyhow::Error::from)?;
     let mut files: std::collections::BTreeMap<String, String> =
         serde_json::from_value(config["files"].clone()).unwrap_or_default();
@@ -291,6 +292,7 @@ pub async fn finish(
                 return Err(Error::conflict("the run changed meanwhile"));
             }
             release(run.job_id).await?;
+            let run_id = run.id;
             if finished {
                 if run.operation == "destroy" {
                     super::service::archive(app, run.deployment_id).await?;
@@ -317,7 +319,20 @@ pub async fn finish(
                     },
                 )
                 .await?;
-                if run.auto_apply {
+                let gate = super::phase::check(
+                    app,
+                    super::phase::Planned {
+                        run_id: run.id,
+                        org_id: run.org_id,
+                        workspace_id: run.workspace_id,
+                        workspace: &deployment_name(app, &run).await?,
+                        plan_json: &plan_json,
+                    },
+                )
+                .await;
+                if let super::phase::Gate::Stop(reason) = gate {
+                    super::phase::stop(app, run.id, &reason).await?;
+                } else if run.auto_apply {
                     runs::confirm(
                         app,
                         &RunRow {
@@ -330,6 +345,7 @@ pub async fn finish(
                     .await?;
                 }
             }
+            super::events::announce(app, run_id, to).await;
         }
         (APPLYING, "applied") => {
             let change = Change {
@@ -340,6 +356,7 @@ pub async fn finish(
             if !store::transition(&app.db, id, &[APPLYING], APPLIED, change).await? {
                 return Err(Error::conflict("the run changed meanwhile"));
             }
+            super::events::announce(app, id, APPLIED).await;
             release(run.job_id).await?;
             if run.operation == "destroy" {
                 super::service::archive(app, run.deployment_id).await?;
@@ -370,6 +387,7 @@ pub async fn finish(
             if !store::transition(&app.db, id, &[PLANNING, APPLYING], to, change).await? {
                 return Err(Error::conflict("the run changed meanwhile"));
             }
+            super::events::announce(app, id, to).await;
             release(run.job_id).await?;
             if run.operation == "destroy" {
                 // The deployment stays; destroying may be tried again.
@@ -392,6 +410,14 @@ pub async fn finish(
         }
     }
     Ok(())
+}
+
+/// The name of the deployment (its workspace) a run belongs to.
+async fn deployment_name(app: &Ctx, run: &RunRow) -> Result<String> {
+    Ok(store::deployment_by_id(&app.db, run.deployment_id)
+        .await?
+        .map(|d| d.name)
+        .unwrap_or_default())
 }
 
 /// The state lock a lost run's Terraform took (with the run's job token) is never unlocked
@@ -419,6 +445,7 @@ async fn lost_during_apply(app: &Ctx, run: &RunRow) -> Result<()> {
         );
         store::set_diverged(&app.db, run.deployment_id, true).await?;
         runs::finished(app, run, Some("runner lost during apply")).await?;
+        super::events::announce(app, run.id, ERRORED).await;
     }
     Ok(())
 }

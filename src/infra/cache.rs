@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::infra::db::Db;
+use crate::infra::metrics::{CacheCounters, CacheLookups};
 
 /// TTL when nothing announces changes from other processes.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(2);
@@ -33,6 +34,8 @@ pub struct TtlCache<K, V> {
     /// invalidation is not cached after it.
     generation: AtomicU64,
     enabled: AtomicBool,
+    /// Hits and misses (`terrace_cache_lookups_total`); lookups while disabled are not counted.
+    counters: CacheCounters,
 }
 
 /// The cache's generation when a load began; see [`TtlCache::insert`].
@@ -46,6 +49,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             ttl,
             generation: AtomicU64::new(0),
             enabled: AtomicBool::new(!ttl.is_zero()),
+            counters: CacheCounters::default(),
         }
     }
 
@@ -54,11 +58,16 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         if !self.enabled.load(Ordering::Acquire) {
             return None;
         }
-        let (value, at) = self.inner.get(key)?;
+        let Some((value, at)) = self.inner.get(key) else {
+            self.counters.record(false);
+            return None;
+        };
         if at.elapsed() < self.ttl {
+            self.counters.record(true);
             Some(value)
         } else {
             self.inner.remove(key);
+            self.counters.record(false);
             None
         }
     }
@@ -144,6 +153,8 @@ pub struct Caches {
     members: std::sync::RwLock<Vec<(&'static str, std::sync::Arc<dyn Member>)>>,
     /// Whether entries are served; false while a replica's listener is disconnected.
     live: AtomicBool,
+    /// Where the members count their hits and misses.
+    lookups: CacheLookups,
 }
 
 impl std::fmt::Debug for Caches {
@@ -185,7 +196,14 @@ impl Caches {
             ttl,
             members: std::sync::RwLock::default(),
             live: AtomicBool::new(true),
+            lookups: CacheLookups::default(),
         }
+    }
+
+    /// Counts the members' hits and misses in `lookups` (the metrics' family).
+    pub fn counted(mut self, lookups: CacheLookups) -> Caches {
+        self.lookups = lookups;
+        self
     }
 
     /// A new cache named `name` with this replica's TTL, invalidated by announcements for it.
@@ -198,7 +216,9 @@ impl Caches {
         K: Eq + Hash + Clone + DeserializeOwned + Send + Sync + 'static,
         V: Clone + Send + Sync + 'static,
     {
-        let cache = std::sync::Arc::new(TtlCache::new(capacity, self.ttl));
+        let mut cache = TtlCache::new(capacity, self.ttl);
+        cache.counters = CacheCounters::new(&self.lookups, name);
+        let cache = std::sync::Arc::new(cache);
         if !self.live() {
             cache.set_enabled(false);
         }

@@ -1,7 +1,13 @@
 //! Prometheus metrics, one registry per process (kept in `AppState`, so tests stay isolated).
+//!
+//! Names follow Prometheus conventions: a `terrace_` prefix, base units in the name
+//! (`_seconds`, `_bytes`), `_total` on counters. `/metrics` answers in the OpenMetrics text
+//! format to scrapers that ask for it (Prometheus does) and in the classic text format 0.0.4
+//! otherwise ([`Metrics::render_text`]).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 // Labels borrow what they can: standard methods and route templates are `'static`, so
 // counting a request allocates nothing.
@@ -28,17 +34,103 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// A budget's labels: org, budget name, basis (`actual`, `forecast`, `estimate`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub org: String,
+    pub budget: String,
+    pub basis: String,
+}
+
+/// A workspace's monthly cost labels: basis `estimate` (run-rate) or `actual` (this month's
+/// billed spend; workspace `(unattributed)` for spend no workspace claims).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub org: String,
+    pub workspace: String,
+    pub basis: String,
+}
+
+/// A cache lookup: the cache's name and `hit` or `miss`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: &'static str,
+    pub result: &'static str,
+}
+
+/// Cache lookups by cache and result, shared with the caches that count them.
+pub type CacheLookups = Family<CacheLabels, Counter>;
+
+/// The hit and miss counters of one cache, made once so that counting is one atomic add.
+#[derive(Clone, Debug, Default)]
+pub struct CacheCounters {
+    pub hits: Counter,
+    pub misses: Counter,
+}
+
+impl CacheCounters {
+    /// The counters of the cache `name` in `lookups`.
+    pub fn new(lookups: &CacheLookups, name: &'static str) -> Self {
+        let counter = |result| {
+            lookups
+                .get_or_create(&CacheLabels {
+                    cache: name,
+                    result,
+                })
+                .clone()
+        };
+        CacheCounters {
+            hits: counter("hit"),
+            misses: counter("miss"),
+        }
+    }
+
+    pub fn record(&self, hit: bool) {
+        if hit {
+            self.hits.inc();
+        } else {
+            self.misses.inc();
+        }
+    }
+}
+
+/// A failed blob-store call: `put`, `get`, `delete` or `list`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BlobOperationLabels {
+    pub operation: &'static str,
+}
+
+/// Blob-store calls that failed, by operation, shared with the blob store that counts them.
+pub type BlobErrors = Family<BlobOperationLabels, Counter>;
+
+/// The build: `version` and git `revision` as labels of a gauge that is always 1.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
 /// Every metric Terrace exports.
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
-    pub state_bytes_in: Counter,
-    pub state_bytes_out: Counter,
+    /// `terrace_state_received_bytes_total` (was `terrace_state_bytes_in_total`).
+    pub state_received_bytes: Counter,
+    /// `terrace_state_sent_bytes_total` (was `terrace_state_bytes_out_total`).
+    pub state_sent_bytes: Counter,
     pub lock_conflicts: Counter,
     pub state_versions_written: Counter,
+    /// From a state write's body being read to its version being durable and committed.
+    pub state_write_duration: Histogram,
     /// Set on each scrape (`/metrics` counts them in the database first).
     pub stale_locks: Gauge,
+    /// Spend of each budget this month over its amount.
+    pub budget_spend_ratio: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    /// Each workspace's monthly cost.
+    pub monthly_cost: Family<CostLabels, Gauge<f64, AtomicU64>>,
+    pub cache_lookups: CacheLookups,
+    pub blob_errors: BlobErrors,
 }
 
 /// Route templates seen by any registry, as `'static` labels. Templates come from the routers'
@@ -85,11 +177,30 @@ impl Metrics {
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
-        let state_bytes_in = Counter::default();
-        let state_bytes_out = Counter::default();
+        let state_received_bytes = Counter::default();
+        let state_sent_bytes = Counter::default();
         let lock_conflicts = Counter::default();
         let state_versions_written = Counter::default();
+        let state_write_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let stale_locks = Gauge::default();
+        let cache_lookups = CacheLookups::default();
+        let blob_errors = BlobErrors::default();
+        for operation in ["put", "get", "delete", "list"] {
+            // Present from the start, so that rates and alerts see zeros, not absent series.
+            let _ = blob_errors.get_or_create(&BlobOperationLabels { operation });
+        }
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: crate::VERSION,
+                revision: crate::GIT_REVISION,
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "The running build: version and git revision",
+            build_info,
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route and status",
@@ -100,15 +211,17 @@ impl Metrics {
             "HTTP request latency",
             latency.clone(),
         );
-        registry.register(
-            "state_bytes_in",
+        registry.register_with_unit(
+            "state_received",
             "State bytes accepted",
-            state_bytes_in.clone(),
+            Unit::Bytes,
+            state_received_bytes.clone(),
         );
-        registry.register(
-            "state_bytes_out",
+        registry.register_with_unit(
+            "state_sent",
             "State bytes served",
-            state_bytes_out.clone(),
+            Unit::Bytes,
+            state_sent_bytes.clone(),
         );
         registry.register(
             "lock_conflicts",
@@ -121,19 +234,52 @@ impl Metrics {
             state_versions_written.clone(),
         );
         registry.register(
+            "state_write_duration_seconds",
+            "Time from a state write's body being read to its version being durable in the \
+             blob store and committed",
+            state_write_duration.clone(),
+        );
+        registry.register(
             "stale_locks",
             "Locks whose lease ran out without a write or renewal",
             stale_locks.clone(),
         );
+        let budget_spend_ratio = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "budget_spend_ratio",
+            "Spend this month over the budget's amount, on the budget's basis",
+            budget_spend_ratio.clone(),
+        );
+        let monthly_cost = Family::<CostLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "workspace_monthly_cost",
+            "Monthly cost of a workspace: estimated run-rate or actual spend this month",
+            monthly_cost.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Cache lookups by cache and result (hit or miss)",
+            cache_lookups.clone(),
+        );
+        registry.register(
+            "blob_store_errors",
+            "Blob-store calls that failed, by operation",
+            blob_errors.clone(),
+        );
         Metrics {
+            budget_spend_ratio,
+            monthly_cost,
             registry,
             requests,
             latency,
-            state_bytes_in,
-            state_bytes_out,
+            state_received_bytes,
+            state_sent_bytes,
             lock_conflicts,
             state_versions_written,
+            state_write_duration,
             stale_locks,
+            cache_lookups,
+            blob_errors,
         }
     }
 
@@ -158,7 +304,7 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The text exposition format.
+    /// The OpenMetrics text format.
     pub fn render(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -166,6 +312,49 @@ impl Metrics {
         }
         out
     }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers and tools that do not read
+    /// OpenMetrics (`promtool check metrics`, older agents).
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render())
+    }
+}
+
+/// Rewrites the OpenMetrics text that `prometheus-client` writes as text format 0.0.4: a
+/// counter family is named with its `_total` suffix (OpenMetrics names the family without
+/// it), and the `# UNIT` and `# EOF` lines, which 0.0.4 lacks, are left out. The samples are
+/// the same lines in both formats. Only the metric types Terrace registers (counter, gauge,
+/// histogram) occur.
+fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    // HELP comes before TYPE, and only TYPE tells whether the family is a counter.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = rest.split_once(' ').or(Some((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let name = if kind == "counter" {
+                Cow::Owned(format!("{name}_total"))
+            } else {
+                Cow::Borrowed(name)
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            let kind = if kind == "unknown" { "untyped" } else { kind };
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 fn method_label(method: &Method) -> Cow<'static, str> {
@@ -218,5 +407,43 @@ mod tests {
             route_label(Some(&template)),
             route_label(Some("/state/{org}/{workspace}"))
         ));
+    }
+
+    #[test]
+    fn the_classic_text_format_names_counters_with_their_total_suffix() {
+        let metrics = Metrics::new();
+        metrics.state_received_bytes.inc_by(10);
+        CacheCounters::new(&metrics.cache_lookups, "tokens").record(true);
+        let route = route_label(Some("/healthz"));
+        metrics.observe_request(&Method::GET, route, 200, Duration::from_millis(1));
+        let text = metrics.render_text();
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("# UNIT"), "{text}");
+        for line in [
+            "# TYPE terrace_state_received_bytes_total counter",
+            "# HELP terrace_state_received_bytes_total State bytes accepted.",
+            "terrace_state_received_bytes_total 10",
+            "# TYPE terrace_http_request_duration_seconds histogram",
+            "# TYPE terrace_stale_locks gauge",
+            r#"terrace_cache_lookups_total{cache="tokens",result="hit"} 1"#,
+            r#"terrace_blob_store_errors_total{operation="put"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        let build = format!(
+            r#"terrace_build_info{{version="{}",revision="{}"}} 1"#,
+            crate::VERSION,
+            crate::GIT_REVISION
+        );
+        assert!(text.lines().any(|l| l == build), "no {build:?} in\n{text}");
+        // Every counter is typed under the name its samples carry.
+        for line in text.lines().filter(|l| l.ends_with(" counter")) {
+            let name = line.split(' ').nth(2).unwrap();
+            assert!(
+                text.lines()
+                    .any(|l| !l.starts_with('#') && l.starts_with(name)),
+                "no samples named {name} in\n{text}"
+            );
+        }
     }
 }

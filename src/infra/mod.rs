@@ -9,6 +9,7 @@ pub mod counts;
 pub mod crypto;
 pub mod db;
 pub mod keyring;
+pub mod kms;
 pub mod metrics;
 pub mod notes;
 pub mod queue;
@@ -64,12 +65,15 @@ impl std::ops::DerefMut for AppState {
 impl AppState {
     pub fn new(db: Db, blobs: BlobStore, max_body_size: u64) -> AppState {
         let sqlite_writer = matches!(db, Db::Sqlite(_)).then(Arc::default);
+        let metrics = Arc::new(Metrics::new());
         AppState(Arc::new(Shared {
-            caches: Arc::new(Caches::new(cache::ttl_for(&db, None))),
+            caches: Arc::new(
+                Caches::new(cache::ttl_for(&db, None)).counted(metrics.cache_lookups.clone()),
+            ),
             sqlite_writer,
             db,
-            blobs,
-            metrics: Arc::new(Metrics::new()),
+            blobs: blobs.counted(&metrics),
+            metrics,
             max_body_size,
             public_url: None,
             tls: false,

@@ -19,6 +19,9 @@ pub struct Note {
     /// decision (`run:apply` on `run:42` rather than `state:write` on the workspace); later
     /// authorization checks made only to build the answer do not replace it.
     pub operation: Option<(&'static str, String)>,
+    /// Further events the request caused besides its own (a user created at first sign-in,
+    /// team memberships the IdP's groups changed), each its own row in the trail.
+    pub events: Vec<Access>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +63,19 @@ pub fn note_access(action: &'static str, resource: String, org_id: Option<i64>) 
 /// Records the operation an authorized request performs (see [`Note::operation`]).
 pub fn note_operation(action: &'static str, resource: String) {
     with_note(|note| note.operation = Some((action, resource)));
+}
+
+/// Records a further event the request caused (see [`Note::events`]); at most 100 are kept.
+pub fn note_event(action: &'static str, resource: String, org_id: Option<i64>) {
+    with_note(|note| {
+        if note.events.len() < 100 {
+            note.events.push(Access {
+                action,
+                resource,
+                org_id,
+            });
+        }
+    });
 }
 
 /// Runs `fut` with `note` as the current request's note.

@@ -167,6 +167,38 @@ pub fn start_maintenance(jobs: &Jobs, state: &crate::state::Ctx, registry: &crat
     );
 }
 
+/// How often the cost history estimates new state versions (and budgets are evaluated).
+pub const COST_HISTORY_INTERVAL: Duration = Duration::from_secs(30);
+/// How often each replica refreshes its cost gauges.
+pub const COST_GAUGES_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Starts the cost history (a singleton: every new state version gets its run-rate, the
+/// ids in it are recorded for billing attribution, budgets are evaluated) and the cost
+/// gauges of this replica.
+pub fn start_costs(jobs: &Jobs, costs: &crate::costs::Ctx) {
+    let history = costs.clone();
+    jobs.singleton(
+        "cost-history",
+        COST_HISTORY_INTERVAL,
+        costs.db.clone(),
+        move || {
+            let costs = history.clone();
+            async move {
+                let done = crate::costs::service::catch_up(&costs, None).await?;
+                if done > 0 {
+                    tracing::info!(versions = done, "state versions estimated");
+                }
+                Ok(())
+            }
+        },
+    );
+    let gauges = costs.clone();
+    jobs.every("cost-gauges", COST_GAUGES_INTERVAL, move || {
+        let costs = gauges.clone();
+        async move { crate::costs::budgets::refresh_gauges(&costs).await }
+    });
+}
+
 /// How often the lease check looks for runs whose runner stopped heartbeating.
 pub const RUN_LEASE_CHECK: Duration = Duration::from_secs(5);
 
@@ -200,6 +232,39 @@ pub fn start_runs(jobs: &Jobs, app: &crate::deployments::Ctx, count: u32, terraf
         let transport = crate::runner::local::Local(app.clone());
         jobs.spawn("runner", crate::runner::work(transport, settings));
     }
+}
+
+/// Starts the notification delivery worker (every replica claims due deliveries from the
+/// outbox) and the stale-lock check (a singleton raising `lock:stale` once per stale lock).
+pub fn start_notifications(
+    jobs: &Jobs,
+    notifications: &crate::notifications::Ctx,
+    state: &crate::state::Ctx,
+) {
+    jobs.spawn(
+        "notification-delivery",
+        crate::notifications::run_worker(notifications.clone(), jobs.holder.clone()),
+    );
+    let infra = (**state).clone();
+    jobs.singleton(
+        "notification-retention",
+        MAINTENANCE_INTERVAL,
+        state.db.clone(),
+        move || {
+            let infra = infra.clone();
+            async move { crate::notifications::prune(&infra).await }
+        },
+    );
+    let state = state.clone();
+    jobs.singleton(
+        "stale-locks",
+        notifications.settings.lock_check,
+        state.db.clone(),
+        move || {
+            let state = state.clone();
+            async move { crate::state::service::announce_stale_locks(&state).await }
+        },
+    );
 }
 
 fn hostname() -> String {

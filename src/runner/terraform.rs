@@ -65,8 +65,11 @@ pub async fn execute<T: Transport>(
         claim.host, claim.job_token
     );
     if let Some(mirror) = &claim.mirror_url {
+        // Providers of Terrace's own registry come straight from it; the mirror holds the
+        // public ones (and Terraform cannot form a mirror path for a host with a port).
+        let own = format!("{}/*/*", claim.host);
         rc.push_str(&format!(
-            "provider_installation {{\n  network_mirror {{\n    url = \"{mirror}\"\n  }}\n}}\n"
+            "provider_installation {{\n  network_mirror {{\n    url     = \"{mirror}\"\n    exclude = [\"{own}\"]\n  }}\n  direct {{\n    include = [\"{own}\"]\n  }}\n}}\n"
         ));
     }
     write_private(&cli_config, rc.as_bytes())?;

@@ -198,7 +198,7 @@ pub async fn read_version(
     let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
     let (_, row) = find_version(app, org_id, ws, serial).await?;
     let bytes = app.blobs.get(&row.blob()).await?;
-    app.metrics.state_bytes_out.inc_by(bytes.len() as u64);
+    app.metrics.state_sent_bytes.inc_by(bytes.len() as u64);
     Ok(bytes)
 }
 

@@ -136,7 +136,7 @@ pub async fn read_state(
             .map(Bytes::from)
             .ok_or(Error::Forbidden)?;
     }
-    app.metrics.state_bytes_out.inc_by(bytes.len() as u64);
+    app.metrics.state_sent_bytes.inc_by(bytes.len() as u64);
     Ok(Some(bytes))
 }
 
@@ -225,6 +225,7 @@ pub(super) async fn commit(
     (source, lock_id): (Source, Option<&str>),
     decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
 ) -> Result<Option<i64>> {
+    let started = std::time::Instant::now();
     let size = body.buf.len() as i64;
     let blob = app
         .blobs
@@ -269,8 +270,11 @@ pub(super) async fn commit(
     forget_current(app, workspace_id);
     let recorded = match recorded {
         Ok(Some(version)) => {
-            app.metrics.state_bytes_in.inc_by(size as u64);
+            app.metrics.state_received_bytes.inc_by(size as u64);
             app.metrics.state_versions_written.inc();
+            app.metrics
+                .state_write_duration
+                .observe(started.elapsed().as_secs_f64());
             tracing::info!(version, serial = ?meta.serial, size, "state version recorded");
             Ok(Some(version))
         }
@@ -413,6 +417,52 @@ pub async fn stale_lock_count(app: &Ctx) -> Result<i64> {
         .into_iter()
         .filter(|(renewed_at, lease)| lock::is_stale(*renewed_at, Some(*lease), now))
         .count() as i64)
+}
+
+/// Raises `lock:stale` for every lock whose lease ran out, once per holder and renewal (a
+/// lock renewed and stale again is announced again). Run by a singleton job.
+pub async fn announce_stale_locks(app: &Ctx) -> Result<()> {
+    for stale in app.locks.stale(&app.db, Utc::now()).await? {
+        let lock = &stale.lock;
+        let info = LockInfo::parse(&lock.info).ok();
+        let who = info.as_ref().map(|i| i.who.clone()).unwrap_or_default();
+        let operation = info.map(|i| i.operation).unwrap_or_default();
+        let expired_at = lock::lease_expires_at(lock.renewed_at, Some(stale.lease_seconds));
+        let payload = serde_json::json!({
+            "message": format!(
+                "The state lock of {}/{} is stale: held by {} ({}) since {}, not renewed within its lease of {} s",
+                stale.org, stale.workspace, if who.is_empty() { &lock.created_by } else { &who },
+                operation, lock.created_at.to_rfc3339(), stale.lease_seconds
+            ),
+            "workspace": stale.workspace,
+            "lock": {
+                "id": lock.lock_id,
+                "who": who,
+                "operation": operation,
+                "created_at": lock.created_at,
+                "created_by": lock.created_by,
+                "renewed_at": lock.renewed_at,
+                "lease_seconds": stale.lease_seconds,
+                "lease_expired_at": expired_at,
+            },
+        });
+        let key = format!(
+            "lock:stale:{}:{}:{}",
+            stale.workspace_id,
+            lock.lock_id,
+            lock.renewed_at.timestamp_micros()
+        );
+        let event = crate::notifications::Event {
+            org_id: stale.org_id,
+            kind: "lock:stale",
+            workspace: Some(stale.workspace.clone()),
+            payload,
+        };
+        if let Err(e) = crate::notifications::emit_once(app, event, &key).await {
+            tracing::warn!(error = %e, workspace = %stale.workspace, "raising lock:stale failed");
+        }
+    }
+    Ok(())
 }
 
 /// Releases a lock. An empty body is `terraform force-unlock` (Terraform sends no ID) and

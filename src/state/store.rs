@@ -564,3 +564,91 @@ pub async fn retention_policies(db: &Db) -> Result<Vec<Policy>> {
         WHERE retain_versions IS NOT NULL OR retain_days IS NOT NULL ORDER BY id";
     Ok(on_pool!(db, p => sqlx::query_as(SQL).fetch_all(p).await)?)
 }
+
+/// A workspace whose lock is under a lease: where it is, its lease and its holder.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeasedLock {
+    pub workspace_id: i64,
+    pub org_id: i64,
+    pub org: String,
+    pub workspace: String,
+    pub lease_seconds: i64,
+    #[sqlx(flatten)]
+    pub lock: LockRow,
+}
+
+/// Every database lock of a workspace with a lock lease.
+pub async fn leased_lock_rows(db: &Db) -> Result<Vec<LeasedLock>> {
+    const SQL: &str = "SELECT w.id AS workspace_id, w.org_id, o.name AS org, w.name AS workspace, \
+        w.lock_lease_seconds AS lease_seconds, l.lock_id, l.info, l.created_at, l.created_by, \
+        l.renewed_at FROM state_locks l JOIN workspaces w ON w.id = l.workspace_id \
+        JOIN orgs o ON o.id = w.org_id WHERE w.lock_lease_seconds IS NOT NULL";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, LeasedLock>(SQL).fetch_all(p).await)?)
+}
+
+/// Org id, org name and name of those of `workspace_ids` that exist.
+pub async fn workspace_names(
+    db: &Db,
+    workspace_ids: &[i64],
+) -> Result<Vec<(i64, i64, String, String)>> {
+    let mut names = Vec::new();
+    for chunk in workspace_ids.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        // Only generated placeholders go into the text; the ids are bound.
+        let sql = format!(
+            "SELECT w.id, w.org_id, o.name, w.name FROM workspaces w \
+             JOIN orgs o ON o.id = w.org_id WHERE w.id IN ({})",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(i64, i64, String, String)> = on_pool!(db, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.fetch_all(p).await
+        })?;
+        names.extend(rows);
+    }
+    Ok(names)
+}
+
+/// A state version as features reading the history see it (`feed`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FeedRow {
+    pub id: i64,
+    pub org_id: i64,
+    pub workspace_id: i64,
+    pub workspace: String,
+    pub created_at: DateTime<Utc>,
+    pub blob_id: String,
+    pub object_key: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+}
+
+/// Versions with an id above `after_id` (of `org_id`, when given), oldest first; with
+/// `current_only`, only the versions that are their workspace's current one.
+pub async fn versions_after(
+    db: &Db,
+    after_id: i64,
+    org_id: Option<i64>,
+    current_only: bool,
+    limit: i64,
+) -> Result<Vec<FeedRow>> {
+    const SQL: &str = "SELECT v.id, w.org_id, v.workspace_id, w.name AS workspace, v.created_at, \
+        b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key \
+        FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
+        JOIN blobs b ON b.id = v.blob_id \
+        WHERE v.id > $1 AND ($2 IS NULL OR w.org_id = $2) \
+          AND (NOT $3 OR w.current_version_id = v.id) \
+        ORDER BY v.id LIMIT $4";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, FeedRow>(SQL)
+        .bind(after_id).bind(org_id).bind(current_only).bind(limit).fetch_all(p).await)?)
+}
+
+/// Every workspace of an org: (id, name).
+pub async fn org_workspace_names(db: &Db, org_id: i64) -> Result<Vec<(i64, String)>> {
+    const SQL: &str = "SELECT id, name FROM workspaces WHERE org_id = $1 ORDER BY name";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(SQL)
+        .bind(org_id).fetch_all(p).await)?)
+}

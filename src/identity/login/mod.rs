@@ -6,9 +6,11 @@
 //! session cookie lets a browser that already signed in skip to a consent page.
 
 mod limits;
+pub mod oidc;
 mod pkce;
 mod routes;
 mod service;
+mod sso;
 mod store;
 mod views;
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 pub use limits::{LoginLimits, Quota};
 pub use routes::routes;
 
-use crate::config::Config;
+use crate::config::{Config, LocalPasswords, OidcSettings};
 
 /// The OAuth client id Terraform sends (advertised in discovery).
 pub const CLIENT_ID: &str = "terraform-cli";
@@ -29,6 +31,10 @@ pub struct LoginSettings {
     pub token_ttl: Duration,
     pub user_quota: Quota,
     pub address_quota: Quota,
+    /// Single sign-on through an OpenID Connect issuer, when configured.
+    pub oidc: Option<OidcSettings>,
+    /// Who may sign in with a password.
+    pub local_passwords: LocalPasswords,
 }
 
 impl Default for LoginSettings {
@@ -45,6 +51,8 @@ impl Default for LoginSettings {
                 burst: 30,
                 per: Duration::from_secs(60),
             },
+            oidc: None,
+            local_passwords: LocalPasswords::On,
         }
     }
 }
@@ -54,6 +62,8 @@ impl LoginSettings {
         Ok(LoginSettings {
             ports: config.login_ports()?,
             token_ttl: config.login_token_ttl()?,
+            oidc: config.oidc()?,
+            local_passwords: config.local_passwords()?,
             ..LoginSettings::default()
         })
     }
@@ -75,11 +85,27 @@ impl LoginSettings {
 pub struct LoginState {
     pub settings: LoginSettings,
     pub limits: LoginLimits,
+    /// The OpenID Connect relying party, when single sign-on is configured.
+    pub oidc: Option<oidc::Oidc>,
 }
 
 impl LoginState {
     pub fn new(settings: LoginSettings) -> LoginState {
         let limits = LoginLimits::new(settings.user_quota, settings.address_quota);
-        LoginState { settings, limits }
+        let oidc = settings
+            .oidc
+            .clone()
+            .and_then(|s| match oidc::Oidc::new(s) {
+                Ok(oidc) => Some(oidc),
+                Err(e) => {
+                    tracing::error!(error = %e, "single sign-on is off: no HTTP client");
+                    None
+                }
+            });
+        LoginState {
+            settings,
+            limits,
+            oidc,
+        }
     }
 }

@@ -16,6 +16,7 @@ use super::service::{
     self as login, Accepted, AuthorizePage, AuthzParams, BrowserCookies, PasswordChoice,
     Submission, Submitted, TokenRequest,
 };
+use super::sso::{self, CallbackParams, Finished, Started};
 use super::views::{self, TokenResponse};
 use crate::error::{Error, Result};
 use crate::http::extract::ApiPath;
@@ -23,6 +24,8 @@ use crate::identity::Ctx;
 
 const CSRF_COOKIE: &str = "terrace_csrf";
 const SESSION_COOKIE: &str = "terrace_session";
+/// The `state` of a single sign-on in progress, binding the callback to this browser.
+const SSO_COOKIE: &str = "terrace_sso_state";
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -31,6 +34,8 @@ pub fn routes() -> Router<Ctx> {
             get(authorize_page).post(authorize_submit),
         )
         .route("/oauth/token", post(token))
+        .route("/oauth/sso/start", get(sso_start))
+        .route("/oauth/sso/callback", get(sso_callback))
         .route("/invite/{secret}", get(invite_page).post(invite_submit))
 }
 
@@ -140,6 +145,7 @@ async fn authorize_page(
                 &csrf.value,
                 None,
                 &csrf_cookie(&app, &csrf),
+                &login::sign_in_options(&app),
             ),
             AuthorizePage::Consent { csrf, user } => {
                 views::consent(&params, &csrf.value, &user, &csrf_cookie(&app, &csrf))
@@ -178,6 +184,7 @@ async fn authorize_submit(
         decision: form.decision,
     };
     let cookies = Cookies::read(&headers);
+    let options = login::sign_in_options(&app);
     let again = |status, message: &str| {
         views::login_form(
             status,
@@ -185,6 +192,7 @@ async fn authorize_submit(
             &submission.csrf,
             Some(message),
             &[],
+            &options,
         )
     };
     Ok(
@@ -213,18 +221,114 @@ async fn authorize_submit(
             Submitted::InvalidCredentials => {
                 again(StatusCode::UNAUTHORIZED, "Invalid user name or password.")
             }
-            Submitted::Redirect { url, session } => {
+            Submitted::PasswordsOff => again(
+                StatusCode::FORBIDDEN,
+                "Password sign-in is turned off here. Use single sign-on.",
+            ),
+            Submitted::Redirect { url, session } => redirect_with_session(&app, &url, session),
+        },
+    )
+}
+
+fn redirect_with_session(app: &Ctx, url: &str, session: Option<String>) -> Response {
+    let mut response = Redirect::to(url).into_response();
+    if let Some(session) = session {
+        let value = set_cookie(app, SESSION_COOKIE, &session, login::SESSION_TTL);
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The single sign-on cookie: `Lax`, because the issuer's redirect back is a cross-site
+/// navigation, which `Strict` cookies do not follow; scoped to the callback's path.
+fn sso_cookie(app: &Ctx, value: &str, max_age: chrono::Duration) -> String {
+    let secure = app.tls
+        || app
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https:"));
+    cookie::Cookie::build((SSO_COOKIE, value))
+        .path("/oauth/sso")
+        .http_only(true)
+        .secure(secure)
+        .same_site(cookie::SameSite::Lax)
+        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
+        .build()
+        .to_string()
+}
+
+fn sso_unavailable(message: &str) -> Response {
+    views::error(
+        StatusCode::BAD_GATEWAY,
+        "Single sign-on is unavailable",
+        &format!(
+            "{message}. Try again later; administrators can still sign in with their Terrace \
+             password."
+        ),
+    )
+}
+
+/// `GET /oauth/sso/start`: to the identity provider. With login.v1 parameters (from the
+/// "Sign in with …" link of `/oauth/authorize`), the sign-in ends in `terraform login`'s code.
+async fn sso_start(
+    State(app): State<Ctx>,
+    headers: HeaderMap,
+    Query(params): Query<AuthzParams>,
+) -> Result<Response> {
+    let resume = (!params.redirect_uri.is_empty()).then_some(&params);
+    Ok(
+        match sso::start(&app, resume, &app.base_url(&headers)).await? {
+            Started::Refused(message) => bad_request(&message),
+            Started::Unavailable(message) => sso_unavailable(&message),
+            Started::Redirect { url, state } => {
                 let mut response = Redirect::to(&url).into_response();
-                if let Some(session) = session {
-                    let value = set_cookie(&app, SESSION_COOKIE, &session, login::SESSION_TTL);
-                    if let Ok(value) = HeaderValue::from_str(&value) {
-                        response.headers_mut().append(header::SET_COOKIE, value);
-                    }
+                let cookie = sso_cookie(&app, &state, chrono::Duration::minutes(10));
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
                 }
                 response
             }
         },
     )
+}
+
+/// `GET /oauth/sso/callback`: the identity provider sends the browser back with a code.
+async fn sso_callback(
+    State(app): State<Ctx>,
+    headers: HeaderMap,
+    Query(params): Query<CallbackParams>,
+) -> Result<Response> {
+    let state = cookie(&headers, SSO_COOKIE);
+    let base_url = app.base_url(&headers);
+    let mut response = match sso::callback(&app, &params, state.as_deref(), &base_url).await? {
+        Finished::Refused(message) => bad_request(&message),
+        Finished::Failed(message) => {
+            views::error(StatusCode::UNAUTHORIZED, "Cannot sign in", &message)
+        }
+        Finished::Unavailable(message) => sso_unavailable(&message),
+        Finished::SignedIn {
+            user,
+            session,
+            next,
+        } => match next {
+            Some(Submitted::Redirect { url, .. }) => {
+                redirect_with_session(&app, &url, Some(session))
+            }
+            Some(_) => bad_request("the terraform login request can no longer be continued"),
+            None => {
+                let value = set_cookie(&app, SESSION_COOKIE, &session, login::SESSION_TTL);
+                views::signed_in(&user, &[value])
+            }
+        },
+    };
+    // A state is good once: forget it whatever happened.
+    let clear = sso_cookie(&app, "", chrono::Duration::zero());
+    if let Ok(value) = HeaderValue::from_str(&clear) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use super::pkce::{is_pkce_string, verifier_matches};
 use super::store::{self, NewCode};
 use super::{CLIENT_ID, LoginSettings};
+use crate::config::LocalPasswords;
 use crate::error::{Error, Result};
 use crate::identity::Ctx;
 use crate::identity::auth::{jwt, password, token};
@@ -28,7 +29,7 @@ const CODE_TTL: chrono::Duration = chrono::Duration::seconds(60);
 const CODE_RETENTION: chrono::Duration = chrono::Duration::days(1);
 
 /// The authorization request, as query parameters or repeated in the forms.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize)]
 pub struct AuthzParams {
     #[serde(default)]
     pub client_id: String,
@@ -46,7 +47,7 @@ pub struct AuthzParams {
 
 /// Why an authorization request is refused; shown on a page, never sent to the redirect URI
 /// (which may not be trustworthy).
-pub fn check_request(
+pub(super) fn check_request(
     params: &AuthzParams,
     settings: &LoginSettings,
 ) -> std::result::Result<(), &'static str> {
@@ -155,7 +156,37 @@ async fn session_user(app: &Ctx, cookies: BrowserCookies<'_>) -> Option<user_sto
         .ok()?;
     let id: i64 = claims.sub.parse().ok()?;
     let user = user_store::find_user_by_id(&app.db, id).await.ok()??;
-    (user.disabled_at.is_none() && user.password_hash.is_some()).then_some(user)
+    // A session exists only after a sign-in (password or single sign-on).
+    user.disabled_at.is_none().then_some(user)
+}
+
+/// A browser session for a user who just signed in.
+pub async fn session_for(app: &Ctx, user_id: i64, name: &str) -> Result<String> {
+    jwt::mint(
+        app,
+        jwt::BROWSER_AUDIENCE,
+        user_id,
+        name,
+        &uuid::Uuid::new_v4().to_string(),
+        SESSION_TTL,
+    )
+    .await
+}
+
+/// What the sign-in page offers besides the password form.
+#[derive(Debug, Clone)]
+pub struct SignInOptions {
+    /// "Sign in with …" (the issuer's name) when single sign-on is configured.
+    pub sso: Option<String>,
+    /// Whether the password form is shown.
+    pub passwords: bool,
+}
+
+pub fn sign_in_options(app: &Ctx) -> SignInOptions {
+    SignInOptions {
+        sso: app.login.oidc.as_ref().map(|o| o.label()),
+        passwords: app.login.settings.local_passwords != LocalPasswords::Off,
+    }
 }
 
 /// What `GET /oauth/authorize` shows.
@@ -212,6 +243,8 @@ pub enum Submitted {
     /// Too many attempts for the user name or address; retry after this many seconds.
     Limited(u64),
     InvalidCredentials,
+    /// Password sign-in is turned off (for everyone, or for users who are no admin).
+    PasswordsOff,
     /// Back to Terraform's listener, with a code or `error=access_denied`; `session` is a
     /// browser session to start.
     Redirect {
@@ -247,6 +280,10 @@ pub async fn submit(
     let (Some(username), Some(password)) = (&form.username, &form.password) else {
         return Ok(Submitted::Refused("user name and password are required"));
     };
+    let policy = app.login.settings.local_passwords;
+    if policy == LocalPasswords::Off {
+        return Ok(Submitted::PasswordsOff);
+    }
     let username = username.trim().to_lowercase();
     note_actor(format!("user:{username}"), None);
     note_access("user:login", format!("user:{username}"), None);
@@ -261,15 +298,12 @@ pub async fn submit(
         Some(user) if valid && user.disabled_at.is_none() => user,
         _ => return Ok(Submitted::InvalidCredentials),
     };
-    let session = jwt::mint(
-        app,
-        jwt::BROWSER_AUDIENCE,
-        user.id,
-        &user.name,
-        &uuid::Uuid::new_v4().to_string(),
-        SESSION_TTL,
-    )
-    .await?;
+    // Break-glass: with `admins`, a password still works for org admins (the identity
+    // provider may be down), for nobody else.
+    if policy == LocalPasswords::Admins && !store::is_admin_somewhere(&app.db, user.id).await? {
+        return Ok(Submitted::PasswordsOff);
+    }
+    let session = session_for(app, user.id, &user.name).await?;
     grant_code(app, params, user.id, Some(session)).await
 }
 
@@ -282,7 +316,7 @@ fn redirect(params: &AuthzParams, pairs: &[(&str, &str)], session: Option<String
 
 /// Issues a code (stored hashed, single use, bound to the client, redirect URI and PKCE
 /// challenge) and sends the browser back to Terraform with it.
-async fn grant_code(
+pub(super) async fn grant_code(
     app: &Ctx,
     params: &AuthzParams,
     user_id: i64,

@@ -7,7 +7,7 @@ use html_escape::encode_double_quoted_attribute as attr;
 use html_escape::encode_text as text;
 use serde::Serialize;
 
-use super::service::AuthzParams;
+use super::service::{AuthzParams, SignInOptions};
 
 /// The token endpoint's answer (RFC 6749 §5.1).
 #[derive(Debug, Serialize)]
@@ -88,19 +88,50 @@ fn hidden_fields(params: &AuthzParams, csrf: &str) -> String {
         .collect()
 }
 
+/// The link that starts a single sign-on for this login.v1 request.
+fn sso_link(params: &AuthzParams, label: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("client_id", &params.client_id)
+        .append_pair("redirect_uri", &params.redirect_uri)
+        .append_pair("response_type", &params.response_type)
+        .append_pair("state", &params.state)
+        .append_pair("code_challenge", &params.code_challenge)
+        .append_pair("code_challenge_method", &params.code_challenge_method)
+        .finish();
+    format!(
+        "<p><a class=\"sso\" href=\"/oauth/sso/start?{}\">Sign in with {}</a></p>",
+        attr(&query),
+        text(label)
+    )
+}
+
 pub fn login_form(
     status: StatusCode,
     params: &AuthzParams,
     csrf: &str,
     error: Option<&str>,
     cookies: &[String],
+    options: &SignInOptions,
 ) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", text(e)))
         .unwrap_or_default();
+    let sso = options
+        .sso
+        .as_deref()
+        .map(|label| sso_link(params, label))
+        .unwrap_or_default();
+    if !options.passwords {
+        let body = format!(
+            "<h1>Sign in to Terrace</h1>\
+             <p class=\"muted\">Terraform on your computer is asking for an API token.</p>\
+             {error}{sso}"
+        );
+        return page(status, "Sign in", &body, cookies);
+    }
     let body = format!(
         "<h1>Sign in to Terrace</h1>\
-         <p class=\"muted\">Terraform on your computer is asking for an API token.</p>{error}\
+         <p class=\"muted\">Terraform on your computer is asking for an API token.</p>{error}{sso}\
          <form method=\"post\" action=\"/oauth/authorize\">{}\
          <label for=\"username\">User name</label>\
          <input type=\"text\" id=\"username\" name=\"username\" autocomplete=\"username\" required autofocus>\
@@ -150,6 +181,15 @@ pub fn invite_form(
         crate::identity::auth::password::MIN_LEN
     );
     page(status, "Set your password", &body, cookies)
+}
+
+/// A single sign-on that ended here (no `terraform login` to continue).
+pub fn signed_in(user: &str, cookies: &[String]) -> Response {
+    let body = format!(
+        "<h1>Signed in</h1><p>You are signed in to Terrace as <strong>{}</strong>.</p>",
+        text(user)
+    );
+    page(StatusCode::OK, "Signed in", &body, cookies)
 }
 
 pub fn invite_done(user: &str) -> Response {

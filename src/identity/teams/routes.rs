@@ -22,7 +22,13 @@ pub fn routes() -> Router<Ctx> {
             "/api/v1/orgs/{org}/teams",
             get(list_teams).post(create_team),
         )
-        .route(team, get(show_team).patch(update_team).delete(delete_team))
+        .route(
+            team,
+            get(show_team)
+                .put(put_team)
+                .patch(update_team)
+                .delete(delete_team),
+        )
         .route(&format!("{team}/members"), get(list_members))
         .route(
             &format!("{team}/members/{{user}}"),
@@ -80,6 +86,17 @@ async fn update_team(
 ) -> Result<Response> {
     let (org, team) = team_names(&org, &team)?;
     Ok(Json(super::update_team(&app, &principal, &org, &team, update).await?).into_response())
+}
+
+/// `PUT …/teams/{team}`: creates the team if needed and sets `role` and `idp_groups`.
+async fn put_team(
+    State(app): State<Ctx>,
+    principal: Principal,
+    ApiPath((org, team)): ApiPath<(String, String)>,
+    ApiJson(update): ApiJson<TeamUpdate>,
+) -> Result<Response> {
+    let (org, team) = team_names(&org, &team)?;
+    Ok(Json(super::put_team(&app, &principal, &org, &team, update).await?).into_response())
 }
 
 async fn delete_team(

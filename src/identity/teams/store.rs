@@ -74,3 +74,96 @@ pub async fn list_members(
     Ok(on_pool!(db, p => sqlx::query_as::<_, TeamMemberRow>(SQL)
         .bind(team_id).bind(limit).bind(offset).fetch_all(p).await)?)
 }
+
+/// The IdP groups mapped to a team, sorted.
+pub async fn idp_groups(db: &Db, team_id: i64) -> Result<Vec<String>> {
+    const SQL: &str = "SELECT idp_group FROM team_idp_groups WHERE team_id = $1 ORDER BY idp_group";
+    let rows: Vec<(String,)> =
+        on_pool!(db, p => sqlx::query_as(SQL).bind(team_id).fetch_all(p).await)?;
+    Ok(rows.into_iter().map(|(g,)| g).collect())
+}
+
+/// Replaces the IdP groups mapped to a team.
+pub async fn set_idp_groups(db: &Db, team_id: i64, groups: &[String]) -> Result<()> {
+    const DELETE: &str = "DELETE FROM team_idp_groups WHERE team_id = $1";
+    const INSERT: &str = "INSERT INTO team_idp_groups (team_id, idp_group) VALUES ($1, $2) \
+                          ON CONFLICT DO NOTHING";
+    on_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(DELETE).bind(team_id).execute(&mut *tx).await?;
+        for group in groups {
+            sqlx::query(INSERT).bind(team_id).bind(group).execute(&mut *tx).await?;
+        }
+        tx.commit().await
+    })?;
+    Ok(())
+}
+
+/// A team reached through the group mapping, or holding a membership the mapping made.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MappedTeam {
+    pub team_id: i64,
+    pub org_id: i64,
+    pub org_name: String,
+    pub team_name: String,
+    /// The IdP group (for mapped teams); empty for memberships.
+    pub idp_group: String,
+}
+
+/// Every group-to-team mapping (a short list that admins keep).
+pub async fn all_mappings(db: &Db) -> Result<Vec<MappedTeam>> {
+    const SQL: &str = "SELECT t.id AS team_id, t.org_id, o.name AS org_name, \
+                       t.name AS team_name, g.idp_group FROM team_idp_groups g \
+                       JOIN teams t ON t.id = g.team_id JOIN orgs o ON o.id = t.org_id \
+                       ORDER BY t.id";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, MappedTeam>(SQL).fetch_all(p).await)?)
+}
+
+/// The user's team memberships: (team id, made by the mapping).
+pub async fn user_team_memberships(db: &Db, user_id: i64) -> Result<Vec<MappedTeam>> {
+    const SQL: &str = "SELECT t.id AS team_id, t.org_id, o.name AS org_name, \
+                       t.name AS team_name, COALESCE(tm.added_by, '') AS idp_group \
+                       FROM team_members tm JOIN teams t ON t.id = tm.team_id \
+                       JOIN orgs o ON o.id = t.org_id WHERE tm.user_id = $1";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, MappedTeam>(SQL)
+        .bind(user_id).fetch_all(p).await)?)
+}
+
+/// Adds the user to a team (and, if needed, to its org with the least role) on the
+/// mapping's behalf.
+pub async fn add_idp_member(
+    db: &Db,
+    org_id: i64,
+    team_id: i64,
+    user_id: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    const MEMBER: &str = "INSERT INTO org_members (org_id, user_id, role, created_at, added_by) \
+                          VALUES ($1, $2, 'outputs', $3, 'idp') ON CONFLICT DO NOTHING";
+    const TEAM: &str = "INSERT INTO team_members (team_id, user_id, added_by) \
+                        VALUES ($1, $2, 'idp') ON CONFLICT DO NOTHING";
+    on_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(MEMBER).bind(org_id).bind(user_id).bind(now).execute(&mut *tx).await?;
+        sqlx::query(TEAM).bind(team_id).bind(user_id).execute(&mut *tx).await?;
+        tx.commit().await
+    })?;
+    Ok(())
+}
+
+/// Takes away a membership the mapping made, and the org membership it made once the user
+/// has no team left in that org.
+pub async fn remove_idp_member(db: &Db, org_id: i64, team_id: i64, user_id: i64) -> Result<()> {
+    const TEAM: &str =
+        "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2 AND added_by = 'idp'";
+    const MEMBER: &str = "DELETE FROM org_members WHERE org_id = $1 AND user_id = $2 \
+                          AND added_by = 'idp' AND NOT EXISTS (SELECT 1 FROM team_members tm \
+                          JOIN teams t ON t.id = tm.team_id WHERE tm.user_id = $2 AND t.org_id = $1)";
+    on_pool!(db, p => {
+        let mut tx = p.begin().await?;
+        sqlx::query(TEAM).bind(team_id).bind(user_id).execute(&mut *tx).await?;
+        sqlx::query(MEMBER).bind(org_id).bind(user_id).execute(&mut *tx).await?;
+        tx.commit().await
+    })?;
+    Ok(())
+}

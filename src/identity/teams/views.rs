@@ -29,6 +29,8 @@ impl From<TeamRow> for TeamSummary {
 pub struct TeamView {
     pub name: String,
     pub role: Option<String>,
+    /// IdP groups (values of the groups claim) whose members join this team at sign-in.
+    pub idp_groups: Vec<String>,
     /// The first [`MAX_LIMIT`] members; the paginated `/members` list has them all.
     pub members: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -47,4 +49,7 @@ pub struct TeamUpdate {
     /// Absent: unchanged; `null`: the team grants no role (only its policies).
     #[serde(default, deserialize_with = "crate::http::extract::present")]
     pub role: Option<Option<Role>>,
+    /// Absent: unchanged; a list replaces the mapped IdP groups (`[]` maps none).
+    #[serde(default)]
+    pub idp_groups: Option<Vec<String>>,
 }

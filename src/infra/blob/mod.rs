@@ -18,6 +18,7 @@ pub use key::{BlobKey, BlobKind};
 
 use crate::error::{Error, Result};
 use crate::infra::crypto::{Envelope, HEADER_LEN, Keyring};
+use crate::infra::metrics::{BlobErrors, BlobOperationLabels, CacheCounters, Metrics};
 
 /// Encrypting blob store.
 #[derive(Clone)]
@@ -29,6 +30,10 @@ pub struct BlobStore {
     cache: Option<Arc<PlainCache>>,
     /// Remote stores take large objects in parts (local files are written whole).
     multipart: bool,
+    /// Hits and misses of `cache` (`terrace_cache_lookups_total{cache="state_blobs"}`).
+    cache_counters: CacheCounters,
+    /// Failed calls to the store (`terrace_blob_store_errors_total`).
+    errors: BlobErrors,
 }
 
 /// The objects of a blob store as stored (encrypted), with no keys: what a backup copies.
@@ -382,7 +387,30 @@ impl BlobStore {
             keys,
             cache: None,
             multipart,
+            cache_counters: CacheCounters::default(),
+            errors: BlobErrors::default(),
         })
+    }
+
+    /// Counts cache lookups and failed calls in `metrics`.
+    pub fn counted(mut self, metrics: &Metrics) -> Self {
+        self.cache_counters = CacheCounters::new(&metrics.cache_lookups, "state_blobs");
+        self.errors = metrics.blob_errors.clone();
+        self
+    }
+
+    /// Counts a failed call (not finding an object that may be absent is no failure).
+    fn failed<T, E>(
+        &self,
+        operation: &'static str,
+        result: std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        if result.is_err() {
+            self.errors
+                .get_or_create(&BlobOperationLabels { operation })
+                .inc();
+        }
+        result
     }
 
     /// Keeps up to `bytes` of decrypted objects in memory (0 turns the cache off).
@@ -410,7 +438,8 @@ impl BlobStore {
             .map_err(Error::Internal)?;
         // Keys are fresh ids, so an upload in parts cannot overwrite anything either.
         let path = Path::from(object_key.as_str());
-        put_new(&*self.store, &path, Bytes::from(data), self.multipart).await?;
+        let stored = put_new(&*self.store, &path, Bytes::from(data), self.multipart).await;
+        self.failed("put", stored)?;
         Ok(StoredBlob {
             id,
             object_key,
@@ -421,10 +450,12 @@ impl BlobStore {
     /// Reads and decrypts a blob.
     #[tracing::instrument(level = "debug", name = "blob.get", skip_all, fields(otel.kind = "client"))]
     pub async fn get(&self, blob: &StoredBlob) -> Result<Bytes> {
-        if let Some(cache) = &self.cache
-            && let Some(hit) = cache.get(&blob.id)
-        {
-            return Ok(hit);
+        if let Some(cache) = &self.cache {
+            let hit = cache.get(&blob.id);
+            self.cache_counters.record(hit.is_some());
+            if let Some(hit) = hit {
+                return Ok(hit);
+            }
         }
         // Boxed: the store's future is large, and a cache hit (the hot path) needs none.
         Box::pin(self.fetch(blob)).await
@@ -432,13 +463,15 @@ impl BlobStore {
 
     /// Reads and decrypts a blob from the store, and caches it.
     async fn fetch(&self, blob: &StoredBlob) -> Result<Bytes> {
-        let object = self
-            .store
-            .get(&Path::from(blob.object_key.as_str()))
-            .await?
-            .bytes()
-            .await?;
-        let mut data = Vec::from(object);
+        let object = async {
+            self.store
+                .get(&Path::from(blob.object_key.as_str()))
+                .await?
+                .bytes()
+                .await
+        }
+        .await;
+        let mut data = Vec::from(self.failed("get", object)?);
         let range = self
             .keys
             .open(&blob.envelope, &mut data, blob.id.as_bytes())
@@ -512,11 +545,11 @@ impl BlobStore {
         if let Some(cache) = &self.cache {
             cache.remove(&blob.id);
         }
-        if let Err(err) = self
+        let deleted = self
             .store
             .delete(&Path::from(blob.object_key.as_str()))
-            .await
-        {
+            .await;
+        if let Err(err) = self.failed("delete", deleted) {
             tracing::warn!(error = %err, "could not discard uncommitted blob; the sweep will");
         }
     }
@@ -538,7 +571,8 @@ impl BlobStore {
     ) -> impl futures::Stream<Item = Result<(String, chrono::DateTime<chrono::Utc>)>> + '_ {
         use futures::StreamExt;
         self.store.list(None).map(|item| {
-            item.map(|meta| (meta.location.to_string(), meta.last_modified))
+            self.failed("list", item)
+                .map(|meta| (meta.location.to_string(), meta.last_modified))
                 .map_err(Error::from)
         })
     }
@@ -548,7 +582,7 @@ impl BlobStore {
     pub async fn delete_object(&self, object_key: &str) -> Result<()> {
         match self.store.delete(&Path::from(object_key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => self.failed("delete", Err(e)).map_err(Error::from),
         }
     }
 
@@ -557,12 +591,13 @@ impl BlobStore {
     pub async fn ping(&self) -> Result<()> {
         let prefix = Path::from("state");
         let listing = self.store.list_with_delimiter(Some(&prefix));
-        match tokio::time::timeout(PING_TIMEOUT, listing).await {
+        let answer = match tokio::time::timeout(PING_TIMEOUT, listing).await {
             Ok(listed) => listed.map(|_| ()).map_err(Error::from),
             Err(_) => Err(Error::Unavailable(anyhow::anyhow!(
                 "blob store did not answer within {PING_TIMEOUT:?}"
             ))),
-        }
+        };
+        self.failed("list", answer)
     }
 }
 
@@ -604,12 +639,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn cache_hits_misses_and_failed_calls_are_counted() {
+        let metrics = Metrics::new();
+        let store = BlobStore::from_url("memory://", keys())
+            .unwrap()
+            .with_cache(1 << 20)
+            .counted(&metrics);
+        let key = BlobKey::new_state_version(1);
+        let blob = store
+            .put(key, PlainBuffer::from_plaintext(b"{}"))
+            .await
+            .unwrap();
+        store.get(&blob).await.unwrap();
+        store.get(&blob).await.unwrap();
+        store.delete_object(&blob.object_key).await.unwrap();
+        store.cache.as_ref().unwrap().remove(&blob.id);
+        assert!(store.get(&blob).await.is_err());
+        let text = metrics.render_text();
+        for line in [
+            r#"terrace_cache_lookups_total{cache="state_blobs",result="hit"} 1"#,
+            r#"terrace_cache_lookups_total{cache="state_blobs",result="miss"} 2"#,
+            r#"terrace_blob_store_errors_total{operation="get"} 1"#,
+            r#"terrace_blob_store_errors_total{operation="put"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_large_raw_object_goes_up_in_parts_and_is_never_overwritten() {
         let store = BlobStore {
             store: Arc::new(object_store::memory::InMemory::new()),
             keys: keys(),
             cache: None,
             multipart: true,
+            cache_counters: CacheCounters::default(),
+            errors: BlobErrors::default(),
         };
         let big = Bytes::from(vec![7u8; PART_SIZE + 1]);
         store.raw_put("state/1/big", big.clone()).await.unwrap();

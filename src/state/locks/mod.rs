@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 pub use self::azure_table::AzureTableLocks;
 pub use self::dynamo::DynamoLocks;
-use super::store::{self, LockRow, WorkspaceSummaryRow};
+use super::store::{self, LeasedLock, LockRow, WorkspaceSummaryRow};
 use crate::config::LockSettings;
 use crate::error::Result;
 use crate::infra::db::Db;
@@ -218,6 +218,55 @@ impl Locks {
                 Ok(leases
                     .into_iter()
                     .filter_map(|(id, lease)| Some((*held.get(&id)?, lease)))
+                    .collect())
+            }
+        }
+    }
+
+    /// Every lock under a lease that ran out by `now`, with its workspace (lock leases are
+    /// workspace settings, read from `metadata`; DynamoDB is scanned for renewals, then asked
+    /// for the stale holders only).
+    pub(super) async fn stale(&self, metadata: &Db, now: DateTime<Utc>) -> Result<Vec<LeasedLock>> {
+        let stale =
+            |l: &LeasedLock| super::lock::is_stale(l.lock.renewed_at, Some(l.lease_seconds), now);
+        match self {
+            Locks::Database(_) => Ok(store::leased_lock_rows(metadata)
+                .await?
+                .into_iter()
+                .filter(stale)
+                .collect()),
+            Locks::DynamoDb(d) => {
+                let renewals = d.all_renewals().await?;
+                let ids: Vec<i64> = renewals.keys().copied().collect();
+                let stale_ids: Vec<(i64, i64)> = store::lock_leases(metadata, &ids)
+                    .await?
+                    .into_iter()
+                    .filter(|(id, lease)| {
+                        renewals
+                            .get(id)
+                            .is_some_and(|r| super::lock::is_stale(*r, Some(*lease), now))
+                    })
+                    .collect();
+                if stale_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let ids: Vec<i64> = stale_ids.iter().map(|(id, _)| *id).collect();
+                let mut held = d.find_many(&ids).await?;
+                let names = store::workspace_names(metadata, &ids).await?;
+                Ok(names
+                    .into_iter()
+                    .filter_map(|(id, org_id, org, workspace)| {
+                        let lease_seconds = stale_ids.iter().find(|(i, _)| *i == id)?.1;
+                        Some(LeasedLock {
+                            workspace_id: id,
+                            org_id,
+                            org,
+                            workspace,
+                            lease_seconds,
+                            lock: LockRow::from(held.remove(&id)?),
+                        })
+                    })
+                    .filter(stale)
                     .collect())
             }
         }

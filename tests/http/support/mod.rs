@@ -265,6 +265,22 @@ impl TestApp {
     }
 
     pub async fn with_max_body_size(backend: Backend, max_body_size: u64) -> Option<TestApp> {
+        Self::build(backend, max_body_size, Default::default()).await
+    }
+
+    /// An app whose webhook deliveries use `notifications`.
+    pub async fn with_notifications(
+        backend: Backend,
+        notifications: terrace::notifications::Settings,
+    ) -> Option<TestApp> {
+        Self::build(backend, DEFAULT_MAX_BODY_SIZE, notifications).await
+    }
+
+    async fn build(
+        backend: Backend,
+        max_body_size: u64,
+        notifications: terrace::notifications::Settings,
+    ) -> Option<TestApp> {
         let (db, sqlite_dir) = match backend {
             Backend::Sqlite => {
                 let (db, dir) = terrace::infra::db::testing::sqlite().await;
@@ -301,6 +317,7 @@ impl TestApp {
         let settings = Settings {
             locks,
             mirror_org: Some("acme".into()),
+            notifications,
             ..Settings::default()
         };
         let state = App::new(AppState::new(db.clone(), blobs, max_body_size), settings);
@@ -350,6 +367,34 @@ impl TestApp {
         );
         let settings = Settings {
             mirror_org: self.state.registry.mirror_org.clone(),
+            ..Settings::default()
+        };
+        let state = App::new(infra, settings);
+        TestApp {
+            backend: self.backend,
+            router: terrace::app::router(&state),
+            state,
+            read_token: self.read_token.clone(),
+            write_token: self.write_token.clone(),
+            admin_token: self.admin_token.clone(),
+            other_token: self.other_token.clone(),
+            blobs_dir: self.blobs_dir.clone(),
+            sqlite_dir: self.sqlite_dir.clone(),
+            _blobs_root: self._blobs_root.clone(),
+        }
+    }
+
+    /// Another server on the same database and blob store with other login settings
+    /// (single sign-on, password policy).
+    pub fn with_login(&self, login: terrace::identity::login::LoginSettings) -> TestApp {
+        let infra = AppState::new(
+            self.state.db.clone(),
+            self.state.blobs.clone(),
+            self.state.max_body_size,
+        );
+        let settings = Settings {
+            mirror_org: self.state.registry.mirror_org.clone(),
+            login,
             ..Settings::default()
         };
         let state = App::new(infra, settings);

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::signature_path;
+use super::releases::signature_path;
 
 /// Returns from the calling test when `gpg` is missing (a failure under `CI`).
 macro_rules! require_gpg {
     () => {
-        if !gpg_available() {
+        if !$crate::harness::gpg::gpg_available() {
             return;
         }
     };

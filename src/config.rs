@@ -669,6 +669,8 @@ impl Config {
     /// Whether a master key is configured explicitly (rather than the key file).
     pub fn has_explicit_key(&self) -> bool {
         self.encryption_key.is_some()
+    }
+
     /// Trace export: `otel_exporter_otlp_endpoint`, else the standard OpenTelemetry
     /// variables; `None` when no endpoint is set or `OTEL_SDK_DISABLED=true` /
     /// `OTEL_TRACES_EXPORTER=none` turn it off.
@@ -753,6 +755,10 @@ impl KeyProvider {
         match self {
             KeyProvider::Local => "local".into(),
             KeyProvider::AwsKms { key_id } => format!("awskms://{key_id}"),
+        }
+    }
+}
+
 /// Where traces go (OTLP over HTTP with protobuf bodies).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceSettings {

@@ -235,8 +235,12 @@ impl Locks {
                 .into_iter()
                 .filter(stale)
                 .collect()),
-            Locks::DynamoDb(d) => {
-                let renewals = d.all_renewals().await?;
+            Locks::DynamoDb(_) | Locks::AzureTable(_) => {
+                let renewals = match self {
+                    Locks::DynamoDb(d) => d.all_renewals().await?,
+                    Locks::AzureTable(a) => a.all_renewals().await?,
+                    Locks::Database(_) => unreachable!("matched above"),
+                };
                 let ids: Vec<i64> = renewals.keys().copied().collect();
                 let stale_ids: Vec<(i64, i64)> = store::lock_leases(metadata, &ids)
                     .await?
@@ -251,7 +255,21 @@ impl Locks {
                     return Ok(Vec::new());
                 }
                 let ids: Vec<i64> = stale_ids.iter().map(|(id, _)| *id).collect();
-                let mut held = d.find_many(&ids).await?;
+                let mut held: std::collections::HashMap<i64, LockRow> = match self {
+                    Locks::DynamoDb(d) => d
+                        .find_many(&ids)
+                        .await?
+                        .into_iter()
+                        .map(|(id, l)| (id, l.into()))
+                        .collect(),
+                    Locks::AzureTable(a) => a
+                        .find_many(&ids)
+                        .await?
+                        .into_iter()
+                        .map(|(id, l)| (id, l.into()))
+                        .collect(),
+                    Locks::Database(_) => unreachable!("matched above"),
+                };
                 let names = store::workspace_names(metadata, &ids).await?;
                 Ok(names
                     .into_iter()
@@ -263,7 +281,7 @@ impl Locks {
                             org,
                             workspace,
                             lease_seconds,
-                            lock: LockRow::from(held.remove(&id)?),
+                            lock: held.remove(&id)?,
                         })
                     })
                     .filter(stale)

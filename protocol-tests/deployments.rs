@@ -849,6 +849,126 @@ fn two_replicas_and_two_runner_processes_run_fifty_queued_runs_once_each() {
     );
 }
 
+/// A webhook receiver on a loopback port: records each request's body, answers 200.
+struct Hooks {
+    url: String,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the receiver");
+        let url = format!(
+            "http://{}/hook",
+            listener.local_addr().expect("receiver address")
+        );
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = bodies.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_ok()
+                    && let Ok(json) = serde_json::from_slice(&body)
+                {
+                    seen.lock().expect("receiver log").push(json);
+                }
+                let _ = reader.get_mut().write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        });
+        Hooks { url, bodies }
+    }
+
+    fn kinds_of_run(&self, run: i64) -> Vec<String> {
+        self.bodies
+            .lock()
+            .expect("receiver log")
+            .iter()
+            .filter(|b| b["data"]["run"]["id"] == run)
+            .map(|b| b["type"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+/// A run of real Terraform through an external runner raises its notification events: a
+/// subscriber hears it created, planning, planned and needing attention, then applying,
+/// applied and completed once confirmed.
+#[test]
+fn a_real_run_raises_its_notification_events() {
+    require_terraform!();
+    let server = Terrace::start_tls_with(&[
+        ("TERRACE_RUNNERS", "0"),
+        ("TERRACE_NOTIFICATIONS_ALLOW_PRIVATE", "true"),
+    ]);
+    let hooks = Hooks::start();
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/notifications"),
+        Some(json!({"name": "runs", "url": hooks.url, "events": ["run:*"], "workspace": "tiny-*"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    publish(&server, "tiny", "1.0.0", &tiny_module());
+    blueprint(&server, "tiny");
+    let token = runner_token(&server);
+    let _runner = Runner::start(&server, &token, "notify");
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "tiny-1", "blueprint": "tiny", "inputs": {"n": 1}})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = current_run(&body);
+    wait_for(&server, id, &["planned"], TIMEOUT);
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{id}/apply"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for(&server, id, &["applied"], TIMEOUT);
+    let expected = [
+        "run:created",
+        "run:planning",
+        "run:planned",
+        "run:needs_attention",
+        "run:applying",
+        "run:applied",
+        "run:completed",
+    ];
+    let start = Instant::now();
+    while hooks.kinds_of_run(id).len() < expected.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "events so far: {:?}",
+            hooks.kinds_of_run(id)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut got = hooks.kinds_of_run(id);
+    got.sort();
+    let mut want: Vec<String> = expected.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
 /// Resources the cost estimate prices from the sample catalogue, and one it has no rule for.
 fn priced_module(host: &str) -> Vec<(&'static str, String)> {
     vec![(

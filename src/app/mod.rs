@@ -30,6 +30,8 @@ pub struct Settings {
     /// In-process runners and the Terraform they use (`runners`, `terraform_bin`).
     pub runners: u32,
     pub terraform_bin: String,
+    /// Webhook delivery: private targets, retries, timeout, the stale-lock check.
+    pub notifications: crate::notifications::Settings,
     /// Pricing rules, usage defaults and the attribution tag.
     pub costs: crate::costs::Settings,
 }
@@ -44,6 +46,7 @@ pub struct App {
     pub registry: crate::registry::Ctx,
     pub blueprints: crate::blueprints::Ctx,
     pub deployments: crate::deployments::Ctx,
+    pub notifications: crate::notifications::Ctx,
     pub costs: crate::costs::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
@@ -74,10 +77,12 @@ impl App {
         let blueprints = crate::blueprints::Ctx::new(&registry);
         let deployments =
             crate::deployments::Ctx::new(&state, &blueprints, registry.mirror_org.is_some());
+        let notifications = crate::notifications::Ctx::new(&identity, settings.notifications);
         // Runs get their cost phase through a check deployments knows only as a trait.
         let costs = crate::costs::Ctx::new(&deployments, &settings.costs);
         crate::deployments::phase::set_plan_check(&deployments, Arc::new(costs.clone()));
         App {
+            notifications,
             costs,
             state,
             registry,
@@ -126,6 +131,7 @@ impl App {
             login: crate::identity::login::LoginSettings::from_config(config)?,
             runners: config.runners,
             terraform_bin: config.terraform_bin.clone(),
+            notifications: config.notifications()?.into(),
             costs: {
                 let (rules, usage) = config.cost_files()?;
                 crate::costs::Settings::load(
@@ -152,6 +158,7 @@ impl App {
             self.runners.0,
             &self.runners.1,
         );
+        crate::jobs::start_notifications(&self.jobs, &self.notifications, &self.state);
     }
 }
 

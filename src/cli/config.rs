@@ -21,7 +21,7 @@ pub fn run(
     match command {
         ConfigCommand::Check => {
             for (key, value, source) in config.provenance(file, overrides)? {
-                println!("{key:<26} {value:<50} ({source})");
+                println!("{key:<32} {value:<50} ({source})");
             }
             eprintln!("configuration is valid");
             Ok(())

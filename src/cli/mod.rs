@@ -166,8 +166,8 @@ async fn stores(config: &Config) -> anyhow::Result<(Db, crate::infra::blob::Blob
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = cli.overrides();
     let config = Config::load(cli.global.config.as_deref(), &overrides)?;
-    crate::infra::telemetry::init(config.log_format);
-    match cli.command {
+    crate::infra::telemetry::init(config.log_format, config.tracing()?.as_ref());
+    let result = match cli.command {
         Command::Serve(_) => serve::serve(config).await,
         Command::Migrate => ops::migrate(&config).await,
         Command::Org(command) => orgs::org(&config, command).await,
@@ -189,5 +189,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blueprint(command) => blueprint::run(command).await,
         Command::Prices(command) => costs::prices(&config, command).await,
         Command::Costs(command) => costs::costs(&config, command).await,
-    }
+    };
+    // Queued spans go out before the process ends.
+    let _ = tokio::task::spawn_blocking(crate::infra::telemetry::shutdown).await;
+    result
 }

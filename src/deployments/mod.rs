@@ -3,6 +3,7 @@
 //! runners over HTTP (or in process, through the same functions), and report back logs,
 //! plans and outcomes. `generate` writes the root module a run executes.
 
+mod events;
 pub mod generate;
 pub mod phase;
 pub mod protocol;

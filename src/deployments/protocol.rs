@@ -141,6 +141,7 @@ async fn start(app: &Ctx, job: queue::Job, runner: &str, lease: &str) -> Result<
         return Ok(None);
     }
     tracing::info!(run = run.id, phase = %payload.phase, runner, "run claimed");
+    super::events::announce(app, run.id, to).await;
     let config: Value = serde_json::from_str(&run.config).map_err(anyhow::Error::from)?;
     let mut files: std::collections::BTreeMap<String, String> =
         serde_json::from_value(config["files"].clone()).unwrap_or_default();
@@ -291,6 +292,7 @@ pub async fn finish(
                 return Err(Error::conflict("the run changed meanwhile"));
             }
             release(run.job_id).await?;
+            let run_id = run.id;
             if finished {
                 if run.operation == "destroy" {
                     super::service::archive(app, run.deployment_id).await?;
@@ -343,6 +345,7 @@ pub async fn finish(
                     .await?;
                 }
             }
+            super::events::announce(app, run_id, to).await;
         }
         (APPLYING, "applied") => {
             let change = Change {
@@ -353,6 +356,7 @@ pub async fn finish(
             if !store::transition(&app.db, id, &[APPLYING], APPLIED, change).await? {
                 return Err(Error::conflict("the run changed meanwhile"));
             }
+            super::events::announce(app, id, APPLIED).await;
             release(run.job_id).await?;
             if run.operation == "destroy" {
                 super::service::archive(app, run.deployment_id).await?;
@@ -383,6 +387,7 @@ pub async fn finish(
             if !store::transition(&app.db, id, &[PLANNING, APPLYING], to, change).await? {
                 return Err(Error::conflict("the run changed meanwhile"));
             }
+            super::events::announce(app, id, to).await;
             release(run.job_id).await?;
             if run.operation == "destroy" {
                 // The deployment stays; destroying may be tried again.
@@ -440,6 +445,7 @@ async fn lost_during_apply(app: &Ctx, run: &RunRow) -> Result<()> {
         );
         store::set_diverged(&app.db, run.deployment_id, true).await?;
         runs::finished(app, run, Some("runner lost during apply")).await?;
+        super::events::announce(app, run.id, ERRORED).await;
     }
     Ok(())
 }

@@ -219,6 +219,7 @@ pub async fn discard(
         return Err(Error::conflict("the run changed; reload it"));
     }
     finished(app, &run, None).await?;
+    super::events::announce(app, id, DISCARDED).await;
     show_after(app, id, name).await
 }
 
@@ -251,6 +252,7 @@ pub async fn cancel(
                 return Err(Error::conflict("the run changed; reload it"));
             }
             finished(app, &run, None).await?;
+            super::events::announce(app, id, CANCELED).await;
         }
         PLANNING | APPLYING => {
             store::request_cancel(&app.db, id).await?;

@@ -231,6 +231,7 @@ pub(super) async fn queue_run(
     )
     .await?;
     drop(_turn);
+    super::events::announce(app, id, runs::QUEUED).await;
     runs::advance(app, dep.workspace_id).await?;
     Ok(id)
 }

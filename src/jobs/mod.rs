@@ -234,6 +234,39 @@ pub fn start_runs(jobs: &Jobs, app: &crate::deployments::Ctx, count: u32, terraf
     }
 }
 
+/// Starts the notification delivery worker (every replica claims due deliveries from the
+/// outbox) and the stale-lock check (a singleton raising `lock:stale` once per stale lock).
+pub fn start_notifications(
+    jobs: &Jobs,
+    notifications: &crate::notifications::Ctx,
+    state: &crate::state::Ctx,
+) {
+    jobs.spawn(
+        "notification-delivery",
+        crate::notifications::run_worker(notifications.clone(), jobs.holder.clone()),
+    );
+    let infra = (**state).clone();
+    jobs.singleton(
+        "notification-retention",
+        MAINTENANCE_INTERVAL,
+        state.db.clone(),
+        move || {
+            let infra = infra.clone();
+            async move { crate::notifications::prune(&infra).await }
+        },
+    );
+    let state = state.clone();
+    jobs.singleton(
+        "stale-locks",
+        notifications.settings.lock_check,
+        state.db.clone(),
+        move || {
+            let state = state.clone();
+            async move { crate::state::service::announce_stale_locks(&state).await }
+        },
+    );
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())

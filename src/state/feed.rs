@@ -62,5 +62,5 @@ pub async fn version_bytes(app: &Ctx, version: &FeedVersion) -> Result<Bytes> {
 
 /// Every workspace of the org `org_id`: (id, name), by name.
 pub async fn workspaces(app: &Ctx, org_id: i64) -> Result<Vec<(i64, String)>> {
-    store::workspace_names(&app.db, org_id).await
+    store::org_workspace_names(&app.db, org_id).await
 }

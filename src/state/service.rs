@@ -419,6 +419,52 @@ pub async fn stale_lock_count(app: &Ctx) -> Result<i64> {
         .count() as i64)
 }
 
+/// Raises `lock:stale` for every lock whose lease ran out, once per holder and renewal (a
+/// lock renewed and stale again is announced again). Run by a singleton job.
+pub async fn announce_stale_locks(app: &Ctx) -> Result<()> {
+    for stale in app.locks.stale(&app.db, Utc::now()).await? {
+        let lock = &stale.lock;
+        let info = LockInfo::parse(&lock.info).ok();
+        let who = info.as_ref().map(|i| i.who.clone()).unwrap_or_default();
+        let operation = info.map(|i| i.operation).unwrap_or_default();
+        let expired_at = lock::lease_expires_at(lock.renewed_at, Some(stale.lease_seconds));
+        let payload = serde_json::json!({
+            "message": format!(
+                "The state lock of {}/{} is stale: held by {} ({}) since {}, not renewed within its lease of {} s",
+                stale.org, stale.workspace, if who.is_empty() { &lock.created_by } else { &who },
+                operation, lock.created_at.to_rfc3339(), stale.lease_seconds
+            ),
+            "workspace": stale.workspace,
+            "lock": {
+                "id": lock.lock_id,
+                "who": who,
+                "operation": operation,
+                "created_at": lock.created_at,
+                "created_by": lock.created_by,
+                "renewed_at": lock.renewed_at,
+                "lease_seconds": stale.lease_seconds,
+                "lease_expired_at": expired_at,
+            },
+        });
+        let key = format!(
+            "lock:stale:{}:{}:{}",
+            stale.workspace_id,
+            lock.lock_id,
+            lock.renewed_at.timestamp_micros()
+        );
+        let event = crate::notifications::Event {
+            org_id: stale.org_id,
+            kind: "lock:stale",
+            workspace: Some(stale.workspace.clone()),
+            payload,
+        };
+        if let Err(e) = crate::notifications::emit_once(app, event, &key).await {
+            tracing::warn!(error = %e, workspace = %stale.workspace, "raising lock:stale failed");
+        }
+    }
+    Ok(())
+}
+
 /// Releases a lock. An empty body is `terraform force-unlock` (Terraform sends no ID) and
 /// releases any holder; otherwise only the holder's ID releases it.
 #[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]

@@ -565,6 +565,53 @@ pub async fn retention_policies(db: &Db) -> Result<Vec<Policy>> {
     Ok(on_pool!(db, p => sqlx::query_as(SQL).fetch_all(p).await)?)
 }
 
+/// A workspace whose lock is under a lease: where it is, its lease and its holder.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LeasedLock {
+    pub workspace_id: i64,
+    pub org_id: i64,
+    pub org: String,
+    pub workspace: String,
+    pub lease_seconds: i64,
+    #[sqlx(flatten)]
+    pub lock: LockRow,
+}
+
+/// Every database lock of a workspace with a lock lease.
+pub async fn leased_lock_rows(db: &Db) -> Result<Vec<LeasedLock>> {
+    const SQL: &str = "SELECT w.id AS workspace_id, w.org_id, o.name AS org, w.name AS workspace, \
+        w.lock_lease_seconds AS lease_seconds, l.lock_id, l.info, l.created_at, l.created_by, \
+        l.renewed_at FROM state_locks l JOIN workspaces w ON w.id = l.workspace_id \
+        JOIN orgs o ON o.id = w.org_id WHERE w.lock_lease_seconds IS NOT NULL";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, LeasedLock>(SQL).fetch_all(p).await)?)
+}
+
+/// Org id, org name and name of those of `workspace_ids` that exist.
+pub async fn workspace_names(
+    db: &Db,
+    workspace_ids: &[i64],
+) -> Result<Vec<(i64, i64, String, String)>> {
+    let mut names = Vec::new();
+    for chunk in workspace_ids.chunks(500) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        // Only generated placeholders go into the text; the ids are bound.
+        let sql = format!(
+            "SELECT w.id, w.org_id, o.name, w.name FROM workspaces w \
+             JOIN orgs o ON o.id = w.org_id WHERE w.id IN ({})",
+            placeholders.join(", ")
+        );
+        let rows: Vec<(i64, i64, String, String)> = on_pool!(db, p => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.fetch_all(p).await
+        })?;
+        names.extend(rows);
+    }
+    Ok(names)
+}
+
 /// A state version as features reading the history see it (`feed`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FeedRow {
@@ -600,7 +647,7 @@ pub async fn versions_after(
 }
 
 /// Every workspace of an org: (id, name).
-pub async fn workspace_names(db: &Db, org_id: i64) -> Result<Vec<(i64, String)>> {
+pub async fn org_workspace_names(db: &Db, org_id: i64) -> Result<Vec<(i64, String)>> {
     const SQL: &str = "SELECT id, name FROM workspaces WHERE org_id = $1 ORDER BY name";
     Ok(on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(SQL)
         .bind(org_id).fetch_all(p).await)?)

@@ -44,7 +44,7 @@ fn targz(files: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// Publishes `acme/web/null` 1.0.0 and its blueprint `web` (auto-apply allowed).
-async fn blueprint(app: &TestApp) {
+pub(crate) async fn blueprint(app: &TestApp) {
     let archive = targz(&[
         (
             "main.tf",
@@ -74,7 +74,7 @@ async fn blueprint(app: &TestApp) {
     .assert_status(StatusCode::CREATED);
 }
 
-async fn deploy(app: &TestApp, name: &str) -> i64 {
+pub(crate) async fn deploy(app: &TestApp, name: &str) -> i64 {
     let resp = app
         .api(
             "POST",
@@ -94,7 +94,7 @@ async fn run(app: &TestApp, id: i64) -> Value {
 }
 
 /// A claim over the runner protocol, not waiting; `None` when nothing is claimable.
-async fn claim(app: &TestApp, token: &str) -> Option<Value> {
+pub(crate) async fn claim(app: &TestApp, token: &str) -> Option<Value> {
     let resp = app
         .api(
             "POST",
@@ -128,7 +128,7 @@ async fn heartbeat(app: &TestApp, token: &str, claim: &Value) -> Resp {
 }
 
 /// Finishes a plan phase as planned, with changes and a saved plan of `plan` bytes.
-async fn finish_planned(app: &TestApp, token: &str, claim: &Value, changes: bool) {
+pub(crate) async fn finish_planned(app: &TestApp, token: &str, claim: &Value, changes: bool) {
     let plan_file = base64::engine::general_purpose::STANDARD.encode(b"saved plan");
     runner_call(
         app,
@@ -143,7 +143,7 @@ async fn finish_planned(app: &TestApp, token: &str, claim: &Value, changes: bool
     .assert_status(StatusCode::NO_CONTENT);
 }
 
-async fn finish(app: &TestApp, token: &str, claim: &Value, status: &str) -> Resp {
+pub(crate) async fn finish(app: &TestApp, token: &str, claim: &Value, status: &str) -> Resp {
     runner_call(app, token, claim, "finish", json!({"status": status})).await
 }
 
@@ -158,7 +158,7 @@ async fn expire_leases(db: &Db) {
     .unwrap();
 }
 
-async fn runner_token(app: &TestApp, org: &str) -> String {
+pub(crate) async fn runner_token(app: &TestApp, org: &str) -> String {
     create_token(app.db(), org, "runner", Role::Runner, None).await
 }
 

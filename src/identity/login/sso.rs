@@ -32,6 +32,8 @@ pub enum Started {
     Refused(String),
     /// The issuer cannot be used now; local administrators can still sign in.
     Unavailable(String),
+    /// Too many sign-ins started from this address; retry after this many seconds.
+    Limited(u64),
     /// To the issuer; `state` goes into a cookie that binds the callback to this browser.
     Redirect { url: String, state: String },
 }
@@ -47,11 +49,26 @@ fn derived(app: &Ctx, master_key_id: &str, purpose: &str, state: &str) -> Result
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
 
+/// Where the issuer sends the browser back, under `base_url` (`public_url`, else the
+/// request's own scheme and host).
+fn redirect_uri(base_url: &str) -> String {
+    format!("{}/oauth/sso/callback", base_url.trim_end_matches('/'))
+}
+
 /// Starts a sign-in at the issuer, to resume `resume` (a `terraform login`) afterwards.
-pub async fn start(app: &Ctx, resume: Option<&AuthzParams>) -> Result<Started> {
+pub async fn start(
+    app: &Ctx,
+    resume: Option<&AuthzParams>,
+    base_url: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Started> {
     let Some(oidc) = app.login.oidc.as_ref() else {
         return Ok(Started::Refused("single sign-on is not configured".into()));
     };
+    // Each start stores a row: anonymous callers share the sign-in limit per address.
+    if let Err(Error::TooManyRequests(secs)) = app.login.limits.attempt_address(peer) {
+        return Ok(Started::Limited(secs));
+    }
     if let Some(params) = resume
         && let Err(message) = check_request(params, &app.login.settings)
     {
@@ -96,7 +113,7 @@ pub async fn start(app: &Ctx, resume: Option<&AuthzParams>) -> Result<Started> {
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &oidc.settings.client_id)
-        .append_pair("redirect_uri", &oidc.settings.redirect_uri)
+        .append_pair("redirect_uri", &redirect_uri(base_url))
         .append_pair("scope", &oidc.settings.scopes.join(" "))
         .append_pair("state", &state)
         .append_pair("nonce", &nonce)
@@ -139,6 +156,7 @@ pub async fn callback(
     app: &Ctx,
     params: &CallbackParams,
     cookie_state: Option<&str>,
+    base_url: &str,
 ) -> Result<Finished> {
     let Some(oidc) = app.login.oidc.as_ref() else {
         return Ok(Finished::Refused("single sign-on is not configured".into()));
@@ -178,7 +196,10 @@ pub async fn callback(
     }
     let verifier = derived(app, &row.master_key_id, "pkce", state)?;
     let nonce = derived(app, &row.master_key_id, "nonce", state)?;
-    let verified = match oidc.exchange(code, &verifier).await {
+    let verified = match oidc
+        .exchange(code, &verifier, &redirect_uri(base_url))
+        .await
+    {
         Ok(id_token) => oidc.verify(&id_token, &nonce).await,
         Err(e) => Err(e),
     };

@@ -18,5 +18,7 @@ mod login;
 mod module_registry;
 mod provider_registry;
 mod replicas;
+mod sso;
 mod state_backend;
 mod state_locking;
+mod traces;

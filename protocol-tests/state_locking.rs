@@ -253,3 +253,53 @@ fn terraform_locks_through_dynamodb() {
     assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
     assert_eq!(server.lock_holder(WORKSPACE), None);
 }
+
+/// The same flows with locks kept in an Azure Storage table (azurite's Table service, created
+/// by `terrace locks init`): refused while held, `terraform force-unlock`, then an apply.
+#[test]
+fn terraform_locks_through_an_azure_table() {
+    require_terraform!();
+    let Some(endpoint) = required_var("AZURITE_TABLE_URL") else {
+        return;
+    };
+    let table = format!("terrace{}", uuid::Uuid::new_v4().simple());
+    let endpoint: String = url::form_urlencoded::byte_serialize(endpoint.as_bytes()).collect();
+    let locks = format!("azuretable://devstoreaccount1/{table}?endpoint={endpoint}");
+    let settings = [
+        ("TERRACE_LOCKS", locks.as_str()),
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+    ];
+    let server = Terrace::start_replicas(1, &settings)
+        .pop()
+        .expect("one server");
+    let init = server.cli(&["locks", "init"], &[]);
+    assert!(init.status.success(), "{init:?}");
+    assert!(
+        String::from_utf8_lossy(&init.stderr).contains("created"),
+        "{init:?}"
+    );
+    let ready: Value = server
+        .http()
+        .get(format!("{}/readyz", server.base_url()))
+        .send()
+        .and_then(|r| r.json())
+        .expect("readyz answers JSON");
+    assert_eq!(ready["locks"], "ok", "{ready}");
+    let dir = Workdir::new(&server, WORKSPACE, Role::Write);
+    dir.terraform(&["init"]).assert_success();
+
+    server.hold_lock(WORKSPACE, HOLDER_ID);
+    let apply = dir.terraform(&["apply", "-auto-approve"]);
+    apply.assert_failure();
+    assert!(apply.stderr.contains(HOLDER_ID), "{apply}");
+    assert_eq!(server.pull_state(WORKSPACE), None);
+
+    dir.terraform(&["force-unlock", "-force", HOLDER_ID])
+        .assert_success();
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+
+    dir.terraform(&["apply", "-auto-approve"]).assert_success();
+    let state = server.pull_state(WORKSPACE).expect("apply stores a state");
+    assert_eq!(output_value(&state, "greeting"), Some("hello"), "{state:#}");
+    assert_eq!(server.lock_holder(WORKSPACE), None);
+}

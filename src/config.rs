@@ -54,6 +54,12 @@ pub struct Config {
     pub runners: u32,
     /// The Terraform binary runners use: a path, or a name looked up on `PATH`.
     pub terraform_bin: String,
+    /// A TOML file of pricing rules added to (or replacing) the built-in ones.
+    pub cost_rules_file: Option<PathBuf>,
+    /// A TOML file of usage amounts and the default region, replacing the built-in one.
+    pub cost_usage_file: Option<PathBuf>,
+    /// The tag naming a billing line's workspace when its resource is in no state.
+    pub cost_attribution_tag: String,
     /// OpenID Connect single sign-on: the issuer URL (discovery is read from
     /// `{issuer}/.well-known/openid-configuration`), this client's id and secret.
     pub oidc_issuer: Option<String>,
@@ -83,6 +89,9 @@ pub struct Config {
     pub notifications_timeout: String,
     /// How often one replica looks for stale state locks (`lock:stale`).
     pub notifications_lock_check: String,
+    /// Base URL of an OTLP/HTTP collector (`/v1/traces` is added): traces are exported there.
+    /// The standard `OTEL_EXPORTER_OTLP_*` variables work too; unset everywhere: no traces.
+    pub otel_exporter_otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -126,6 +135,7 @@ struct Defaults {
     login_token_ttl: &'static str,
     runners: u32,
     terraform_bin: &'static str,
+    cost_attribution_tag: &'static str,
     oidc_scopes: &'static str,
     oidc_groups_claim: &'static str,
     local_passwords: &'static str,
@@ -163,6 +173,9 @@ impl std::fmt::Debug for Config {
             .field("cache_ttl", &self.cache_ttl)
             .field("runners", &self.runners)
             .field("terraform_bin", &self.terraform_bin)
+            .field("cost_rules_file", &self.cost_rules_file)
+            .field("cost_usage_file", &self.cost_usage_file)
+            .field("cost_attribution_tag", &self.cost_attribution_tag)
             .field("oidc_issuer", &self.oidc_issuer)
             .field("oidc_client_id", &self.oidc_client_id)
             .field(
@@ -185,6 +198,10 @@ impl std::fmt::Debug for Config {
             .field("notifications_retry_limit", &self.notifications_retry_limit)
             .field("notifications_timeout", &self.notifications_timeout)
             .field("notifications_lock_check", &self.notifications_lock_check)
+            .field(
+                "otel_exporter_otlp_endpoint",
+                &self.otel_exporter_otlp_endpoint.as_deref().map(redact_url),
+            )
             .finish()
     }
 }
@@ -218,6 +235,7 @@ impl Config {
             login_token_ttl: "30d",
             runners: 1,
             terraform_bin: "terraform",
+            cost_attribution_tag: "terrace-workspace",
             oidc_scopes: "openid profile email",
             oidc_groups_claim: "groups",
             local_passwords: "on",
@@ -242,7 +260,7 @@ impl Config {
 
     /// Every setting, in the order `terrace config check` prints them; each is also read
     /// from `TERRACE_<KEY>`.
-    pub const KEYS: [&'static str; 33] = [
+    pub const KEYS: [&'static str; 37] = [
         "listen",
         "data_dir",
         "database_url",
@@ -263,6 +281,9 @@ impl Config {
         "login_token_ttl",
         "runners",
         "terraform_bin",
+        "cost_rules_file",
+        "cost_usage_file",
+        "cost_attribution_tag",
         "oidc_issuer",
         "oidc_client_id",
         "oidc_client_secret",
@@ -276,6 +297,7 @@ impl Config {
         "notifications_retry_limit",
         "notifications_timeout",
         "notifications_lock_check",
+        "otel_exporter_otlp_endpoint",
     ];
 
     /// Checks every setting that is kept as text, so a bad one stops the process at start
@@ -295,18 +317,39 @@ impl Config {
         self.login_ports()?;
         self.login_token_ttl()?;
         self.storage_url()?;
+        self.tracing()?;
         if self.runners > 64 {
             anyhow::bail!("runners must be at most 64");
         }
         if self.terraform_bin.trim().is_empty() {
             anyhow::bail!("terraform_bin must name a program");
         }
+        if self.cost_attribution_tag.trim().is_empty() {
+            anyhow::bail!("cost_attribution_tag must name a tag");
+        }
+        self.cost_files()?;
         self.oidc()?;
         self.local_passwords()?;
         self.key_provider()?;
         self.previous_key_provider()?;
         self.notifications()?;
         Ok(())
+    }
+
+    /// The text of `cost_rules_file` and `cost_usage_file`, when set.
+    pub fn cost_files(&self) -> anyhow::Result<(Option<String>, Option<String>)> {
+        let read = |path: &Option<PathBuf>, name: &str| {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("{name}: reading {}", p.display()))
+                })
+                .transpose()
+        };
+        Ok((
+            read(&self.cost_rules_file, "cost_rules_file")?,
+            read(&self.cost_usage_file, "cost_usage_file")?,
+        ))
     }
 
     /// The `login_ports` range.
@@ -388,6 +431,9 @@ impl Config {
                 "login_token_ttl" => self.login_token_ttl.clone(),
                 "runners" => self.runners.to_string(),
                 "terraform_bin" => self.terraform_bin.clone(),
+                "cost_rules_file" => path_text(&self.cost_rules_file),
+                "cost_usage_file" => path_text(&self.cost_usage_file),
+                "cost_attribution_tag" => self.cost_attribution_tag.clone(),
                 "oidc_issuer" => self.oidc_issuer.clone().unwrap_or_default(),
                 "oidc_client_id" => self.oidc_client_id.clone().unwrap_or_default(),
                 "oidc_client_secret" => match &self.oidc_client_secret {
@@ -410,6 +456,11 @@ impl Config {
                 "notifications_retry_limit" => self.notifications_retry_limit.clone(),
                 "notifications_timeout" => self.notifications_timeout.clone(),
                 "notifications_lock_check" => self.notifications_lock_check.clone(),
+                "otel_exporter_otlp_endpoint" => self
+                    .otel_exporter_otlp_endpoint
+                    .as_deref()
+                    .map(redact_url)
+                    .unwrap_or_default(),
                 _ => file.map(|f| f.display().to_string()).unwrap_or_default(),
             };
             let env = format!("TERRACE_{}", key.to_uppercase());
@@ -432,6 +483,7 @@ impl Config {
                     | "login_token_ttl"
                     | "runners"
                     | "terraform_bin"
+                    | "cost_attribution_tag"
                     | "dev_tls"
                     | "oidc_scopes"
                     | "oidc_groups_claim"
@@ -580,7 +632,6 @@ impl Config {
             client_secret,
             scopes,
             groups_claim: self.oidc_groups_claim.trim().to_string(),
-            redirect_uri: format!("{}/oauth/sso/callback", self.advertised_url()),
         }))
     }
 
@@ -618,6 +669,14 @@ impl Config {
     /// Whether a master key is configured explicitly (rather than the key file).
     pub fn has_explicit_key(&self) -> bool {
         self.encryption_key.is_some()
+    /// Trace export: `otel_exporter_otlp_endpoint`, else the standard OpenTelemetry
+    /// variables; `None` when no endpoint is set or `OTEL_SDK_DISABLED=true` /
+    /// `OTEL_TRACES_EXPORTER=none` turn it off.
+    pub fn tracing(&self) -> anyhow::Result<Option<TraceSettings>> {
+        TraceSettings::resolve(
+            self.otel_exporter_otlp_endpoint.as_deref(),
+            &OtelEnv::from_env(),
+        )
     }
 
     /// Where the generated master key lives when none is configured.
@@ -634,8 +693,6 @@ pub struct OidcSettings {
     pub client_secret: String,
     pub scopes: Vec<String>,
     pub groups_claim: String,
-    /// Where the issuer sends browsers back: `{public_url}/oauth/sso/callback`.
-    pub redirect_uri: String,
 }
 
 impl std::fmt::Debug for OidcSettings {
@@ -645,7 +702,6 @@ impl std::fmt::Debug for OidcSettings {
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("groups_claim", &self.groups_claim)
-            .field("redirect_uri", &self.redirect_uri)
             .finish_non_exhaustive()
     }
 }
@@ -697,6 +753,82 @@ impl KeyProvider {
         match self {
             KeyProvider::Local => "local".into(),
             KeyProvider::AwsKms { key_id } => format!("awskms://{key_id}"),
+/// Where traces go (OTLP over HTTP with protobuf bodies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// The full URL spans are posted to, e.g. `http://collector:4318/v1/traces`.
+    pub traces_endpoint: String,
+    /// `service.name` when `OTEL_SERVICE_NAME` does not give one.
+    pub service_name: Option<String>,
+}
+
+impl TraceSettings {
+    /// The setting (a base URL) wins, then `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as it
+    /// is), then `OTEL_EXPORTER_OTLP_ENDPOINT` (a base URL), as the OpenTelemetry spec says.
+    pub fn resolve(setting: Option<&str>, env: &OtelEnv) -> anyhow::Result<Option<TraceSettings>> {
+        if env.sdk_disabled || env.traces_exporter.as_deref() == Some("none") {
+            return Ok(None);
+        }
+        if let Some(exporter) = env.traces_exporter.as_deref()
+            && exporter != "otlp"
+        {
+            anyhow::bail!("OTEL_TRACES_EXPORTER={exporter}: only `otlp` (or `none`) is supported");
+        }
+        let base = |url: &str| format!("{}/v1/traces", url.trim_end_matches('/'));
+        let endpoint = match (
+            setting.filter(|s| !s.is_empty()),
+            &env.traces_endpoint,
+            &env.endpoint,
+        ) {
+            (Some(url), _, _) => base(url),
+            (None, Some(url), _) => url.clone(),
+            (None, None, Some(url)) => base(url),
+            (None, None, None) => return Ok(None),
+        };
+        let parsed = url::Url::parse(&endpoint)
+            .map_err(|e| anyhow::anyhow!("OTLP endpoint {endpoint:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("the OTLP endpoint must be an http(s) URL, not {endpoint:?}");
+        }
+        if let Some(protocol) = env.protocol.as_deref()
+            && protocol != "http/protobuf"
+        {
+            anyhow::bail!(
+                "OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: Terrace exports OTLP over HTTP \
+                 (`http/protobuf`, usually port 4318)"
+            );
+        }
+        Ok(Some(TraceSettings {
+            traces_endpoint: endpoint,
+            service_name: (!env.service_name_set).then(|| "terrace".to_string()),
+        }))
+    }
+}
+
+/// The standard OpenTelemetry variables that decide whether and where traces go. The SDK
+/// reads the others itself (`OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER`,
+/// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`, …).
+#[derive(Clone, Debug, Default)]
+pub struct OtelEnv {
+    pub endpoint: Option<String>,
+    pub traces_endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub traces_exporter: Option<String>,
+    pub sdk_disabled: bool,
+    pub service_name_set: bool,
+}
+
+impl OtelEnv {
+    pub fn from_env() -> OtelEnv {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        OtelEnv {
+            endpoint: var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+            traces_endpoint: var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+            protocol: var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")),
+            traces_exporter: var("OTEL_TRACES_EXPORTER"),
+            sdk_disabled: var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            service_name_set: var("OTEL_SERVICE_NAME").is_some(),
         }
     }
 }
@@ -716,6 +848,7 @@ pub struct NotificationSettings {
 pub enum LockSettings {
     Database,
     DynamoDb(DynamoSettings),
+    AzureTable(AzureTableSettings),
 }
 
 impl LockSettings {
@@ -727,9 +860,151 @@ impl LockSettings {
             Some(url) if url.starts_with("dynamodb://") => {
                 Ok(LockSettings::DynamoDb(DynamoSettings::parse(url, env)?))
             }
-            Some(other) => {
-                anyhow::bail!("locks must be `database` or dynamodb://TABLE, not {other:?}")
+            Some(url) if url.starts_with("azuretable://") => Ok(LockSettings::AzureTable(
+                AzureTableSettings::parse(url, &AzureEnv::from_env())?,
+            )),
+            Some(other) => anyhow::bail!(
+                "locks must be `database`, dynamodb://TABLE or azuretable://ACCOUNT/TABLE, \
+                 not {other:?}"
+            ),
+        }
+    }
+}
+
+/// The Azurite emulator's well-known development account and key (public, documented by
+/// Microsoft), used with `AZURE_STORAGE_USE_EMULATOR=true`.
+const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+const EMULATOR_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// An Azure Storage table for state locks and how to sign calls to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AzureTableSettings {
+    pub account: String,
+    pub table: String,
+    /// The Table service's base URL: `https://ACCOUNT.table.core.windows.net` unless given.
+    pub endpoint: String,
+    pub auth: AzureTableAuth,
+}
+
+/// How calls to the Table service are authorized.
+#[derive(Clone, PartialEq, Eq)]
+pub enum AzureTableAuth {
+    /// The account key (decoded): Shared Key Lite signatures.
+    SharedKey(Vec<u8>),
+    /// A SAS token (the query string, with or without `?`) allowing table entity access.
+    Sas(String),
+}
+
+impl std::fmt::Debug for AzureTableAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AzureTableAuth::SharedKey(_) => "SharedKey(<redacted>)",
+            AzureTableAuth::Sas(_) => "Sas(<redacted>)",
+        })
+    }
+}
+
+impl std::fmt::Debug for AzureTableSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = match self.auth {
+            AzureTableAuth::SharedKey(_) => "shared key",
+            AzureTableAuth::Sas(_) => "SAS",
+        };
+        f.debug_struct("AzureTableSettings")
+            .field("account", &self.account)
+            .field("table", &self.table)
+            .field("endpoint", &self.endpoint)
+            .field("auth", &auth)
+            .finish()
+    }
+}
+
+impl AzureTableSettings {
+    /// `azuretable://ACCOUNT/TABLE[?endpoint=…]`, signed with the account key
+    /// (`AZURE_STORAGE_ACCOUNT_KEY`) or a SAS token (`AZURE_STORAGE_SAS_TOKEN`).
+    pub fn parse(url: &str, env: &AzureEnv) -> anyhow::Result<AzureTableSettings> {
+        use base64::Engine;
+        let rest = url.strip_prefix("azuretable://").unwrap_or(url);
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let Some((account, table)) = path.trim_end_matches('/').split_once('/') else {
+            anyhow::bail!("{url}: expected azuretable://ACCOUNT/TABLE");
+        };
+        if !(3..=24).contains(&account.len())
+            || !account
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            anyhow::bail!("{url}: a storage account name has 3 to 24 lowercase letters or digits");
+        }
+        if !(3..=63).contains(&table.len())
+            || !table.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !table.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            anyhow::bail!(
+                "{url}: a table name has 3 to 63 letters or digits, starting with a letter"
+            );
+        }
+        let mut endpoint = env
+            .use_emulator
+            .then(|| format!("http://127.0.0.1:10002/{account}"));
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "endpoint" => endpoint = Some(value.into_owned()),
+                other => anyhow::bail!("{url}: unknown parameter {other:?} (endpoint)"),
             }
+        }
+        let endpoint =
+            endpoint.unwrap_or_else(|| format!("https://{account}.table.core.windows.net"));
+        let parsed = url::Url::parse(&endpoint)
+            .map_err(|e| anyhow::anyhow!("{url}: endpoint {endpoint:?}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("{url}: the endpoint must be an http(s) URL");
+        }
+        let auth = match (&env.account_key, &env.sas_token) {
+            (Some(key), _) => AzureTableAuth::SharedKey(
+                base64::engine::general_purpose::STANDARD
+                    .decode(key.trim())
+                    .map_err(|_| anyhow::anyhow!("AZURE_STORAGE_ACCOUNT_KEY is not base64"))?,
+            ),
+            (None, Some(sas)) => AzureTableAuth::Sas(sas.clone()),
+            (None, None) if env.use_emulator && account == EMULATOR_ACCOUNT => {
+                AzureTableAuth::SharedKey(
+                    base64::engine::general_purpose::STANDARD.decode(EMULATOR_KEY)?,
+                )
+            }
+            (None, None) => anyhow::bail!(
+                "Azure Table locks need AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN"
+            ),
+        };
+        Ok(AzureTableSettings {
+            account: account.to_string(),
+            table: table.to_string(),
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            auth,
+        })
+    }
+}
+
+/// The standard Azure Storage variables, read for Azure Table locks.
+#[derive(Clone, Default)]
+pub struct AzureEnv {
+    /// `AZURE_STORAGE_ACCOUNT_KEY`, else `AZURE_STORAGE_ACCESS_KEY` (base64).
+    pub account_key: Option<String>,
+    /// `AZURE_STORAGE_SAS_TOKEN`, else `AZURE_STORAGE_SAS_KEY`.
+    pub sas_token: Option<String>,
+    /// `AZURE_STORAGE_USE_EMULATOR=true`: Azurite on its default port and key.
+    pub use_emulator: bool,
+}
+
+impl AzureEnv {
+    pub fn from_env() -> AzureEnv {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        AzureEnv {
+            account_key: var("AZURE_STORAGE_ACCOUNT_KEY")
+                .or_else(|| var("AZURE_STORAGE_ACCESS_KEY")),
+            sas_token: var("AZURE_STORAGE_SAS_TOKEN").or_else(|| var("AZURE_STORAGE_SAS_KEY")),
+            use_emulator: var("AZURE_STORAGE_USE_EMULATOR").is_some_and(|v| v == "true"),
         }
     }
 }
@@ -741,9 +1016,25 @@ pub struct DynamoSettings {
     pub region: String,
     /// `None`: the regional AWS endpoint.
     pub endpoint: Option<String>,
+    /// Static keys from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`; `None`: the rest of
+    /// the AWS default credential chain (profile files, web identity, ECS, instance metadata).
+    pub static_keys: Option<StaticKeys>,
+}
+
+/// An access key pair given explicitly.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticKeys {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for StaticKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticKeys")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for DynamoSettings {
@@ -752,7 +1043,10 @@ impl std::fmt::Debug for DynamoSettings {
             .field("table", &self.table)
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
+            .field(
+                "access_key_id",
+                &self.static_keys.as_ref().map(|k| &k.access_key_id),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -790,18 +1084,23 @@ impl DynamoSettings {
                 anyhow::bail!("{url}: the endpoint must be an http(s) URL");
             }
         }
-        let (Some(access_key_id), Some(secret_access_key)) =
-            (env.access_key_id.clone(), env.secret_access_key.clone())
-        else {
-            anyhow::bail!("DynamoDB locks need AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        let static_keys = match (env.access_key_id.clone(), env.secret_access_key.clone()) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(StaticKeys {
+                access_key_id,
+                secret_access_key,
+                session_token: env.session_token.clone(),
+            }),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be given together (or neither, \
+                 for the default credential chain)"
+            ),
         };
         Ok(DynamoSettings {
             table: table.to_string(),
             region,
             endpoint,
-            access_key_id,
-            secret_access_key,
-            session_token: env.session_token.clone(),
+            static_keys,
         })
     }
 }
@@ -933,6 +1232,10 @@ mod tests {
             jail.set_env("TERRACE_ENCRYPTION_KEY", "c2VjcmV0");
             jail.set_env("TERRACE_DATABASE_URL", "postgres://u:pw@h/db");
             jail.set_env("TERRACE_MIRROR_ORG", "ops");
+            jail.set_env("TERRACE_OIDC_ISSUER", "https://idp.example.com");
+            jail.set_env("TERRACE_OIDC_CLIENT_ID", "terrace");
+            jail.set_env("TERRACE_OIDC_CLIENT_SECRET", "s3cr3t-client");
+            jail.set_env("TERRACE_ENCRYPTION_KEY_PROVIDER", "awskms://alias/terrace");
             let overrides = Overrides {
                 listen: Some("127.0.0.1:9999".into()),
                 ..Default::default()
@@ -952,9 +1255,20 @@ mod tests {
             assert_eq!(row("login_ports"), ("10000-10010".into(), "default"));
             assert_eq!(row("public_url").1, "unset");
             assert_eq!(row("encryption_key"), ("<redacted>".into(), "environment"));
+            assert_eq!(
+                row("oidc_client_secret"),
+                ("<redacted>".into(), "environment")
+            );
+            assert_eq!(row("oidc_groups_claim"), ("groups".into(), "default"));
+            assert_eq!(row("local_passwords"), ("on".into(), "default"));
+            assert_eq!(
+                row("encryption_key_provider"),
+                ("awskms://alias/terrace".into(), "environment")
+            );
+            assert!(!format!("{config:?}").contains("s3cr3t-client"));
             let text = format!("{rows:?}");
             assert!(
-                !text.contains("c2VjcmV0") && !text.contains("pw@"),
+                !text.contains("c2VjcmV0") && !text.contains("pw@") && !text.contains("s3cr3t"),
                 "{text}"
             );
             assert_eq!(rows.len(), Config::KEYS.len() + 1);
@@ -1035,6 +1349,27 @@ mod tests {
     }
 
     #[test]
+    fn without_keys_the_default_credential_chain_is_used() {
+        let env = AwsEnv {
+            access_key_id: None,
+            secret_access_key: None,
+            ..env()
+        };
+        let LockSettings::DynamoDb(s) =
+            LockSettings::parse(Some("dynamodb://locks"), &env).unwrap()
+        else {
+            panic!("not dynamodb");
+        };
+        assert_eq!(s.static_keys, None);
+        let LockSettings::DynamoDb(s) =
+            LockSettings::parse(Some("dynamodb://locks"), &self::env()).unwrap()
+        else {
+            panic!("not dynamodb");
+        };
+        assert_eq!(s.static_keys.unwrap().access_key_id, "AKIDEXAMPLE");
+    }
+
+    #[test]
     fn query_parameters_override_the_environment() {
         let env = AwsEnv {
             endpoint: Some("http://from-env:1".into()),
@@ -1055,12 +1390,110 @@ mod tests {
     }
 
     #[test]
+    fn azure_table_urls_name_an_account_and_a_table() {
+        let env = AzureEnv {
+            account_key: Some("c2VjcmV0".into()),
+            ..Default::default()
+        };
+        let s = AzureTableSettings::parse("azuretable://acct1/TerraceLocks", &env).unwrap();
+        assert_eq!(s.account, "acct1");
+        assert_eq!(s.table, "TerraceLocks");
+        assert_eq!(s.endpoint, "https://acct1.table.core.windows.net");
+        assert_eq!(s.auth, AzureTableAuth::SharedKey(b"secret".to_vec()));
+        assert!(!format!("{s:?}").contains("c2VjcmV0"));
+        let url =
+            "azuretable://devstoreaccount1/locks?endpoint=http://127.0.0.1:10102/devstoreaccount1/";
+        let s = AzureTableSettings::parse(url, &env).unwrap();
+        assert_eq!(s.endpoint, "http://127.0.0.1:10102/devstoreaccount1");
+        let sas = AzureEnv {
+            sas_token: Some("?sv=2019-02-02&sig=x".into()),
+            ..Default::default()
+        };
+        let s = AzureTableSettings::parse("azuretable://acct1/locks", &sas).unwrap();
+        assert_eq!(s.auth, AzureTableAuth::Sas("?sv=2019-02-02&sig=x".into()));
+        let emulator = AzureEnv {
+            use_emulator: true,
+            ..Default::default()
+        };
+        let s =
+            AzureTableSettings::parse("azuretable://devstoreaccount1/locks", &emulator).unwrap();
+        assert_eq!(s.endpoint, "http://127.0.0.1:10002/devstoreaccount1");
+        for bad in [
+            "azuretable://acct1",
+            "azuretable://acct1/",
+            "azuretable://Acct/locks",
+            "azuretable://acct1/1locks",
+            "azuretable://acct1/lo-cks",
+            "azuretable://acct1/locks?colour=blue",
+            "azuretable://acct1/locks?endpoint=ftp://x",
+        ] {
+            assert!(AzureTableSettings::parse(bad, &env).is_err(), "{bad}");
+        }
+        assert!(
+            AzureTableSettings::parse("azuretable://acct1/locks", &AzureEnv::default()).is_err()
+        );
+    }
+
+    #[test]
+    fn traces_are_off_unless_an_endpoint_is_set() {
+        let none = OtelEnv::default();
+        assert_eq!(TraceSettings::resolve(None, &none).unwrap(), None);
+        let set = TraceSettings::resolve(Some("http://collector:4318/"), &none)
+            .unwrap()
+            .unwrap();
+        assert_eq!(set.traces_endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(set.service_name.as_deref(), Some("terrace"));
+        let env = OtelEnv {
+            endpoint: Some("http://base:4318".into()),
+            service_name_set: true,
+            ..Default::default()
+        };
+        let from_env = TraceSettings::resolve(None, &env).unwrap().unwrap();
+        assert_eq!(from_env.traces_endpoint, "http://base:4318/v1/traces");
+        assert_eq!(from_env.service_name, None);
+        let signal = OtelEnv {
+            traces_endpoint: Some("http://exact:4318/custom".into()),
+            ..env.clone()
+        };
+        let exact = TraceSettings::resolve(None, &signal).unwrap().unwrap();
+        assert_eq!(exact.traces_endpoint, "http://exact:4318/custom");
+        for off in [
+            OtelEnv {
+                sdk_disabled: true,
+                ..env.clone()
+            },
+            OtelEnv {
+                traces_exporter: Some("none".into()),
+                ..env.clone()
+            },
+        ] {
+            assert_eq!(
+                TraceSettings::resolve(Some("http://x:1"), &off).unwrap(),
+                None
+            );
+        }
+        for bad in [
+            OtelEnv {
+                protocol: Some("grpc".into()),
+                ..env.clone()
+            },
+            OtelEnv {
+                traces_exporter: Some("zipkin".into()),
+                ..env.clone()
+            },
+        ] {
+            assert!(TraceSettings::resolve(None, &bad).is_err());
+        }
+        assert!(TraceSettings::resolve(Some("ftp://x"), &none).is_err());
+    }
+
+    #[test]
     fn bad_dynamodb_settings_are_refused() {
         let no_region = AwsEnv {
             region: None,
             ..env()
         };
-        let no_keys = AwsEnv {
+        let half_keys = AwsEnv {
             access_key_id: None,
             ..env()
         };
@@ -1072,7 +1505,7 @@ mod tests {
             ("dynamodb://locks?colour=blue", env()),
             ("dynamodb://locks?endpoint=ftp://x", env()),
             ("dynamodb://locks", no_region),
-            ("dynamodb://locks", no_keys),
+            ("dynamodb://locks", half_keys),
         ] {
             assert!(LockSettings::parse(Some(url), &env).is_err(), "{url}");
         }

@@ -29,6 +29,7 @@ pub mod audit;
 pub mod blueprints;
 pub mod cli;
 pub mod config;
+pub mod costs;
 pub mod deployments;
 pub mod downloads;
 pub mod error;

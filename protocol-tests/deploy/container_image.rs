@@ -7,8 +7,8 @@
 //! The image is the `runtime-prebuilt` target with the `terrace` binary this test run built
 //! (stripped of debug info), so nothing is compiled twice; `scripts/release` builds the full
 //! multi-stage image. The base image is Debian bookworm made by `scripts/ensure-deploy-tools`
-//! (no image can be pulled here). Layers are cached between runs: only the binary's layer
-//! changes.
+//! (no image can be pulled here). The runtime stage's layers are cached between runs (tagged
+//! `RUNTIME_BASE`); each run adds, and removes again, only the layer with its binary.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -22,8 +22,8 @@ use serde_json::Value;
 use super::{free_port, repo_root, require_tool, run_ok, show};
 use crate::harness::Workdir;
 
-/// The tag the test builds (the previous build's image is removed once replaced).
-const IMAGE: &str = "localhost/terrace:test";
+/// The runtime stage without the binary, tagged so that its layers stay cached across runs.
+const RUNTIME_BASE: &str = "localhost/terrace-runtime-base:test";
 const DEFAULT_BASE_IMAGE: &str = "localhost/terrace-base:bookworm";
 
 #[test]
@@ -34,6 +34,18 @@ fn dockerfile_passes_hadolint() {
         ".hadolint.yaml",
         "Dockerfile",
     ]));
+}
+
+/// An image tag of this test run (runs may overlap), removed when dropped.
+struct Image {
+    podman: PathBuf,
+    tag: String,
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.podman).args(["rmi", &self.tag]).output();
+    }
 }
 
 /// A container, removed (with its anonymous volume) when dropped.
@@ -99,7 +111,7 @@ impl Container {
 }
 
 /// Builds the image from `Dockerfile` with this run's binary; returns the image's JSON config.
-fn build_image(podman: &Path, base: &str) -> Value {
+fn build_image(podman: &Path, base: &str, image: &Image) -> Value {
     let context = tempfile::tempdir().expect("temporary build context");
     let binary = context.path().join("terrace");
     let stripped = Command::new("objcopy")
@@ -110,43 +122,23 @@ fn build_image(podman: &Path, base: &str) -> Value {
     if !stripped {
         std::fs::copy(env!("CARGO_BIN_EXE_terrace"), &binary).expect("copy the binary");
     }
-    let previous = image_id(podman);
-    run_ok(
-        Command::new(podman)
-            .args([
-                "build",
-                "--pull=never",
-                "--format",
-                "docker",
-                "--network",
-                "host",
-            ])
-            .args(["--target", "runtime-prebuilt"])
-            .args(["--build-arg", &format!("BASE_IMAGE={base}")])
-            .args(["--tag", IMAGE, "--file"])
-            .arg(repo_root().join("Dockerfile"))
-            .arg(context.path()),
-    );
-    if let Some(previous) = previous
-        && image_id(podman).as_deref() != Some(previous.as_str())
-    {
-        // The last run's image, replaced by this one; its base layers stay cached.
-        let _ = Command::new(podman).args(["rmi", &previous]).output();
+    for (target, tag) in [
+        ("runtime-base", RUNTIME_BASE),
+        ("runtime-prebuilt", image.tag.as_str()),
+    ] {
+        run_ok(
+            Command::new(podman)
+                .args(["build", "--pull=never", "--format=docker", "--network=host"])
+                .args(["--target", target])
+                .args(["--build-arg", &format!("BASE_IMAGE={base}")])
+                .args(["--tag", tag, "--file"])
+                .arg(repo_root().join("Dockerfile"))
+                .arg(context.path()),
+        );
     }
-    let inspected = run_ok(Command::new(podman).args(["image", "inspect", IMAGE]));
+    let inspected = run_ok(Command::new(podman).args(["image", "inspect", &image.tag]));
     let images: Value = serde_json::from_slice(&inspected.stdout).expect("inspect JSON");
     images[0].clone()
-}
-
-fn image_id(podman: &Path) -> Option<String> {
-    let output = Command::new(podman)
-        .args(["image", "inspect", "--format", "{{.Id}}", IMAGE])
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[test]
@@ -165,7 +157,12 @@ fn container_image_serves_terraform_and_drains_on_sigterm() {
         return;
     }
 
-    let image = build_image(&podman, &base);
+    let port = free_port();
+    let tagged = Image {
+        podman: podman.clone(),
+        tag: format!("localhost/terrace:test-{}-{port}", std::process::id()),
+    };
+    let image = build_image(&podman, &base, &tagged);
     let config = &image["Config"];
     assert_eq!(config["User"], "10001:10001", "{config:#}");
     assert!(
@@ -185,7 +182,6 @@ fn container_image_serves_terraform_and_drains_on_sigterm() {
     let health = image["Healthcheck"]["Test"].to_string();
     assert!(health.contains("/healthz"), "{image:#}");
 
-    let port = free_port();
     let container = Container {
         podman: podman.clone(),
         name: format!("terrace-test-{}-{port}", std::process::id()),
@@ -196,7 +192,7 @@ fn container_image_serves_terraform_and_drains_on_sigterm() {
             // The health check runs on demand below (its timer needs systemd).
             .args(["--health-interval", "disable"])
             .args(["--publish", &format!("127.0.0.1:{port}:8080")])
-            .arg(IMAGE),
+            .arg(&tagged.tag),
     );
     let base_url = format!("http://127.0.0.1:{port}");
     let _ = rustls::crypto::ring::default_provider().install_default();

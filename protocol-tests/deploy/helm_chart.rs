@@ -286,14 +286,34 @@ fn chart_uses_an_existing_secret_and_refuses_missing_settings() {
     let from = &env_value(container, "TERRACE_ENCRYPTION_KEY")["valueFrom"]["secretKeyRef"];
     assert_eq!(from["name"], "terrace-credentials");
 
-    // Without a database URL, key or storage URL the chart does not render.
-    for (missing, needle) in [
-        ("database", "database.url is required"),
-        ("encryptionKey", "encryptionKey is required"),
-        ("storage", "storage.url is required"),
-    ] {
+    // Without a database URL, key or storage URL the chart does not render, nor with values
+    // its schema (values.schema.json) refuses.
+    let without = |key: &str| {
         let mut values = required_values();
-        values.as_object_mut().unwrap().remove(missing);
+        values.as_object_mut().unwrap().remove(key);
+        values
+    };
+    for (values, needle) in [
+        (without("database"), "database.url is required"),
+        (without("encryptionKey"), "encryptionKey is required"),
+        (without("storage"), "storage.url is required"),
+        (
+            merged(required_values(), json!({"replicaCount": "two"})),
+            "at '/replicaCount': got string, want integer",
+        ),
+        (
+            merged(
+                required_values(),
+                json!({"database": {"url": "mysql://db/terrace"}}),
+            ),
+            "at '/database/url'",
+        ),
+        (
+            merged(required_values(), json!({"locks": "redis://locks"})),
+            "at '/locks'",
+        ),
+    ] {
+        let missing = values.to_string();
         let out = tempfile::tempdir().expect("temporary directory");
         let output = Command::new(&python)
             .arg(repo_root().join("protocol-tests/deploy/render_chart.py"))
@@ -302,7 +322,7 @@ fn chart_uses_an_existing_secret_and_refuses_missing_settings() {
             .arg(out.path().join("rendered.yaml"))
             .output()
             .expect("run the renderer");
-        assert!(!output.status.success(), "rendered without {missing}");
+        assert!(!output.status.success(), "rendered with {missing}");
         assert!(
             String::from_utf8_lossy(&output.stderr).contains(needle),
             "{}",

@@ -312,3 +312,41 @@ fn prometheus_scrapes_terrace_and_answers_the_dashboard_and_alert_queries() {
         }
     }
 }
+
+#[test]
+fn dashboard_panels_are_laid_out_without_overlap_on_the_data_source_variable() {
+    let text = std::fs::read_to_string(repo_root().join(DASHBOARD)).expect("read the dashboard");
+    let dashboard: Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    assert!(dashboard["uid"].is_string() && dashboard["title"] == "Terrace");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut cells = BTreeSet::new();
+    for panel in panels {
+        assert!(
+            ids.insert(panel["id"].as_i64().expect("an id")),
+            "{panel:#}"
+        );
+        let grid = &panel["gridPos"];
+        let [x, y, w, h] = ["x", "y", "w", "h"].map(|k| grid[k].as_i64().expect("gridPos"));
+        assert!(x >= 0 && w > 0 && x + w <= 24, "{panel:#}");
+        for row in y..y + h {
+            for column in x..x + w {
+                assert!(
+                    cells.insert((row, column)),
+                    "overlap at {row},{column}: {panel:#}"
+                );
+            }
+        }
+        if panel["type"] != "row" {
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{panel:#}");
+            assert!(!panel["targets"].as_array().expect("targets").is_empty());
+        }
+    }
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .map(|v| v["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(variables, ["datasource", "job", "instance"]);
+}

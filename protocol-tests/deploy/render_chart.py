@@ -26,6 +26,8 @@ def main() -> int:
             print(f"lint: {e}", file=sys.stderr)
         return 1
     chart = helm_python.Chart.load(chart_dir)
+    # values.schema.json: a value of the wrong type or shape is refused before rendering.
+    chart.validate_schema(values)
     rendered = chart.render(
         values,
         name="terrace",

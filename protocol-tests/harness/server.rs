@@ -171,6 +171,11 @@ impl Terrace {
         }
     }
 
+    /// The server's log (stderr) so far.
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+
     /// Where the server listens, e.g. `http://127.0.0.1:41234`.
     pub fn base_url(&self) -> &str {
         &self.base_url

@@ -18,6 +18,7 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 
 use crate::audit::AuditSink;
 use crate::error::Error;
+use crate::http::REQUEST_ID;
 use crate::infra::metrics::{Metrics, route_label};
 
 /// Runs each request to its end even if the client goes away: a dropped request could
@@ -122,6 +123,122 @@ impl MakeRequestId for FastRequestId {
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let text = id.hyphenated().encode_lower(&mut text);
         HeaderValue::from_str(text).ok().map(RequestId::new)
+    }
+}
+
+/// One span per request, named `request` in logs, with the method, path and request id (never
+/// headers or bodies: tokens and state stay out of logs and traces). With traces on it is
+/// also an OpenTelemetry server span named by the route template (`LOCK /state/{org}/{workspace}`),
+/// continuing the caller's W3C `traceparent`; its trace id goes into the JSON logs
+/// (`trace_id`), the `traceresponse` header, and the `x-request-id` when the client sent
+/// none. Outside the request id layers, because it may choose the id.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpanLayer;
+
+impl<S> Layer<S> for RequestSpanLayer {
+    type Service = RequestSpan<S>;
+
+    fn layer(&self, inner: S) -> RequestSpan<S> {
+        RequestSpan { inner }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RequestSpan<S> {
+    inner: S,
+}
+
+type Traced<B> = Pin<Box<dyn Future<Output = Result<axum::http::Response<B>, Infallible>> + Send>>;
+
+impl<S, B> Service<Request> for RequestSpan<S>
+where
+    S: Service<Request, Response = axum::http::Response<B>, Error = Infallible>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = axum::http::Response<B>;
+    type Error = Infallible;
+    type Future = futures::future::Either<tracing::instrument::Instrumented<S::Future>, Traced<B>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        use futures::future::Either;
+        use tracing::Instrument;
+        if !crate::infra::telemetry::tracing_on() {
+            if !req.headers().contains_key(&REQUEST_ID)
+                && let Some(id) = FastRequestId.make_request_id(&req)
+            {
+                req.headers_mut()
+                    .insert(REQUEST_ID.clone(), id.header_value().clone());
+            }
+            let request_id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let span = tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %request_id,
+            );
+            let future = span.in_scope(|| self.inner.call(req));
+            return Either::Left(future.instrument(span));
+        }
+        let route = route_label(
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+        );
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format_args!("{} {route}", req.method()),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            method = %req.method(),
+            route,
+            path = %req.uri().path(),
+            request_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let parent = crate::infra::telemetry::remote_parent(req.headers());
+        let (trace_id, traceresponse) = crate::infra::telemetry::join(&span, parent);
+        span.record("trace_id", trace_id.as_str());
+        if !req.headers().contains_key(&REQUEST_ID)
+            && let Ok(value) = HeaderValue::from_str(&trace_id)
+        {
+            req.headers_mut().insert(REQUEST_ID.clone(), value);
+        }
+        if let Some(id) = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
+            span.record("request_id", id);
+        }
+        let start = Instant::now();
+        let future = span.in_scope(|| self.inner.call(req));
+        let traced = async move {
+            let Ok(mut response) = future.await;
+            let status = response.status().as_u16();
+            let span = tracing::Span::current();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+            if let Ok(value) = HeaderValue::from_str(&traceresponse) {
+                response.headers_mut().insert("traceresponse", value);
+            }
+            tracing::info!(
+                status,
+                elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
+                trace_id = %trace_id,
+                "request finished"
+            );
+            Ok(response)
+        }
+        .instrument(span);
+        Either::Right(Box::pin(traced))
     }
 }
 

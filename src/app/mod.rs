@@ -32,6 +32,8 @@ pub struct Settings {
     pub terraform_bin: String,
     /// Webhook delivery: private targets, retries, timeout, the stale-lock check.
     pub notifications: crate::notifications::Settings,
+    /// Pricing rules, usage defaults and the attribution tag.
+    pub costs: crate::costs::Settings,
 }
 
 /// Everything a running server holds, cheap to clone.
@@ -45,6 +47,7 @@ pub struct App {
     pub blueprints: crate::blueprints::Ctx,
     pub deployments: crate::deployments::Ctx,
     pub notifications: crate::notifications::Ctx,
+    pub costs: crate::costs::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
     /// Background tasks: the audit writer always, maintenance once serving.
@@ -75,8 +78,12 @@ impl App {
         let deployments =
             crate::deployments::Ctx::new(&state, &blueprints, registry.mirror_org.is_some());
         let notifications = crate::notifications::Ctx::new(&identity, settings.notifications);
+        // Runs get their cost phase through a check deployments knows only as a trait.
+        let costs = crate::costs::Ctx::new(&deployments, &settings.costs);
+        crate::deployments::phase::set_plan_check(&deployments, Arc::new(costs.clone()));
         App {
             notifications,
+            costs,
             state,
             registry,
             blueprints,
@@ -125,6 +132,15 @@ impl App {
             runners: config.runners,
             terraform_bin: config.terraform_bin.clone(),
             notifications: config.notifications()?.into(),
+            costs: {
+                let (rules, usage) = config.cost_files()?;
+                crate::costs::Settings::load(
+                    rules.as_deref(),
+                    usage.as_deref(),
+                    &config.cost_attribution_tag,
+                )
+                .context("cost_rules_file or cost_usage_file")?
+            },
         };
         Ok(App::new(infra, settings))
     }
@@ -135,6 +151,7 @@ impl App {
             self.jobs.spawn("cache-listener", listener);
         }
         crate::jobs::start_maintenance(&self.jobs, &self.state, &self.registry);
+        crate::jobs::start_costs(&self.jobs, &self.costs);
         crate::jobs::start_runs(
             &self.jobs,
             &self.deployments,

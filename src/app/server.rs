@@ -13,7 +13,9 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use super::App;
-use super::middleware::{EdgeLayer, EdgeState, FastRequestId, RunToCompletionLayer};
+use super::middleware::{
+    EdgeLayer, EdgeState, FastRequestId, RequestSpanLayer, RunToCompletionLayer,
+};
 use crate::error::Error;
 use crate::http::{JSON_BODY_LIMIT, REQUEST_ID};
 
@@ -29,6 +31,7 @@ pub fn router(app: &App) -> Router {
         .merge(crate::blueprints::routes().with_state(app.blueprints.clone()))
         .merge(crate::deployments::routes().with_state(app.deployments.clone()))
         .merge(crate::notifications::routes().with_state(app.notifications.clone()))
+        .merge(crate::costs::routes().with_state(app.costs.clone()))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))
@@ -42,24 +45,15 @@ pub fn router(app: &App) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(RunToCompletionLayer)
+                // The request span (and, with traces on, the trace context); it sets the
+                // request id, so the next layer only records it.
+                .layer(RequestSpanLayer)
                 .layer(SetRequestIdLayer::new(REQUEST_ID, FastRequestId))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Failures logged inside the request span opened above.
                 .layer(
-                    // Span fields never include headers or bodies: tokens and state stay out
-                    // of logs.
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let request_id = req
-                            .headers()
-                            .get(&REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("");
-                        tracing::info_span!(
-                            "request",
-                            method = %req.method(),
-                            path = %req.uri().path(),
-                            request_id = %request_id,
-                        )
-                    }),
+                    TraceLayer::new_for_http()
+                        .make_span_with(|_: &Request| tracing::Span::current()),
                 )
                 .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
                 // Host from :authority, metrics, audit, 401 for anonymous API changes.

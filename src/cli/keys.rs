@@ -80,6 +80,12 @@ pub async fn locks(config: &Config, command: LocksCommand) -> anyhow::Result<()>
                     let done = if created { "created" } else { "already exists" };
                     eprintln!("DynamoDB lock table {} {done}", settings.table);
                 }
+                LockSettings::AzureTable(settings) => {
+                    let locks = crate::state::locks::AzureTableLocks::connect(&settings);
+                    let created = locks.init().await?;
+                    let done = if created { "created" } else { "already exists" };
+                    eprintln!("Azure lock table {} {done}", settings.table);
+                }
             }
             Ok(())
         }

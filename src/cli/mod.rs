@@ -13,6 +13,7 @@ use crate::infra::db::Db;
 pub mod blueprint;
 pub mod client;
 mod config;
+mod costs;
 mod keys;
 pub mod mirror;
 pub mod module;
@@ -118,6 +119,12 @@ enum Command {
     /// Blueprint catalogue client: publish a module version and its catalogue entry.
     #[command(subcommand)]
     Blueprint(blueprint::BlueprintCommand),
+    /// Price catalogues: import a price file as an org's new catalogue version.
+    #[command(subcommand)]
+    Prices(costs::PricesCommand),
+    /// Actual spend: import a FOCUS billing export.
+    #[command(subcommand)]
+    Costs(costs::CostsCommand),
 }
 
 impl Cli {
@@ -159,8 +166,8 @@ async fn stores(config: &Config) -> anyhow::Result<(Db, crate::infra::blob::Blob
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let overrides = cli.overrides();
     let config = Config::load(cli.global.config.as_deref(), &overrides)?;
-    crate::infra::telemetry::init(config.log_format);
-    match cli.command {
+    crate::infra::telemetry::init(config.log_format, config.tracing()?.as_ref());
+    let result = match cli.command {
         Command::Serve(_) => serve::serve(config).await,
         Command::Migrate => ops::migrate(&config).await,
         Command::Org(command) => orgs::org(&config, command).await,
@@ -180,5 +187,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Runner(args) => runner::runner(args).await,
         Command::RunnerToken(command) => runner::runner_token(&config, command).await,
         Command::Blueprint(command) => blueprint::run(command).await,
-    }
+        Command::Prices(command) => costs::prices(&config, command).await,
+        Command::Costs(command) => costs::costs(&config, command).await,
+    };
+    // Queued spans go out before the process ends.
+    let _ = tokio::task::spawn_blocking(crate::infra::telemetry::shutdown).await;
+    result
 }

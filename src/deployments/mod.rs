@@ -5,6 +5,7 @@
 
 mod events;
 pub mod generate;
+pub mod phase;
 pub mod protocol;
 mod routes;
 pub mod runs;
@@ -13,7 +14,7 @@ mod store;
 pub mod views;
 
 use std::ops::Deref;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub use routes::routes;
 
@@ -32,6 +33,9 @@ pub struct Ctx {
     pub waiting_reason: Arc<RwLock<Option<String>>>,
     /// Terraform's provider mirror URL for runs, when the server has a mirror.
     pub mirror_url: Option<String>,
+    /// The check run after every plan with changes (the cost phase), registered when the
+    /// application is built; shared by every clone.
+    pub plan_check: Arc<OnceLock<Arc<dyn phase::PlanCheck>>>,
 }
 
 impl Ctx {
@@ -46,6 +50,7 @@ impl Ctx {
             wake: Arc::default(),
             waiting_reason: Arc::default(),
             mirror_url: mirror.then(|| "/v1/mirror/".to_string()),
+            plan_check: Arc::default(),
         }
     }
 

@@ -319,7 +319,20 @@ pub async fn finish(
                     },
                 )
                 .await?;
-                if run.auto_apply {
+                let gate = super::phase::check(
+                    app,
+                    super::phase::Planned {
+                        run_id: run.id,
+                        org_id: run.org_id,
+                        workspace_id: run.workspace_id,
+                        workspace: &deployment_name(app, &run).await?,
+                        plan_json: &plan_json,
+                    },
+                )
+                .await;
+                if let super::phase::Gate::Stop(reason) = gate {
+                    super::phase::stop(app, run.id, &reason).await?;
+                } else if run.auto_apply {
                     runs::confirm(
                         app,
                         &RunRow {
@@ -397,6 +410,14 @@ pub async fn finish(
         }
     }
     Ok(())
+}
+
+/// The name of the deployment (its workspace) a run belongs to.
+async fn deployment_name(app: &Ctx, run: &RunRow) -> Result<String> {
+    Ok(store::deployment_by_id(&app.db, run.deployment_id)
+        .await?
+        .map(|d| d.name)
+        .unwrap_or_default())
 }
 
 /// The state lock a lost run's Terraform took (with the run's job token) is never unlocked

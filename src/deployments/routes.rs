@@ -46,6 +46,7 @@ pub fn routes() -> Router<Ctx> {
         .route(&format!("{run}/apply"), post(apply))
         .route(&format!("{run}/discard"), post(discard))
         .route(&format!("{run}/cancel"), post(cancel))
+        .route(&format!("{run}/override"), post(override_gate))
         .route(&format!("{run}/logs"), get(logs))
         .route(
             "/api/v1/orgs/{org}/runner-tokens",
@@ -172,6 +173,15 @@ async fn cancel(
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
     Ok(Json(runs::cancel(&app, &principal, &org, id).await?).into_response())
+}
+
+async fn override_gate(
+    State(app): State<Ctx>,
+    principal: Principal,
+    ApiPath((org, id)): ApiPath<(String, i64)>,
+) -> Result<Response> {
+    let org = OrgName::parse(&org)?;
+    Ok(Json(super::phase::override_gate(&app, &principal, &org, id).await?).into_response())
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,8 @@ use crate::pagination::{Page, Paginated};
 pub const QUEUED: &str = "queued";
 pub const PLANNING: &str = "planning";
 pub const PLANNED: &str = "planned";
+/// A budget gate stopped the run after planning: an admin's override lets it go on.
+pub const POLICY_OVERRIDE: &str = "policy_override";
 pub const APPLYING: &str = "applying";
 pub const APPLIED: &str = "applied";
 pub const NO_CHANGES: &str = "planned_and_finished";
@@ -202,7 +204,7 @@ pub async fn discard(
 ) -> Result<views::Run> {
     let (run, name) = visible_run(app, principal, org, id, Action::StateWrite).await?;
     note_operation("run:discard", format!("run:{id}"));
-    if run.status != PLANNED || run.confirmed_by.is_some() {
+    if !(run.status == PLANNED || run.status == POLICY_OVERRIDE) || run.confirmed_by.is_some() {
         return Err(Error::conflict(format!(
             "run {id} is {}; only a planned run awaiting confirmation can be discarded",
             run.status
@@ -213,7 +215,7 @@ pub async fn discard(
         finished: true,
         ..Change::default()
     };
-    if !store::transition(&app.db, id, &[PLANNED], DISCARDED, change).await? {
+    if !store::transition(&app.db, id, &[PLANNED, POLICY_OVERRIDE], DISCARDED, change).await? {
         return Err(Error::conflict("the run changed; reload it"));
     }
     finished(app, &run, None).await?;
@@ -232,13 +234,21 @@ pub async fn cancel(
     let (run, name) = visible_run(app, principal, org, id, Action::StateWrite).await?;
     note_operation("run:cancel", format!("run:{id}"));
     match run.status.as_str() {
-        QUEUED | PLANNED => {
+        QUEUED | PLANNED | POLICY_OVERRIDE => {
             let change = Change {
                 reason: Some(Some("canceled")),
                 finished: true,
                 ..Change::default()
             };
-            if !store::transition(&app.db, id, &[QUEUED, PLANNED], CANCELED, change).await? {
+            if !store::transition(
+                &app.db,
+                id,
+                &[QUEUED, PLANNED, POLICY_OVERRIDE],
+                CANCELED,
+                change,
+            )
+            .await?
+            {
                 return Err(Error::conflict("the run changed; reload it"));
             }
             finished(app, &run, None).await?;
@@ -290,9 +300,9 @@ pub(super) async fn read_log(app: &Ctx, run: &RunRow, offset: i64) -> Result<(Ve
         out.extend_from_slice(&data[skip..]);
         next = end;
     }
-    let done = store::run_by_id(&app.db, run.id)
-        .await?
-        .is_some_and(|r| r.finished_at.is_some() || r.status == PLANNED);
+    let done = store::run_by_id(&app.db, run.id).await?.is_some_and(|r| {
+        r.finished_at.is_some() || r.status == PLANNED || r.status == POLICY_OVERRIDE
+    });
     Ok((out, next, done))
 }
 

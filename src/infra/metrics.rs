@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
@@ -31,6 +32,23 @@ pub struct RequestLabels {
 pub struct RouteLabels {
     pub method: Cow<'static, str>,
     pub route: &'static str,
+}
+
+/// A budget's labels: org, budget name, basis (`actual`, `forecast`, `estimate`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub org: String,
+    pub budget: String,
+    pub basis: String,
+}
+
+/// A workspace's monthly cost labels: basis `estimate` (run-rate) or `actual` (this month's
+/// billed spend; workspace `(unattributed)` for spend no workspace claims).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    pub org: String,
+    pub workspace: String,
+    pub basis: String,
 }
 
 /// A cache lookup: the cache's name and `hit` or `miss`.
@@ -107,6 +125,10 @@ pub struct Metrics {
     pub state_write_duration: Histogram,
     /// Set on each scrape (`/metrics` counts them in the database first).
     pub stale_locks: Gauge,
+    /// Spend of each budget this month over its amount.
+    pub budget_spend_ratio: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    /// Each workspace's monthly cost.
+    pub monthly_cost: Family<CostLabels, Gauge<f64, AtomicU64>>,
     pub cache_lookups: CacheLookups,
     pub blob_errors: BlobErrors,
 }
@@ -222,6 +244,18 @@ impl Metrics {
             "Locks whose lease ran out without a write or renewal",
             stale_locks.clone(),
         );
+        let budget_spend_ratio = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "budget_spend_ratio",
+            "Spend this month over the budget's amount, on the budget's basis",
+            budget_spend_ratio.clone(),
+        );
+        let monthly_cost = Family::<CostLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "workspace_monthly_cost",
+            "Monthly cost of a workspace: estimated run-rate or actual spend this month",
+            monthly_cost.clone(),
+        );
         registry.register(
             "cache_lookups",
             "Cache lookups by cache and result (hit or miss)",
@@ -233,6 +267,8 @@ impl Metrics {
             blob_errors.clone(),
         );
         Metrics {
+            budget_spend_ratio,
+            monthly_cost,
             registry,
             requests,
             latency,

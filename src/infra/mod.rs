@@ -2,6 +2,7 @@
 //! metrics, telemetry and per-request notes, and [`AppState`], which holds them for every
 //! feature. Nothing here knows a feature.
 
+pub mod aws;
 pub mod blob;
 pub mod cache;
 pub mod counts;

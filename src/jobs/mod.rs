@@ -167,6 +167,38 @@ pub fn start_maintenance(jobs: &Jobs, state: &crate::state::Ctx, registry: &crat
     );
 }
 
+/// How often the cost history estimates new state versions (and budgets are evaluated).
+pub const COST_HISTORY_INTERVAL: Duration = Duration::from_secs(30);
+/// How often each replica refreshes its cost gauges.
+pub const COST_GAUGES_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Starts the cost history (a singleton: every new state version gets its run-rate, the
+/// ids in it are recorded for billing attribution, budgets are evaluated) and the cost
+/// gauges of this replica.
+pub fn start_costs(jobs: &Jobs, costs: &crate::costs::Ctx) {
+    let history = costs.clone();
+    jobs.singleton(
+        "cost-history",
+        COST_HISTORY_INTERVAL,
+        costs.db.clone(),
+        move || {
+            let costs = history.clone();
+            async move {
+                let done = crate::costs::service::catch_up(&costs, None).await?;
+                if done > 0 {
+                    tracing::info!(versions = done, "state versions estimated");
+                }
+                Ok(())
+            }
+        },
+    );
+    let gauges = costs.clone();
+    jobs.every("cost-gauges", COST_GAUGES_INTERVAL, move || {
+        let costs = gauges.clone();
+        async move { crate::costs::budgets::refresh_gauges(&costs).await }
+    });
+}
+
 /// How often the lease check looks for runs whose runner stopped heartbeating.
 pub const RUN_LEASE_CHECK: Duration = Duration::from_secs(5);
 

@@ -42,9 +42,19 @@ impl Http {
     }
 
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .post(format!("{}/api/v1/runner{path}", self.url))
-            .bearer_auth(&self.token)
+        traced(
+            self.client
+                .post(format!("{}/api/v1/runner{path}", self.url))
+                .bearer_auth(&self.token),
+        )
+    }
+}
+
+/// Carries the current trace (`traceparent`) to the server, so its spans join the run's.
+fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match crate::infra::telemetry::current_traceparent() {
+        Some(parent) => request.header("traceparent", parent),
+        None => request,
     }
 }
 
@@ -80,17 +90,15 @@ impl super::Transport for Http {
     }
 
     async fn log(&self, run: i64, lease: &str, offset: i64, data: Vec<u8>) -> anyhow::Result<i64> {
-        let response = self
-            .client
-            .put(format!(
-                "{}/api/v1/runner/runs/{run}/logs?offset={offset}",
-                self.url
-            ))
-            .bearer_auth(&self.token)
-            .header(LEASE, lease)
-            .body(data)
-            .send()
-            .await?;
+        let response = traced(self.client.put(format!(
+            "{}/api/v1/runner/runs/{run}/logs?offset={offset}",
+            self.url
+        )))
+        .bearer_auth(&self.token)
+        .header(LEASE, lease)
+        .body(data)
+        .send()
+        .await?;
         let response = check(response).await?;
         Ok(response
             .headers()

@@ -68,16 +68,32 @@ pub fn find_terraform(bin: &str) -> Option<PathBuf> {
 
 /// Claims and executes runs, one at a time, until the future is dropped.
 pub async fn work<T: Transport>(transport: T, settings: Settings) {
+    use tracing::Instrument;
     let mut backoff = Duration::from_millis(200);
     loop {
-        match transport
+        let claimed = transport
             .claim(&settings.name, Duration::from_secs(25))
-            .await
-        {
+            .instrument(tracing::debug_span!("runner.claim", runner = %settings.name))
+            .await;
+        match claimed {
             Ok(Some(claim)) => {
                 backoff = Duration::from_millis(200);
                 let run = claim.run_id;
-                if let Err(e) = terraform::execute(&transport, &settings, claim).await {
+                // One trace per run phase: its Terraform commands, heartbeats and reports.
+                let span = tracing::debug_span!(
+                    "runner.run",
+                    otel.name = %format_args!("run {} {}", claim.phase, claim.workspace),
+                    run_id = run,
+                    phase = %claim.phase,
+                    operation = %claim.operation,
+                    org = %claim.org,
+                    workspace = %claim.workspace,
+                    runner = %settings.name,
+                );
+                let executed = terraform::execute(&transport, &settings, claim)
+                    .instrument(span)
+                    .await;
+                if let Err(e) = executed {
                     tracing::warn!(run, error = format!("{e:#}"), "run failed to report");
                 }
             }

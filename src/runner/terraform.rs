@@ -12,6 +12,7 @@ use base64::Engine;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 use super::{Settings, Transport};
 use crate::deployments::views::{Claim, Finish};
@@ -203,11 +204,15 @@ impl<T: Transport> Job<'_, T> {
         let every = Duration::from_secs(self.claim.heartbeat_seconds.max(1));
         loop {
             tokio::time::sleep(every).await;
-            match self
+            let beat = self
                 .transport
                 .heartbeat(self.claim.run_id, &self.claim.lease)
-                .await
-            {
+                .instrument(tracing::debug_span!(
+                    "runner.heartbeat",
+                    run_id = self.claim.run_id
+                ))
+                .await;
+            match beat {
                 Ok(reply) if reply.force => self.stop.store(KILL, Ordering::SeqCst),
                 Ok(reply) if reply.cancel => {
                     let _ = self.stop.compare_exchange(
@@ -326,6 +331,15 @@ impl<T: Transport> Job<'_, T> {
 
     /// Runs Terraform with `args`; its output goes to the log, or is returned when `capture`
     /// (machine-readable output, which may hold sensitive values, never goes to the log).
+    #[tracing::instrument(
+        level = "debug",
+        name = "terraform",
+        skip_all,
+        fields(
+            otel.name = %format_args!("terraform {}", args.first().copied().unwrap_or_default()),
+            terraform.command = args.first().copied().unwrap_or_default(),
+        )
+    )]
     async fn terraform(&self, args: &[&str], capture: bool) -> anyhow::Result<(i32, Vec<u8>)> {
         if self.stopped() {
             return Ok((130, Vec::new()));

@@ -3,6 +3,7 @@
 
 mod deletion;
 mod document;
+pub mod feed;
 mod lock;
 pub mod locks;
 mod management;

@@ -611,3 +611,44 @@ pub async fn workspace_names(
     }
     Ok(names)
 }
+
+/// A state version as features reading the history see it (`feed`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FeedRow {
+    pub id: i64,
+    pub org_id: i64,
+    pub workspace_id: i64,
+    pub workspace: String,
+    pub created_at: DateTime<Utc>,
+    pub blob_id: String,
+    pub object_key: String,
+    pub key_id: String,
+    pub wrapped_key: Vec<u8>,
+}
+
+/// Versions with an id above `after_id` (of `org_id`, when given), oldest first; with
+/// `current_only`, only the versions that are their workspace's current one.
+pub async fn versions_after(
+    db: &Db,
+    after_id: i64,
+    org_id: Option<i64>,
+    current_only: bool,
+    limit: i64,
+) -> Result<Vec<FeedRow>> {
+    const SQL: &str = "SELECT v.id, w.org_id, v.workspace_id, w.name AS workspace, v.created_at, \
+        b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key \
+        FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
+        JOIN blobs b ON b.id = v.blob_id \
+        WHERE v.id > $1 AND ($2 IS NULL OR w.org_id = $2) \
+          AND (NOT $3 OR w.current_version_id = v.id) \
+        ORDER BY v.id LIMIT $4";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, FeedRow>(SQL)
+        .bind(after_id).bind(org_id).bind(current_only).bind(limit).fetch_all(p).await)?)
+}
+
+/// Every workspace of an org: (id, name).
+pub async fn org_workspace_names(db: &Db, org_id: i64) -> Result<Vec<(i64, String)>> {
+    const SQL: &str = "SELECT id, name FROM workspaces WHERE org_id = $1 ORDER BY name";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(SQL)
+        .bind(org_id).fetch_all(p).await)?)
+}

@@ -106,7 +106,8 @@ async fn the_database_never_contains_the_plaintext(app: TestApp) {
         Backend::Postgres
         | Backend::PostgresS3
         | Backend::PostgresAzure
-        | Backend::PostgresDynamo => {
+        | Backend::PostgresDynamo
+        | Backend::PostgresAzureTable => {
             let terrace::infra::db::Db::Postgres(pool) = app.db() else {
                 unreachable!()
             };

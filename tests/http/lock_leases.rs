@@ -16,6 +16,7 @@ macro_rules! on_every_lock_backend {
     ($($name:ident),+ $(,)?) => {
         on_both_databases!($($name),+);
         on_both_databases!(@backend postgres_dynamo, PostgresDynamo, $crate::support::TestApp::new; $($name),+);
+        on_both_databases!(@backend postgres_azure_table, PostgresAzureTable, $crate::support::TestApp::new; $($name),+);
     };
 }
 
@@ -34,6 +35,10 @@ on_every_lock_backend! {
 async fn backdate_lock(app: &TestApp, ago: Duration) {
     const SQL: &str = "UPDATE state_locks SET renewed_at = $1";
     let then = Utc::now() - ago;
+    if let Locks::AzureTable(locks) = &app.state.state.locks {
+        locks.set_renewed_at(then).await.unwrap();
+        return;
+    }
     if let Locks::DynamoDb(locks) = &app.state.state.locks {
         use aws_sdk_dynamodb::types::AttributeValue;
         let items = locks
@@ -372,4 +377,36 @@ async fn an_unreachable_dynamodb_answers_503_with_retry_after() {
     ready.assert_status(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json()["locks"], "unavailable");
     assert_eq!(ready.json()["database"], "ok");
+}
+
+/// Table service trouble is a 503 with Retry-After too, and the probe names the lock store.
+#[tokio::test]
+async fn an_unreachable_azure_table_answers_503_with_retry_after() {
+    use terrace::config::{AzureEnv, AzureTableSettings, LockSettings};
+    let mut app = TestApp::new(crate::support::Backend::Sqlite).await.unwrap();
+    let env = AzureEnv {
+        use_emulator: true,
+        ..Default::default()
+    };
+    // Nothing listens on port 1.
+    let url = "azuretable://devstoreaccount1/locks?endpoint=http://127.0.0.1:1/devstoreaccount1";
+    let settings = LockSettings::AzureTable(AzureTableSettings::parse(url, &env).unwrap());
+    app.state.state.locks = Locks::connect(&settings, app.db().clone());
+    app.router = terrace::app::router(&app.state);
+
+    for resp in [
+        app.lock(WS, "l1", &app.write_token).await,
+        app.unlock(WS, lock_info("l1"), &app.write_token).await,
+        app.write_state(WS, state("lin", 1), None, &app.write_token)
+            .await,
+    ] {
+        resp.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers.contains_key("retry-after"));
+    }
+    assert!(app.versions(WS).await.is_empty());
+    let ready = app
+        .send(RequestBuilder::new("GET", "/readyz").build())
+        .await;
+    ready.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.json()["locks"], "unavailable");
 }

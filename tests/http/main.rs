@@ -15,6 +15,8 @@ mod audit;
 mod authz_matrix;
 mod backup;
 mod blueprints;
+mod costs;
+mod cloud_credentials;
 mod crash;
 mod deployments;
 mod encryption;

@@ -26,6 +26,8 @@ on_both_databases!(
     an_issuer_that_is_down_gives_a_clear_error_and_admins_keep_their_passwords,
     local_passwords_can_be_turned_off,
     users_are_linked_by_issuer_and_subject_not_by_name,
+    the_mapping_leaves_memberships_made_by_hand_alone,
+    a_browser_sign_in_without_terraform_starts_a_session,
 );
 
 const VERIFIER: &str = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0.123456789";
@@ -73,7 +75,6 @@ fn settings(issuer: &str, local_passwords: LocalPasswords) -> LoginSettings {
                 "groups".into(),
             ],
             groups_claim: "groups".into(),
-            redirect_uri: CALLBACK.into(),
         }),
         local_passwords,
         ..LoginSettings::default()
@@ -106,7 +107,8 @@ struct Browser {
 
 impl Browser {
     async fn get(&mut self, app: &TestApp, path: &str) -> Resp {
-        let mut request = RequestBuilder::new("GET", path);
+        // The host the issuer is told to send browsers back to.
+        let mut request = RequestBuilder::new("GET", path).header("host", "127.0.0.1:9");
         if !self.cookies.is_empty() {
             request = request.header("cookie", &self.cookies.join("; "));
         }
@@ -867,4 +869,108 @@ async fn users_are_linked_by_issuer_and_subject_not_by_name(app: TestApp) {
     issuer.answer_with(&key.sign(&claims));
     let token = terraform_token(&app, &finish(&app, &mut browser, &state).await).await;
     assert_eq!(whoami(&app, &token).await["name"], "hank-2");
+}
+
+async fn members(app: &TestApp, team: &str) -> Value {
+    let resp = app
+        .api(
+            "GET",
+            &format!("/api/v1/orgs/{ORG}/teams/{team}/members"),
+            &app.admin_token,
+            None,
+        )
+        .await;
+    resp.assert_status(StatusCode::OK);
+    resp.json()["data"].clone()
+}
+
+async fn the_mapping_leaves_memberships_made_by_hand_alone(app: TestApp) {
+    map_team(&app, "ops", "write", &["ops-group"]).await;
+    map_team(&app, "manual", "read", &[]).await;
+    // Group names are checked.
+    let bad = app
+        .api(
+            "PUT",
+            &format!("/api/v1/orgs/{ORG}/teams/ops"),
+            &app.admin_token,
+            Some(json!({"idp_groups": ["fine", "bad\u{0001}"]})),
+        )
+        .await;
+    assert!(bad.status.is_client_error(), "{}", bad.status);
+    let key = TestKey::new("k1");
+    let issuer = FakeIssuer::start(&[&key]).await;
+    let app = app.with_login(settings(&issuer.url, LocalPasswords::On));
+
+    let sign_in = |groups: Value| {
+        let app = &app;
+        let issuer = &issuer;
+        let key = &key;
+        async move {
+            let (mut browser, state, nonce) = begin(app).await;
+            let mut claims = issuer.claims("ivy", &nonce);
+            claims["groups"] = groups;
+            issuer.answer_with(&key.sign(&claims));
+            terraform_token(app, &finish(app, &mut browser, &state).await).await
+        }
+    };
+    sign_in(json!(["ops-group"])).await;
+    assert_eq!(members(&app, "ops").await, json!([{"name": "ivy"}]));
+    // An admin also puts ivy in a team by hand.
+    app.api(
+        "PUT",
+        &format!("/api/v1/orgs/{ORG}/teams/manual/members/ivy"),
+        &app.admin_token,
+        None,
+    )
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
+
+    // ivy leaves the group: the mapped team goes, the hand-made membership (and so the org
+    // membership) stays.
+    let token = sign_in(json!([])).await;
+    assert_eq!(members(&app, "ops").await, json!([]));
+    assert_eq!(members(&app, "manual").await, json!([{"name": "ivy"}]));
+    assert_eq!(
+        whoami(&app, &token).await["orgs"],
+        json!([{"name": "acme", "role": "read"}])
+    );
+}
+
+async fn a_browser_sign_in_without_terraform_starts_a_session(app: TestApp) {
+    let key = TestKey::new("k1");
+    let issuer = FakeIssuer::start(&[&key]).await;
+    let app = app.with_login(settings(&issuer.url, LocalPasswords::On));
+    let mut browser = Browser::default();
+    let to_issuer = location(&browser.get(&app, "/oauth/sso/start").await);
+    assert!(to_issuer.starts_with(&format!("{}/authorize?", issuer.url)));
+    assert_eq!(
+        query_value(&to_issuer, "redirect_uri").as_deref(),
+        Some(CALLBACK)
+    );
+    let state = query_value(&to_issuer, "state").unwrap();
+    let nonce = query_value(&to_issuer, "nonce").unwrap();
+    issuer.answer_with(&key.sign(&issuer.claims("jane", &nonce)));
+    let done = finish(&app, &mut browser, &state).await;
+    done.assert_status(StatusCode::OK);
+    assert!(
+        done.text()
+            .contains("signed in to Terrace as <strong>jane</strong>")
+    );
+    assert!(
+        browser
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("terrace_session="))
+    );
+    assert!(
+        !browser
+            .cookies
+            .iter()
+            .any(|c| c.starts_with("terrace_sso_state="))
+    );
+    // The session carries over to `terraform login`: only consent is asked.
+    let page = browser
+        .get(&app, &format!("/oauth/authorize?{}", authz_query()))
+        .await;
+    assert!(page.text().contains("Signed in as <strong>jane</strong>"));
 }

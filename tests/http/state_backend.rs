@@ -71,7 +71,7 @@ async fn readyz_checks_every_store_the_backend_uses(app: TestApp) {
         .await;
     resp.assert_status(StatusCode::OK);
     let mut expected = serde_json::json!({ "database": "ok", "blob_store": "ok" });
-    if app.backend == crate::support::Backend::PostgresDynamo {
+    if app.backend.has_lock_table() {
         expected["locks"] = "ok".into();
     }
     assert_eq!(resp.json(), expected);

@@ -36,6 +36,8 @@ pub struct Setup {
     data_dir: PathBuf,
     /// Environment variables every command gets (`TERRACE_DATABASE_URL`, `AWS_*`, …).
     env: Vec<(String, String)>,
+    /// Prefixes of inherited variables removed besides `TERRACE_` (such as `AWS_`).
+    removed: Vec<String>,
     on_drop: OnDrop,
 }
 
@@ -47,8 +49,16 @@ impl Setup {
                 .iter()
                 .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
                 .collect(),
+            removed: Vec::new(),
             on_drop: OnDrop::Terminate,
         }
+    }
+
+    /// Commands of this setup do not inherit the caller's variables starting with `prefix`
+    /// (only the settings given keep them), e.g. `AWS_` for a test of credential lookup.
+    pub fn without_inherited(mut self, prefix: &str) -> Setup {
+        self.removed.push(prefix.to_owned());
+        self
     }
 
     /// The same setup with `env` added (later settings win).
@@ -75,7 +85,13 @@ impl Setup {
     pub fn command(&self) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_terrace"));
         for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("TERRACE_") {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("TERRACE_")
+                || self
+                    .removed
+                    .iter()
+                    .any(|p| name_text.starts_with(p.as_str()))
+            {
                 command.env_remove(name);
             }
         }

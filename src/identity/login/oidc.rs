@@ -213,13 +213,18 @@ impl Oidc {
     }
 
     /// Exchanges an authorization code (with its PKCE verifier) for the ID token.
-    pub async fn exchange(&self, code: &str, verifier: &str) -> Result<String, OidcError> {
+    pub async fn exchange(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, OidcError> {
         let metadata = self.metadata().await?;
         let settings = &self.settings;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", settings.redirect_uri.as_str()),
+            ("redirect_uri", redirect_uri),
             ("code_verifier", verifier),
         ];
         let methods = &metadata.token_endpoint_auth_methods_supported;

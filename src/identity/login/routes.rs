@@ -272,20 +272,26 @@ fn sso_unavailable(message: &str) -> Response {
 
 /// `GET /oauth/sso/start`: to the identity provider. With login.v1 parameters (from the
 /// "Sign in with …" link of `/oauth/authorize`), the sign-in ends in `terraform login`'s code.
-async fn sso_start(State(app): State<Ctx>, Query(params): Query<AuthzParams>) -> Result<Response> {
+async fn sso_start(
+    State(app): State<Ctx>,
+    headers: HeaderMap,
+    Query(params): Query<AuthzParams>,
+) -> Result<Response> {
     let resume = (!params.redirect_uri.is_empty()).then_some(&params);
-    Ok(match sso::start(&app, resume).await? {
-        Started::Refused(message) => bad_request(&message),
-        Started::Unavailable(message) => sso_unavailable(&message),
-        Started::Redirect { url, state } => {
-            let mut response = Redirect::to(&url).into_response();
-            let cookie = sso_cookie(&app, &state, chrono::Duration::minutes(10));
-            if let Ok(value) = HeaderValue::from_str(&cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
+    Ok(
+        match sso::start(&app, resume, &app.base_url(&headers)).await? {
+            Started::Refused(message) => bad_request(&message),
+            Started::Unavailable(message) => sso_unavailable(&message),
+            Started::Redirect { url, state } => {
+                let mut response = Redirect::to(&url).into_response();
+                let cookie = sso_cookie(&app, &state, chrono::Duration::minutes(10));
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().append(header::SET_COOKIE, value);
+                }
+                response
             }
-            response
-        }
-    })
+        },
+    )
 }
 
 /// `GET /oauth/sso/callback`: the identity provider sends the browser back with a code.
@@ -295,7 +301,8 @@ async fn sso_callback(
     Query(params): Query<CallbackParams>,
 ) -> Result<Response> {
     let state = cookie(&headers, SSO_COOKIE);
-    let mut response = match sso::callback(&app, &params, state.as_deref()).await? {
+    let base_url = app.base_url(&headers);
+    let mut response = match sso::callback(&app, &params, state.as_deref(), &base_url).await? {
         Finished::Refused(message) => bad_request(&message),
         Finished::Failed(message) => {
             views::error(StatusCode::UNAUTHORIZED, "Cannot sign in", &message)

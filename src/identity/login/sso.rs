@@ -47,8 +47,14 @@ fn derived(app: &Ctx, master_key_id: &str, purpose: &str, state: &str) -> Result
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
 
+/// Where the issuer sends the browser back, under `base_url` (`public_url`, else the
+/// request's own scheme and host).
+fn redirect_uri(base_url: &str) -> String {
+    format!("{}/oauth/sso/callback", base_url.trim_end_matches('/'))
+}
+
 /// Starts a sign-in at the issuer, to resume `resume` (a `terraform login`) afterwards.
-pub async fn start(app: &Ctx, resume: Option<&AuthzParams>) -> Result<Started> {
+pub async fn start(app: &Ctx, resume: Option<&AuthzParams>, base_url: &str) -> Result<Started> {
     let Some(oidc) = app.login.oidc.as_ref() else {
         return Ok(Started::Refused("single sign-on is not configured".into()));
     };
@@ -96,7 +102,7 @@ pub async fn start(app: &Ctx, resume: Option<&AuthzParams>) -> Result<Started> {
     url.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &oidc.settings.client_id)
-        .append_pair("redirect_uri", &oidc.settings.redirect_uri)
+        .append_pair("redirect_uri", &redirect_uri(base_url))
         .append_pair("scope", &oidc.settings.scopes.join(" "))
         .append_pair("state", &state)
         .append_pair("nonce", &nonce)
@@ -139,6 +145,7 @@ pub async fn callback(
     app: &Ctx,
     params: &CallbackParams,
     cookie_state: Option<&str>,
+    base_url: &str,
 ) -> Result<Finished> {
     let Some(oidc) = app.login.oidc.as_ref() else {
         return Ok(Finished::Refused("single sign-on is not configured".into()));
@@ -178,7 +185,10 @@ pub async fn callback(
     }
     let verifier = derived(app, &row.master_key_id, "pkce", state)?;
     let nonce = derived(app, &row.master_key_id, "nonce", state)?;
-    let verified = match oidc.exchange(code, &verifier).await {
+    let verified = match oidc
+        .exchange(code, &verifier, &redirect_uri(base_url))
+        .await
+    {
         Ok(id_token) => oidc.verify(&id_token, &nonce).await,
         Err(e) => Err(e),
     };

@@ -19,6 +19,11 @@ pub async fn find_org(db: &Db, name: &str) -> Result<Option<store::OrgRow>> {
 }
 
 /// Authorizes `action` and returns the org's id.
+/// Every org: (id, name), for background work that reports per org (metrics).
+pub async fn all_orgs(db: &Db) -> Result<Vec<(i64, String)>> {
+    store::all_orgs(db).await
+}
+
 pub async fn resolve(
     db: &Db,
     principal: &Principal,

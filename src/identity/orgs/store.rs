@@ -22,3 +22,9 @@ pub async fn find_org(db: &Db, name: &str) -> Result<Option<OrgRow>> {
     const SQL: &str = "SELECT id, name, created_at FROM orgs WHERE name = $1";
     Ok(on_pool!(db, p => sqlx::query_as::<_, OrgRow>(SQL).bind(name).fetch_optional(p).await)?)
 }
+
+/// Every org: (id, name).
+pub async fn all_orgs(db: &Db) -> Result<Vec<(i64, String)>> {
+    const SQL: &str = "SELECT id, name FROM orgs ORDER BY id";
+    Ok(on_pool!(db, p => sqlx::query_as::<_, (i64, String)>(SQL).fetch_all(p).await)?)
+}

@@ -94,7 +94,7 @@ pub struct MemberRow {
 }
 
 const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.name, m.role, u.disabled_at, \
-     (u.password_hash IS NULL) AS pending_invite, m.created_at \
+     (u.password_hash IS NULL AND u.invite_hash IS NOT NULL) AS pending_invite, m.created_at \
      FROM org_members m JOIN users u ON u.id = m.user_id";
 
 pub async fn find_member(db: &Db, org_id: i64, name: &str) -> Result<Option<MemberRow>> {

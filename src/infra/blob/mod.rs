@@ -59,6 +59,7 @@ impl RawObjects {
 
     /// The stored (encrypted) bytes of an object as they are, `None` when it is gone: for
     /// backups, which copy objects without decrypting them.
+    #[tracing::instrument(level = "debug", name = "blob.get", skip_all, fields(otel.kind = "client"))]
     pub async fn raw_get(&self, object_key: &str) -> Result<Option<Bytes>> {
         match self.store.get(&Path::from(object_key)).await {
             Ok(found) => Ok(Some(found.bytes().await?)),
@@ -118,29 +119,53 @@ fn remote_store<K: AsRef<str>, V: Into<String>>(
         ("timeout", STORE_REQUEST_TIMEOUT),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let options = defaults.into_iter().chain(
-        options
-            .into_iter()
-            .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into())),
-    );
+    let options: Vec<(String, String)> = defaults
+        .into_iter()
+        .chain(
+            options
+                .into_iter()
+                .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into())),
+        )
+        .collect();
     // Keys the store does not know (other environment variables) are skipped, as
     // `object_store::parse_url_opts` does.
-    macro_rules! build {
+    macro_rules! configured {
         ($builder:ty) => {{
-            let builder = options.fold(
+            options.iter().fold(
                 <$builder>::new().with_url(url.to_string()),
                 |builder, (key, value)| match key.parse() {
-                    Ok(k) => builder.with_config(k, value),
+                    Ok(k) => builder.with_config(k, value.clone()),
                     Err(_) => builder,
                 },
-            );
-            Arc::new(builder.with_retry(retry).build()?) as Arc<dyn ObjectStore>
+            )
         }};
+    }
+    macro_rules! build {
+        ($builder:ty) => {{ Arc::new(configured!($builder).with_retry(retry).build()?) as Arc<dyn ObjectStore> }};
     }
     let (scheme, path) = ObjectStoreScheme::parse(url)?;
     let path = Path::parse(path)?;
     let store = match scheme {
-        ObjectStoreScheme::AmazonS3 => build!(object_store::aws::AmazonS3Builder),
+        ObjectStoreScheme::AmazonS3 => {
+            use object_store::aws::AmazonS3ConfigKey as Key;
+            let given = |wanted: Key| {
+                options
+                    .iter()
+                    .filter(|(k, _)| k.parse::<Key>().ok() == Some(wanted))
+                    .map(|(_, v)| v.clone())
+                    .next_back()
+            };
+            let mut builder = configured!(object_store::aws::AmazonS3Builder);
+            // Keys given explicitly (options or AWS_ACCESS_KEY_ID) are used as they are;
+            // otherwise the AWS default chain finds credentials as the AWS CLI would.
+            let unsigned = given(Key::SkipSignature).is_some_and(|v| v == "true");
+            if given(Key::AccessKeyId).is_none() && !unsigned {
+                builder = builder.with_credentials(Arc::new(
+                    crate::infra::aws::S3Credentials::new(given(Key::Region)),
+                ));
+            }
+            Arc::new(builder.with_retry(retry).build()?) as Arc<dyn ObjectStore>
+        }
         ObjectStoreScheme::MicrosoftAzure => build!(object_store::azure::MicrosoftAzureBuilder),
         ObjectStoreScheme::GoogleCloudStorage => {
             build!(object_store::gcp::GoogleCloudStorageBuilder)
@@ -402,6 +427,7 @@ impl BlobStore {
     }
 
     /// Encrypts and durably stores `buf` under a fresh key; the object is never overwritten.
+    #[tracing::instrument(level = "debug", name = "blob.put", skip_all, fields(otel.kind = "client"))]
     pub async fn put(&self, key: BlobKey, buf: PlainBuffer) -> Result<StoredBlob> {
         let id = key.blob_id().to_string();
         let object_key = key.to_path();
@@ -422,6 +448,7 @@ impl BlobStore {
     }
 
     /// Reads and decrypts a blob.
+    #[tracing::instrument(level = "debug", name = "blob.get", skip_all, fields(otel.kind = "client"))]
     pub async fn get(&self, blob: &StoredBlob) -> Result<Bytes> {
         if let Some(cache) = &self.cache {
             let hit = cache.get(&blob.id);
@@ -484,6 +511,7 @@ impl BlobStore {
 
     /// Stores already encrypted bytes under `object_key` (restore). Never overwrites: an
     /// existing object with the same bytes is accepted, a different one is an error.
+    #[tracing::instrument(level = "debug", name = "blob.put", skip_all, fields(otel.kind = "client"))]
     pub async fn raw_put(&self, object_key: &str, bytes: Bytes) -> Result<()> {
         let path = Path::from(object_key);
         // An upload in parts cannot refuse an existing object, so that is looked for first.
@@ -512,6 +540,7 @@ impl BlobStore {
     }
 
     /// Best-effort removal of an object whose row is gone (or was never committed).
+    #[tracing::instrument(level = "debug", name = "blob.delete", skip_all, fields(otel.kind = "client"))]
     pub async fn discard(&self, blob: &StoredBlob) {
         if let Some(cache) = &self.cache {
             cache.remove(&blob.id);
@@ -549,6 +578,7 @@ impl BlobStore {
     }
 
     /// Deletes an object nothing refers to.
+    #[tracing::instrument(level = "debug", name = "blob.delete", skip_all, fields(otel.kind = "client"))]
     pub async fn delete_object(&self, object_key: &str) -> Result<()> {
         match self.store.delete(&Path::from(object_key)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -8,14 +8,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
 };
-use aws_smithy_http_client::tls;
 use chrono::{DateTime, Utc};
 
 use crate::config::DynamoSettings;
@@ -48,19 +47,20 @@ pub struct DynamoLocks {
 impl DynamoLocks {
     /// Builds the client; nothing is sent until the first lock operation.
     pub fn connect(settings: &DynamoSettings) -> DynamoLocks {
-        // rustls with ring, like the rest of Terrace (the SDK's default would build aws-lc).
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let credentials = Credentials::new(
-            &settings.access_key_id,
-            &settings.secret_access_key,
-            settings.session_token.clone(),
-            None,
-            "terrace-settings",
-        );
+        let http = crate::infra::aws::http_client();
+        // Keys given explicitly, else the AWS default chain (profile, web identity, ECS, IMDS).
+        let credentials = match &settings.static_keys {
+            Some(keys) => SharedCredentialsProvider::new(Credentials::new(
+                &keys.access_key_id,
+                &keys.secret_access_key,
+                keys.session_token.clone(),
+                None,
+                "terrace-settings",
+            )),
+            None => SharedCredentialsProvider::new(crate::infra::aws::DefaultChain::new(Some(
+                settings.region.clone(),
+            ))),
+        };
         // Lock requests sit on Terraform's path: fail over to a 503 (which Terraform
         // retries) within seconds rather than hang.
         let timeouts = TimeoutConfig::builder()
@@ -143,6 +143,7 @@ impl DynamoLocks {
         )))
     }
 
+    #[tracing::instrument(level = "debug", name = "dynamodb.PutItem", skip_all, fields(otel.kind = "client", rpc.system = "aws-api", rpc.service = "DynamoDB", rpc.method = "PutItem", aws.dynamodb.table_names = %self.table))]
     pub(super) async fn acquire(
         &self,
         workspace_id: i64,
@@ -213,6 +214,7 @@ impl DynamoLocks {
         )))
     }
 
+    #[tracing::instrument(level = "debug", name = "dynamodb.GetItem", skip_all, fields(otel.kind = "client", rpc.system = "aws-api", rpc.service = "DynamoDB", rpc.method = "GetItem", aws.dynamodb.table_names = %self.table))]
     pub(super) async fn find(&self, workspace_id: i64) -> Result<Option<HeldLock>> {
         let got = self
             .client
@@ -227,6 +229,7 @@ impl DynamoLocks {
     }
 
     /// The holders of those of `workspace_ids` that are locked (consistent reads).
+    #[tracing::instrument(level = "debug", name = "dynamodb.BatchGetItem", skip_all, fields(otel.kind = "client", rpc.system = "aws-api", rpc.service = "DynamoDB", rpc.method = "BatchGetItem", aws.dynamodb.table_names = %self.table))]
     pub(super) async fn find_many(&self, workspace_ids: &[i64]) -> Result<HashMap<i64, HeldLock>> {
         let mut found = HashMap::new();
         for chunk in workspace_ids.chunks(BATCH_KEYS) {
@@ -276,6 +279,7 @@ impl DynamoLocks {
     }
 
     /// When each lock in the table was last renewed, by workspace id.
+    #[tracing::instrument(level = "debug", name = "dynamodb.Scan", skip_all, fields(otel.kind = "client", rpc.system = "aws-api", rpc.service = "DynamoDB", rpc.method = "Scan", aws.dynamodb.table_names = %self.table))]
     pub(super) async fn all_renewals(&self) -> Result<HashMap<i64, DateTime<Utc>>> {
         let mut renewals = HashMap::new();
         let mut start = None;
@@ -316,6 +320,7 @@ impl DynamoLocks {
     }
 
     /// Moves `RenewedAt` to `now` if `lock_id` holds the lock; false when it does not.
+    #[tracing::instrument(level = "debug", name = "dynamodb.UpdateItem", skip_all, fields(otel.kind = "client", rpc.system = "aws-api", rpc.service = "DynamoDB", rpc.method = "UpdateItem", aws.dynamodb.table_names = %self.table))]
     async fn renew_held(
         &self,
         workspace_id: i64,
@@ -347,6 +352,7 @@ impl DynamoLocks {
         }
     }
 
+    #[tracing::instrument(level = "debug", name = "dynamodb.DeleteItem", skip_all, fields(otel.kind = "client", rpc.system = "aws-api", rpc.service = "DynamoDB", rpc.method = "DeleteItem", aws.dynamodb.table_names = %self.table))]
     pub(super) async fn release(&self, workspace_id: i64, lock_id: Option<&str>) -> Result<bool> {
         let delete = self
             .client

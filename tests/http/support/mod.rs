@@ -45,6 +45,38 @@ pub enum Backend {
     /// PostgreSQL, a local folder and locks in a fresh DynamoDB table (moto,
     /// `TERRACE_TEST_DYNAMODB_ENDPOINT`).
     PostgresDynamo,
+    /// PostgreSQL, a local folder and locks in a fresh Azure Storage table (azurite's Table
+    /// service, `AZURITE_TABLE_URL`).
+    PostgresAzureTable,
+}
+
+impl Backend {
+    /// Whether locks live in a table of their own rather than the metadata database.
+    pub fn has_lock_table(self) -> bool {
+        matches!(self, Backend::PostgresDynamo | Backend::PostgresAzureTable)
+    }
+}
+
+/// A lock backend on a new Azure Storage table, created as `terrace locks init` does; `None`
+/// when no emulator is configured (a failure under `CI`).
+pub async fn azure_table_locks() -> Option<terrace::state::locks::Locks> {
+    use terrace::config::{AzureEnv, AzureTableSettings};
+    use terrace::state::locks::{AzureTableLocks, Locks};
+    let endpoint = crate::testkit::required_var("AZURITE_TABLE_URL")?;
+    let url = format!(
+        "azuretable://devstoreaccount1/terrace{}?endpoint={}",
+        uuid::Uuid::new_v4().simple(),
+        url::form_urlencoded::byte_serialize(endpoint.as_bytes()).collect::<String>()
+    );
+    let env = AzureEnv {
+        use_emulator: true,
+        ..Default::default()
+    };
+    let settings = AzureTableSettings::parse(&url, &env).unwrap();
+    assert!(AzureTableLocks::connect(&settings).init().await.unwrap());
+    // A second init finds the table and leaves it alone.
+    assert!(!AzureTableLocks::connect(&settings).init().await.unwrap());
+    Some(Locks::AzureTable(AzureTableLocks::connect(&settings)))
 }
 
 /// A lock backend on a new DynamoDB table, created as `terrace locks init` does; `None` when
@@ -81,7 +113,10 @@ pub async fn dynamo_locks() -> Option<terrace::state::locks::Locks> {
 /// configured (a failure under `CI`).
 pub fn object_store_options(backend: Backend) -> Option<(String, Vec<(String, String)>)> {
     let (variable, scheme) = match backend {
-        Backend::Sqlite | Backend::Postgres | Backend::PostgresDynamo => {
+        Backend::Sqlite
+        | Backend::Postgres
+        | Backend::PostgresDynamo
+        | Backend::PostgresAzureTable => {
             unreachable!("local blobs")
         }
         Backend::PostgresS3 => ("TERRACE_TEST_S3_ENDPOINT", "s3"),
@@ -172,6 +207,7 @@ macro_rules! on_every_backend {
         on_both_databases!(@backend postgres_s3, PostgresS3, $crate::support::TestApp::new; $($name),+);
         on_both_databases!(@backend postgres_azure, PostgresAzure, $crate::support::TestApp::new; $($name),+);
         on_both_databases!(@backend postgres_dynamo, PostgresDynamo, $crate::support::TestApp::new; $($name),+);
+        on_both_databases!(@backend postgres_azure_table, PostgresAzureTable, $crate::support::TestApp::new; $($name),+);
     };
 }
 
@@ -253,14 +289,18 @@ impl TestApp {
             Backend::Postgres
             | Backend::PostgresS3
             | Backend::PostgresAzure
-            | Backend::PostgresDynamo => (terrace::infra::db::testing::postgres().await?, None),
+            | Backend::PostgresDynamo
+            | Backend::PostgresAzureTable => (terrace::infra::db::testing::postgres().await?, None),
         };
         let blobs_root = tempfile::tempdir().unwrap();
         let blobs_dir = blobs_root.path().join("blobs");
         let key = terrace::infra::crypto::generate_key().unwrap();
         let keys = Arc::new(Keyring::from_base64(&key, &[]).unwrap());
         let blobs = match backend {
-            Backend::Sqlite | Backend::Postgres | Backend::PostgresDynamo => {
+            Backend::Sqlite
+            | Backend::Postgres
+            | Backend::PostgresDynamo
+            | Backend::PostgresAzureTable => {
                 let url = format!("file://{}", blobs_dir.display());
                 BlobStore::from_url(&url, keys).unwrap()
             }
@@ -271,6 +311,7 @@ impl TestApp {
         };
         let locks = match backend {
             Backend::PostgresDynamo => Some(dynamo_locks().await?),
+            Backend::PostgresAzureTable => Some(azure_table_locks().await?),
             _ => None,
         };
         let settings = Settings {

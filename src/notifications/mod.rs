@@ -128,7 +128,9 @@ fn wake() -> &'static tokio::sync::Notify {
     WAKE.get_or_init(tokio::sync::Notify::new)
 }
 
-/// Queues `event` for every matching subscription of its org.
+/// Queues `event` for every matching subscription of its org. Call it after the change the
+/// event reports has committed, and never while holding the SQLite writer's turn
+/// (`AppState::write_turn`): it takes that turn itself.
 pub async fn emit(state: &AppState, event: Event) -> Result<()> {
     service::record(state, &event, None).await
 }

@@ -28,7 +28,7 @@ fn alert_rules_pass_promtool_check_and_their_unit_tests() {
     );
     let text = String::from_utf8_lossy(&checked.stdout);
     assert!(
-        text.contains("SUCCESS: 5 rules found"),
+        text.contains("SUCCESS: 7 rules found"),
         "{}",
         show(&checked)
     );
@@ -271,7 +271,7 @@ fn prometheus_scrapes_terrace_and_answers_the_dashboard_and_alert_queries() {
             .flatten()
             .flat_map(|g| g["rules"].as_array().into_iter().flatten())
             .collect();
-        let evaluated = all.len() == 5
+        let evaluated = all.len() == 7
             && all
                 .iter()
                 .all(|r| r["health"] == "ok" && r["lastEvaluation"] != "0001-01-01T00:00:00Z");

@@ -36,8 +36,12 @@ pub fn router(app: &App) -> Router {
             Router::new()
                 .route("/healthz", get(healthz))
                 .route("/readyz", get(readyz))
-                .route("/metrics", get(metrics))
                 .with_state(app.state.clone()),
+        )
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(app.deployments.clone()),
         )
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
@@ -107,13 +111,23 @@ async fn readyz(State(app): State<crate::state::Ctx>) -> Response {
     }
 }
 
-async fn metrics(State(app): State<crate::state::Ctx>, headers: HeaderMap) -> impl IntoResponse {
+async fn metrics(
+    State(app): State<crate::deployments::Ctx>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
     // Counted on scrape, so every replica reports the shared database's view.
-    match crate::state::service::stale_lock_count(&app).await {
+    match crate::state::service::stale_lock_count(&app.state).await {
         Ok(count) => {
             app.metrics.stale_locks.set(count);
         }
         Err(e) => tracing::warn!(error = %e, "counting stale locks failed"),
+    }
+    match crate::deployments::service::queue_stats(&app).await {
+        Ok((queued, waited)) => {
+            app.metrics.runs_queued.set(queued);
+            app.metrics.run_queue_oldest_seconds.set(waited);
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the run queue failed"),
     }
     // OpenMetrics for scrapers that ask for it (Prometheus does), else the classic format.
     let openmetrics = headers

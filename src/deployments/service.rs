@@ -451,3 +451,13 @@ pub(super) async fn archive(app: &Ctx, deployment_id: i64) -> Result<()> {
 pub(super) async fn reactivate(app: &Ctx, deployment_id: i64) -> Result<()> {
     store::set_deployment_status(&app.db, deployment_id, ACTIVE).await
 }
+
+/// The run queue across every org, for the metrics: queued runs and how long the
+/// longest-waiting one has waited, in seconds (0 when none waits).
+pub async fn queue_stats(app: &Ctx) -> Result<(i64, f64)> {
+    let (count, oldest) = store::queue_stats(&app.db).await?;
+    let waited = oldest.map_or(0.0, |at| {
+        (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
+    });
+    Ok((count, waited))
+}

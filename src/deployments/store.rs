@@ -465,3 +465,17 @@ pub async fn attach_job(db: &Db, id: i64, job: i64) -> Result<bool> {
         .execute(p).await.map(|r| r.rows_affected()))?;
     Ok(done == 1)
 }
+
+/// Queued runs of every org: how many, and when the longest-waiting one was queued.
+pub async fn queue_stats(db: &Db) -> Result<(i64, Option<DateTime<Utc>>)> {
+    const COUNT: &str = "SELECT COUNT(*) FROM runs WHERE status = 'queued'";
+    const OLDEST: &str =
+        "SELECT created_at FROM runs WHERE status = 'queued' ORDER BY created_at LIMIT 1";
+    let count: i64 = on_pool!(db, p => sqlx::query_scalar(COUNT).fetch_one(p).await)?;
+    if count == 0 {
+        return Ok((0, None));
+    }
+    let oldest: Option<DateTime<Utc>> =
+        on_pool!(db, p => sqlx::query_scalar(OLDEST).fetch_optional(p).await)?;
+    Ok((count, oldest))
+}

@@ -125,6 +125,10 @@ pub struct Metrics {
     pub state_write_duration: Histogram,
     /// Set on each scrape (`/metrics` counts them in the database first).
     pub stale_locks: Gauge,
+    /// Runs waiting for a runner, across every org (set on each scrape, like `stale_locks`).
+    pub runs_queued: Gauge,
+    /// How long the longest-waiting queued run has waited, in seconds (0 when none waits).
+    pub run_queue_oldest_seconds: Gauge<f64, AtomicU64>,
     /// Spend of each budget this month over its amount.
     pub budget_spend_ratio: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     /// Each workspace's monthly cost.
@@ -183,6 +187,8 @@ impl Metrics {
         let state_versions_written = Counter::default();
         let state_write_duration = Histogram::new(exponential_buckets(0.001, 2.0, 15));
         let stale_locks = Gauge::default();
+        let runs_queued = Gauge::default();
+        let run_queue_oldest_seconds = Gauge::<f64, AtomicU64>::default();
         let cache_lookups = CacheLookups::default();
         let blob_errors = BlobErrors::default();
         for operation in ["put", "get", "delete", "list"] {
@@ -244,6 +250,16 @@ impl Metrics {
             "Locks whose lease ran out without a write or renewal",
             stale_locks.clone(),
         );
+        registry.register(
+            "runs_queued",
+            "Runs queued and waiting for a runner",
+            runs_queued.clone(),
+        );
+        registry.register(
+            "run_queue_oldest_seconds",
+            "How long the longest-waiting queued run has waited",
+            run_queue_oldest_seconds.clone(),
+        );
         let budget_spend_ratio = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "budget_spend_ratio",
@@ -278,6 +294,8 @@ impl Metrics {
             state_versions_written,
             state_write_duration,
             stale_locks,
+            runs_queued,
+            run_queue_oldest_seconds,
             cache_lookups,
             blob_errors,
         }

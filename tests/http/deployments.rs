@@ -162,6 +162,27 @@ pub(crate) async fn runner_token(app: &TestApp, org: &str) -> String {
     create_token(app.db(), org, "runner", Role::Runner, None).await
 }
 
+/// `terrace_runs_queued` and `terrace_run_queue_oldest_seconds` from `/metrics`.
+async fn queue_gauges(app: &TestApp) -> (i64, f64) {
+    let metrics = app
+        .send(RequestBuilder::new("GET", "/metrics").build())
+        .await
+        .text();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+            .trim()
+            .parse::<f64>()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    (
+        value("terrace_runs_queued") as i64,
+        value("terrace_run_queue_oldest_seconds"),
+    )
+}
+
 async fn runs_move_through_their_states_one_at_a_time_per_workspace(app: TestApp) {
     blueprint(&app).await;
     let runner = runner_token(&app, ORG).await;
@@ -191,6 +212,10 @@ async fn runs_move_through_their_states_one_at_a_time_per_workspace(app: TestApp
     let second = resp.json()["current_run"]["id"].as_i64().unwrap();
     assert_ne!(second, first);
     assert_eq!(run(&app, second).await["queue_position"], 1);
+    // Both wait: the run queue gauges say so on every scrape.
+    let (queued, waited) = queue_gauges(&app).await;
+    assert_eq!(queued, 2);
+    assert!(waited > 0.0, "the oldest queued run has waited {waited} s");
 
     let c = claim(&app, &runner)
         .await
@@ -198,6 +223,11 @@ async fn runs_move_through_their_states_one_at_a_time_per_workspace(app: TestApp
     assert_eq!(c["run_id"], first);
     assert_eq!(c["phase"], "plan");
     assert_eq!(run(&app, first).await["status"], "planning");
+    assert_eq!(
+        queue_gauges(&app).await.0,
+        1,
+        "the claimed run left the queue"
+    );
     assert!(
         claim(&app, &runner).await.is_none(),
         "one active run per workspace"

@@ -17,6 +17,7 @@ CREATE TABLE price_catalogues (
 CREATE INDEX price_catalogues_org ON price_catalogues (org_id, id);
 
 CREATE TABLE prices (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
     catalogue_id  BIGINT NOT NULL REFERENCES price_catalogues(id) ON DELETE CASCADE,
     provider      TEXT NOT NULL,
     service       TEXT NOT NULL,

@@ -968,3 +968,130 @@ fn a_real_run_raises_its_notification_events() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// Resources the cost estimate prices from the sample catalogue, and one it has no rule for.
+fn priced_module(host: &str) -> Vec<(&'static str, String)> {
+    vec![(
+        "main.tf",
+        format!(
+            r#"terraform {{
+  required_providers {{
+    aws = {{
+      source  = "{host}/acme/aws"
+      version = "~> 1.0"
+    }}
+  }}
+}}
+
+provider "aws" {{
+  region = "us-east-1"
+}}
+
+resource "aws_instance" "web" {{
+  ami           = "ami-0abcdef"
+  instance_type = "t3.micro"
+}}
+
+resource "aws_ebs_volume" "data" {{
+  availability_zone = "us-east-1a"
+  size              = 100
+  type              = "gp3"
+}}
+
+resource "aws_db_instance" "db" {{
+  engine            = "postgres"
+  instance_class    = "db.t3.micro"
+  allocated_storage = 20
+  multi_az          = false
+}}
+
+resource "aws_nat_gateway" "nat" {{
+  subnet_id = "subnet-0abc"
+}}
+
+resource "aws_s3_bucket" "assets" {{
+  bucket = "priced-assets"
+}}
+"#
+        ),
+    )]
+}
+
+/// A real plan of AWS-shaped resources (Terraform, the provider double from Terrace's registry,
+/// an external runner) gets its cost phase: the estimate kept on the run matches figures
+/// computed by hand from the sample catalogue, the bucket is unpriced, and after the apply the
+/// workspace's state costs the same.
+#[test]
+fn a_planned_run_is_estimated_with_the_sample_catalogue() {
+    require_terraform!();
+    require_gpg!();
+    require_provider_double!();
+    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
+    crate::harness::provider_double::publish_aws(&server, "1.0.0");
+    publish_for(
+        &server,
+        "priced",
+        "aws",
+        "1.0.0",
+        &priced_module(&server.host()),
+    );
+    blueprint_for(&server, "priced", "aws");
+    let token = runner_token(&server);
+    let _runner = Runner::start(&server, &token, "ext-priced");
+    let (status, body) = call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/deployments"),
+        Some(json!({"name": "priced", "blueprint": "priced"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = current_run(&body);
+    let planned = wait_for(&server, id, &["planned", "errored"], TIMEOUT);
+    assert_eq!(
+        planned["status"],
+        "planned",
+        "{planned}\n{}",
+        log(&server, id)
+    );
+
+    // Sample catalogue, us-east-1, 730 hours a month.
+    let expected = 0.0104 * 730.0 // t3.micro
+        + 0.08 * 100.0 // 100 GB gp3
+        + 0.018 * 730.0 + 0.115 * 20.0 // db.t3.micro PostgreSQL Single-AZ, 20 GB
+        + 0.045 * 730.0 + 0.045 * 10.0; // NAT gateway, 10 GB processed (usage default)
+    let close = |v: &Value, want: f64| v.as_f64().is_some_and(|v| (v - want).abs() < 1e-6);
+    let (status, cost) = call(
+        &server,
+        reqwest::Method::GET,
+        &format!("{ORG_API}/runs/{id}/cost"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{cost}");
+    assert_eq!(cost["catalogue"]["sample"], true, "{cost}");
+    assert!(close(&cost["after"]["monthly"], expected), "{cost}");
+    assert!(close(&cost["delta"]["monthly"], expected), "{cost}");
+    assert_eq!(
+        cost["unpriced"][0]["address"], "module.main.aws_s3_bucket.assets",
+        "{cost}"
+    );
+    call(
+        &server,
+        reqwest::Method::POST,
+        &format!("{ORG_API}/runs/{id}/apply"),
+        None,
+    );
+    wait_for(&server, id, &["applied"], TIMEOUT);
+    let (status, state_cost) = call(
+        &server,
+        reqwest::Method::GET,
+        &format!("{ORG_API}/workspaces/priced/cost"),
+        None,
+    );
+    assert_eq!(status, StatusCode::OK, "{state_cost}");
+    assert!(close(&state_cost["monthly"], expected), "{state_cost}");
+    assert_eq!(
+        state_cost["unpriced"].as_array().map(Vec::len),
+        Some(1),
+        "{state_cost}"
+    );
+}

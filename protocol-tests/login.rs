@@ -139,11 +139,7 @@ fn terraform_login_saves_a_token_that_installs_modules_with_the_users_rights() {
     // Terraform listens on 127.0.0.1 only; go there directly, as a browser falling back
     // from ::1 would.
     let callback = callback.replace("http://localhost:", "http://127.0.0.1:");
-    let delivered = Client::new()
-        .get(&callback)
-        .send()
-        .expect("deliver the code to Terraform");
-    assert_eq!(delivered.status(), StatusCode::OK);
+    crate::harness::deliver_login_code(&callback);
     let finished = login.finish();
     finished.assert_success();
     assert!(finished.stdout.contains("Success!"), "{finished}");

@@ -187,11 +187,7 @@ fn terraform_login_through_single_sign_on_saves_a_token_with_the_groups_team_rig
     };
     assert!(callback.contains("code="), "{callback}");
     let callback = callback.replace("http://localhost:", "http://127.0.0.1:");
-    let delivered = Client::new()
-        .get(&callback)
-        .send()
-        .expect("deliver the code to Terraform");
-    assert_eq!(delivered.status(), StatusCode::OK);
+    crate::harness::deliver_login_code(&callback);
     let finished = login.finish();
     finished.assert_success();
     assert!(finished.stdout.contains("Success!"), "{finished}");

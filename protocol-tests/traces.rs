@@ -376,3 +376,154 @@ fn without_an_endpoint_nothing_is_traced() {
         server.log()
     );
 }
+
+/// A deployment's plan run by a `terrace runner` process that exports traces too: the run is
+/// one trace holding the runner's spans (`runner.run`, a span per Terraform command) and, as
+/// the runner passes its `traceparent`, the server's spans for the runner's calls.
+#[test]
+fn a_run_is_traced_from_the_runner_into_the_server() {
+    require_terraform!();
+    let collector = Collector::start();
+    let settings = [
+        (
+            "TERRACE_OTEL_EXPORTER_OTLP_ENDPOINT",
+            collector.url.as_str(),
+        ),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("TERRACE_RUNNERS", "0"),
+    ];
+    let server = Terrace::start_tls_with(&settings);
+    let admin = server.bearer(Role::Admin);
+    let api = |method: reqwest::Method, path: &str, body: Value| {
+        let response = server
+            .http()
+            .request(method, format!("{}{path}", server.base_url()))
+            .header("Authorization", &admin)
+            .json(&body)
+            .send()
+            .expect("the server answers");
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {body}");
+        body
+    };
+
+    // A module without providers, published and made a blueprint.
+    let main_tf = "variable \"n\" {\n  type = number\n}\n\noutput \"n\" {\n  value = var.n\n}\n";
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut archive = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(main_tf.len() as u64);
+    header.set_mode(0o644);
+    archive
+        .append_data(&mut header, "main.tf", main_tf.as_bytes())
+        .expect("append to the archive");
+    let archive = archive
+        .into_inner()
+        .and_then(|gz| gz.finish())
+        .expect("finish the archive");
+    let published = server
+        .http()
+        .put(format!(
+            "{}/api/v1/modules/acme/tiny/null/1.0.0",
+            server.base_url()
+        ))
+        .header("Authorization", server.bearer(Role::Write))
+        .body(archive)
+        .send()
+        .expect("publish");
+    assert_eq!(published.status(), reqwest::StatusCode::CREATED);
+    api(
+        reqwest::Method::POST,
+        "/api/v1/orgs/acme/blueprints",
+        serde_json::json!({"name": "tiny", "module": "acme/tiny/null", "title": "tiny",
+            "status": "published"}),
+    );
+    let created = api(
+        reqwest::Method::POST,
+        "/api/v1/orgs/acme/deployments",
+        serde_json::json!({"name": "traced", "blueprint": "tiny", "inputs": {"n": 1}}),
+    );
+    let run_id = created["current_run"]["id"].as_i64().expect("a run");
+
+    let token = server.cli(&["runner-token", "create", "--org", "acme"], &[]);
+    assert!(token.status.success(), "{token:?}");
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
+    let ca = server.ca_path();
+    let _runner = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_terrace"))
+            .args(["runner", "--url", server.base_url(), "--token", &token])
+            .args(["--name", "traced-runner"])
+            .arg("--terraform")
+            .arg(crate::harness::terraform_bin())
+            .arg("--ca-cert")
+            .arg(&ca)
+            .env("SSL_CERT_FILE", &ca)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.url)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("OTEL_SERVICE_NAME", "terrace-runner")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start terrace runner"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let run = api(
+            reqwest::Method::GET,
+            &format!("/api/v1/orgs/acme/runs/{run_id}"),
+            Value::Null,
+        );
+        match run["status"].as_str() {
+            Some("planned") => break,
+            Some("errored") => panic!("the run failed: {run}"),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {run}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let spans = collector.wait_for("the run's trace", |spans| {
+        spans.iter().any(|s| s.name == "runner.run")
+            && spans
+                .iter()
+                .any(|s| s.name == "POST /api/v1/runner/runs/{id}/finish")
+    });
+
+    let run = spans
+        .iter()
+        .find(|s| s.name == "runner.run")
+        .expect("a runner.run span");
+    assert_eq!(run.service, "terrace-runner");
+    assert_eq!(run.attributes["run_id"], run_id.to_string());
+    let in_run: Vec<&Span> = spans
+        .iter()
+        .filter(|s| s.trace_id == run.trace_id && under(&spans, s, run))
+        .collect();
+    let names: Vec<&str> = in_run.iter().map(|s| s.name.as_str()).collect();
+    for expected in [
+        "terraform init",
+        "terraform plan",
+        "POST /api/v1/runner/runs/{id}/finish",
+        "PUT /api/v1/runner/runs/{id}/logs",
+    ] {
+        assert!(names.contains(&expected), "no {expected} in {names:?}");
+    }
+    // The server's spans in the run's trace are the server's own.
+    let finish = in_run
+        .iter()
+        .find(|s| s.name == "POST /api/v1/runner/runs/{id}/finish")
+        .expect("finish");
+    assert_eq!(finish.service, "terrace");
+    assert!(spans.iter().any(|s| s.name == "runner.claim"));
+}
+
+/// A child process killed when dropped (the test's runner, also when the test fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -666,9 +666,6 @@ impl Config {
             .transpose()
     }
 
-    /// Whether a master key is configured explicitly (rather than the key file).
-    pub fn has_explicit_key(&self) -> bool {
-        self.encryption_key.is_some()
     /// Trace export: `otel_exporter_otlp_endpoint`, else the standard OpenTelemetry
     /// variables; `None` when no endpoint is set or `OTEL_SDK_DISABLED=true` /
     /// `OTEL_TRACES_EXPORTER=none` turn it off.
@@ -753,6 +750,10 @@ impl KeyProvider {
         match self {
             KeyProvider::Local => "local".into(),
             KeyProvider::AwsKms { key_id } => format!("awskms://{key_id}"),
+        }
+    }
+}
+
 /// Where traces go (OTLP over HTTP with protobuf bodies).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceSettings {
@@ -1298,6 +1299,24 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn key_providers_are_local_or_aws_kms_and_vault_is_refused() {
+        assert_eq!(KeyProvider::parse("local").unwrap(), KeyProvider::Local);
+        let kms = KeyProvider::parse("awskms://alias/terrace").unwrap();
+        assert_eq!(
+            kms,
+            KeyProvider::AwsKms {
+                key_id: "alias/terrace".into()
+            }
+        );
+        assert_eq!(kms.url(), "awskms://alias/terrace");
+        for bad in ["awskms://", "awskms://a b", "kms://x", ""] {
+            assert!(KeyProvider::parse(bad).is_err(), "{bad:?}");
+        }
+        let vault = KeyProvider::parse("vault://transit/terrace").unwrap_err();
+        assert!(vault.to_string().contains("not supported"), "{vault}");
     }
 
     #[test]

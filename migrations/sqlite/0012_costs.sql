@@ -71,6 +71,7 @@ CREATE INDEX cost_imports_org ON cost_imports (org_id, id);
 
 -- Billing lines summed per period, source, resource, service and tags.
 CREATE TABLE cost_lines (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     import_id       BIGINT NOT NULL REFERENCES cost_imports(id) ON DELETE CASCADE,
     source          TEXT NOT NULL,
     period          TEXT NOT NULL,

@@ -61,3 +61,21 @@ pub fn terraform_available() -> bool {
     }
     available
 }
+
+/// Hands the authorization code to `terraform login`'s loopback listener, as the browser's
+/// redirect does. Terraform closes the listener as soon as it has the code, at times before
+/// its answer is flushed, so a connection cut short after the request was sent is no failure:
+/// the caller checks that Terraform finished and saved its token.
+pub fn deliver_login_code(callback: &str) {
+    match reqwest::blocking::Client::new().get(callback).send() {
+        Ok(delivered) => assert_eq!(
+            delivered.status(),
+            reqwest::StatusCode::OK,
+            "Terraform's listener refused the code"
+        ),
+        Err(e) => assert!(
+            e.is_request() && !e.is_connect() && !e.is_timeout(),
+            "deliver the code to Terraform: {e:?}"
+        ),
+    }
+}

@@ -9,6 +9,7 @@
 //! cost phase through `deployments::phase::PlanCheck`, which this feature implements and the
 //! composition root registers: deployments, below costs, never names it.
 
+pub mod blueprint;
 pub mod budgets;
 pub mod catalogue;
 pub mod estimate;

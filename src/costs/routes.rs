@@ -35,6 +35,10 @@ pub fn routes() -> Router<Ctx> {
         )
         .route("/api/v1/orgs/{org}/runs/{id}/cost", get(run_cost))
         .route(
+            "/api/v1/orgs/{org}/blueprints/{name}/cost",
+            get(blueprint_cost),
+        )
+        .route(
             "/api/v1/orgs/{org}/prices",
             get(list_catalogues)
                 .post(import_prices)
@@ -150,6 +154,16 @@ async fn run_cost(
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
     Ok(Json(service::run_cost(&app, &principal, &org, id).await?).into_response())
+}
+
+async fn blueprint_cost(
+    State(app): State<Ctx>,
+    principal: Principal,
+    ApiPath((org, name)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    let org = OrgName::parse(&org)?;
+    let view = super::blueprint::blueprint_cost(&app, &principal, &org, &name).await?;
+    Ok(Json(view).into_response())
 }
 
 async fn list_catalogues(

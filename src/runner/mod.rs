@@ -82,7 +82,6 @@ pub async fn work<T: Transport>(transport: T, settings: Settings) {
                 // One trace per run phase: its Terraform commands, heartbeats and reports.
                 let span = tracing::debug_span!(
                     "runner.run",
-                    otel.name = %format_args!("run {} {}", claim.phase, claim.workspace),
                     run_id = run,
                     phase = %claim.phase,
                     operation = %claim.operation,

@@ -18,6 +18,7 @@ on_both_databases! {
     costs_focus_exports_are_attributed_replaced_and_refused_whole,
     costs_budgets_cross_each_threshold_once_per_period,
     costs_the_budget_gate_stops_a_run_until_an_admin_overrides,
+    costs_a_blueprint_card_is_estimated_with_its_defaults,
 }
 
 const AWS_CSV: &str = include_str!("costs_fixtures/aws-ec2-offer.csv");
@@ -619,6 +620,79 @@ async fn costs_budgets_cross_each_threshold_once_per_period(app: TestApp) {
         ),
         "{metrics}"
     );
+}
+
+/// Publishes `main.tf` as module `acme/NAME/null` 1.0.0 and its published blueprint `NAME`.
+async fn blueprint_of(app: &TestApp, name: &str, text: &str) {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut header = tar::Header::new_gnu();
+    header.set_size(text.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "main.tf", text.as_bytes())
+        .unwrap();
+    let archive = tar.into_inner().unwrap().finish().unwrap();
+    app.send(
+        RequestBuilder::new("PUT", &format!("/api/v1/modules/acme/{name}/null/1.0.0"))
+            .bearer(&app.write_token)
+            .body(archive)
+            .build(),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    app.api(
+        "POST",
+        "/api/v1/orgs/acme/blueprints",
+        &app.admin_token,
+        Some(json!({"name": name, "module": format!("acme/{name}/null"), "status": "published"})),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+}
+
+async fn costs_a_blueprint_card_is_estimated_with_its_defaults(app: TestApp) {
+    let text = r#"
+variable "instance_type" {
+  type    = string
+  default = "t3.medium"
+}
+
+variable "subnet" {
+  type = string
+}
+
+resource "aws_instance" "web" {
+  ami           = "ami-1"
+  instance_type = var.instance_type
+}
+
+resource "aws_ebs_volume" "data" {
+  availability_zone = "us-east-1a"
+  size              = 100
+  type              = "gp3"
+}
+
+resource "aws_s3_bucket" "assets" {
+  bucket = "assets"
+}
+"#;
+    blueprint_of(&app, "shop", text).await;
+    let cost = get(&app, "/api/v1/orgs/acme/blueprints/shop/cost").await;
+    assert_eq!(cost["version"], "1.0.0", "{cost}");
+    assert_close!(cost["monthly"], 0.0416 * 730.0 + 0.08 * 100.0, cost);
+    assert_eq!(
+        cost["unpriced"][0]["address"], "aws_s3_bucket.assets",
+        "{cost}"
+    );
+    app.api(
+        "GET",
+        "/api/v1/orgs/acme/blueprints/shop/cost",
+        &app.other_token,
+        None,
+    )
+    .await
+    .assert_status(StatusCode::NOT_FOUND);
 }
 
 async fn costs_the_budget_gate_stops_a_run_until_an_admin_overrides(app: TestApp) {

@@ -64,6 +64,18 @@ impl LoginLimits {
         }
         Ok(())
     }
+
+    /// Takes one attempt from `address` alone (starting a single sign-on, which names no
+    /// user), or says how long to wait.
+    pub fn attempt_address(&self, address: Option<IpAddr>) -> Result<()> {
+        let clock = DefaultClock::default();
+        if let Some(address) = address
+            && let Err(not_until) = self.addresses.check_key(&address)
+        {
+            return Err(retry_after(not_until.wait_time_from(clock.now())));
+        }
+        Ok(())
+    }
 }
 
 fn retry_after(wait: Duration) -> Error {
@@ -115,6 +127,13 @@ mod tests {
         assert!(
             limits
                 .attempt("c", Some(IpAddr::from([10, 0, 0, 2])))
+                .is_ok()
+        );
+        // Starting single sign-ons draws on the same per-address bucket.
+        assert!(limits.attempt_address(address).is_err());
+        assert!(
+            limits
+                .attempt_address(Some(IpAddr::from([10, 0, 0, 3])))
                 .is_ok()
         );
     }

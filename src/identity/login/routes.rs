@@ -274,13 +274,25 @@ fn sso_unavailable(message: &str) -> Response {
 /// "Sign in with …" link of `/oauth/authorize`), the sign-in ends in `terraform login`'s code.
 async fn sso_start(
     State(app): State<Ctx>,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
     Query(params): Query<AuthzParams>,
 ) -> Result<Response> {
     let resume = (!params.redirect_uri.is_empty()).then_some(&params);
     Ok(
-        match sso::start(&app, resume, &app.base_url(&headers)).await? {
+        match sso::start(&app, resume, &app.base_url(&headers), peer).await? {
             Started::Refused(message) => bad_request(&message),
+            Started::Limited(secs) => {
+                let mut response = views::error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many sign-in attempts",
+                    &format!("Try again in {secs} seconds."),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                response
+            }
             Started::Unavailable(message) => sso_unavailable(&message),
             Started::Redirect { url, state } => {
                 let mut response = Redirect::to(&url).into_response();

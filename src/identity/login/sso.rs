@@ -32,6 +32,8 @@ pub enum Started {
     Refused(String),
     /// The issuer cannot be used now; local administrators can still sign in.
     Unavailable(String),
+    /// Too many sign-ins started from this address; retry after this many seconds.
+    Limited(u64),
     /// To the issuer; `state` goes into a cookie that binds the callback to this browser.
     Redirect { url: String, state: String },
 }
@@ -54,10 +56,19 @@ fn redirect_uri(base_url: &str) -> String {
 }
 
 /// Starts a sign-in at the issuer, to resume `resume` (a `terraform login`) afterwards.
-pub async fn start(app: &Ctx, resume: Option<&AuthzParams>, base_url: &str) -> Result<Started> {
+pub async fn start(
+    app: &Ctx,
+    resume: Option<&AuthzParams>,
+    base_url: &str,
+    peer: Option<std::net::IpAddr>,
+) -> Result<Started> {
     let Some(oidc) = app.login.oidc.as_ref() else {
         return Ok(Started::Refused("single sign-on is not configured".into()));
     };
+    // Each start stores a row: anonymous callers share the sign-in limit per address.
+    if let Err(Error::TooManyRequests(secs)) = app.login.limits.attempt_address(peer) {
+        return Ok(Started::Limited(secs));
+    }
     if let Some(params) = resume
         && let Err(message) = check_request(params, &app.login.settings)
     {

@@ -32,6 +32,12 @@ pub(super) enum WriteCheck {
     Holder(Option<LockRow>),
 }
 
+fn into_rows<H: Into<LockRow>>(
+    held: std::collections::HashMap<i64, H>,
+) -> std::collections::HashMap<i64, LockRow> {
+    held.into_iter().map(|(id, h)| (id, h.into())).collect()
+}
+
 impl From<dynamo::HeldLock> for LockRow {
     fn from(held: dynamo::HeldLock) -> LockRow {
         LockRow {
@@ -235,8 +241,12 @@ impl Locks {
                 .into_iter()
                 .filter(stale)
                 .collect()),
-            Locks::DynamoDb(d) => {
-                let renewals = d.all_renewals().await?;
+            Locks::DynamoDb(_) | Locks::AzureTable(_) => {
+                let renewals = match self {
+                    Locks::DynamoDb(d) => d.all_renewals().await?,
+                    Locks::AzureTable(a) => a.all_renewals().await?,
+                    Locks::Database(_) => unreachable!("matched above"),
+                };
                 let ids: Vec<i64> = renewals.keys().copied().collect();
                 let stale_ids: Vec<(i64, i64)> = store::lock_leases(metadata, &ids)
                     .await?
@@ -251,7 +261,11 @@ impl Locks {
                     return Ok(Vec::new());
                 }
                 let ids: Vec<i64> = stale_ids.iter().map(|(id, _)| *id).collect();
-                let mut held = d.find_many(&ids).await?;
+                let mut held: std::collections::HashMap<i64, LockRow> = match self {
+                    Locks::DynamoDb(d) => into_rows(d.find_many(&ids).await?),
+                    Locks::AzureTable(a) => into_rows(a.find_many(&ids).await?),
+                    Locks::Database(_) => unreachable!("matched above"),
+                };
                 let names = store::workspace_names(metadata, &ids).await?;
                 Ok(names
                     .into_iter()
@@ -263,7 +277,7 @@ impl Locks {
                             org,
                             workspace,
                             lease_seconds,
-                            lock: LockRow::from(held.remove(&id)?),
+                            lock: held.remove(&id)?,
                         })
                     })
                     .filter(stale)

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::Ctx;
-use super::runs::{APPLIED, CANCELED, DISCARDED, ERRORED, NO_CHANGES, PLANNED};
+use super::runs::{APPLIED, CANCELED, DISCARDED, ERRORED, NO_CHANGES, PLANNED, POLICY_OVERRIDE};
 use super::store;
 
 /// The events a run that reached `status` raises (a finished plan with changes awaiting
@@ -21,8 +21,9 @@ fn kinds(status: &str, waits_for_confirmation: bool) -> &'static [&'static str] 
         super::runs::QUEUED => &["run:created"],
         super::runs::PLANNING => &["run:planning"],
         super::runs::APPLYING => &["run:applying"],
-        // A run stopped for an admin's decision (e.g. a policy override) needs attention.
-        _ => &["run:needs_attention"],
+        // A run stopped for an admin's decision (a budget gate) needs attention.
+        POLICY_OVERRIDE => &["run:needs_attention"],
+        _ => &[],
     }
 }
 
@@ -38,6 +39,8 @@ async fn raise(app: &Ctx, id: i64, status: &str) -> crate::error::Result<()> {
     let Some(mut run) = store::run_by_id(&app.db, id).await? else {
         return Ok(());
     };
+    // A plan stopped by a gate meanwhile raises its own `run:needs_attention`.
+    let gated = run.status == POLICY_OVERRIDE;
     run.status = status.to_string();
     let Some(deployment) = store::deployment_by_id(&app.db, run.deployment_id).await? else {
         return Ok(());
@@ -45,7 +48,7 @@ async fn raise(app: &Ctx, id: i64, status: &str) -> crate::error::Result<()> {
     let config: Value = serde_json::from_str(&run.config).unwrap_or_default();
     let org = config["org"].as_str().unwrap_or_default().to_string();
     let base = config["url"].as_str().unwrap_or_default();
-    let waits = run.status == PLANNED && !run.auto_apply && run.confirmed_by.is_none();
+    let waits = run.status == PLANNED && !gated && !run.auto_apply && run.confirmed_by.is_none();
     let plan: Value = run
         .plan_summary
         .as_deref()
@@ -59,6 +62,15 @@ async fn raise(app: &Ctx, id: i64, status: &str) -> crate::error::Result<()> {
     };
     for kind in kinds(&run.status, waits) {
         let message = match *kind {
+            "run:needs_attention" if run.status == POLICY_OVERRIDE => format!(
+                "Run {} of {org}/{} was stopped at policy_override{} and needs an admin's override",
+                run.id,
+                deployment.name,
+                run.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ),
             "run:needs_attention" => format!(
                 "Run {} of {org}/{} is {} and needs attention (confirm or discard it)",
                 run.id, deployment.name, run.status
@@ -120,6 +132,6 @@ mod tests {
         );
         assert_eq!(kinds(PLANNED, false), &["run:planned"]);
         assert_eq!(kinds(APPLIED, false), &["run:applied", "run:completed"]);
-        assert_eq!(kinds("policy_override", false), &["run:needs_attention"]);
+        assert_eq!(kinds(POLICY_OVERRIDE, false), &["run:needs_attention"]);
     }
 }

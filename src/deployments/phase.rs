@@ -72,7 +72,9 @@ pub(super) async fn stop(app: &Ctx, run_id: i64, reason: &str) -> Result<()> {
         reason: Some(Some(reason)),
         ..Change::default()
     };
-    store::transition(&app.db, run_id, &[PLANNED], POLICY_OVERRIDE, change).await?;
+    if store::transition(&app.db, run_id, &[PLANNED], POLICY_OVERRIDE, change).await? {
+        super::events::announce(app, run_id, POLICY_OVERRIDE).await;
+    }
     Ok(())
 }
 

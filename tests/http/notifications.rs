@@ -63,6 +63,7 @@ notification_scenarios! {
     notifications_are_signed_retried_after_a_500_and_logged,
     private_targets_are_refused_at_create_and_at_delivery,
     runs_raise_their_events,
+    a_run_stopped_by_the_budget_gate_needs_attention,
     a_stale_lock_is_announced_once,
 }
 
@@ -584,6 +585,104 @@ async fn runs_raise_their_events(app: TestApp) {
     let attention = &seen[&(id, "run:needs_attention".to_string())];
     assert_eq!(attention["data"]["run"]["status"], "planned");
     assert_eq!(attention["data"]["run"]["has_changes"], true);
+}
+
+async fn a_run_stopped_by_the_budget_gate_needs_attention(app: TestApp) {
+    let receiver = Receiver::start().await;
+    subscribe(
+        &app,
+        json!({"name": "runs", "url": format!("{}/runs", receiver.url), "events": ["run:*"]}),
+    )
+    .await;
+    start_jobs(&app);
+    blueprint(&app).await;
+    app.api(
+        "POST",
+        "/api/v1/orgs/acme/budgets",
+        &app.admin_token,
+        Some(
+            json!({"name": "web-estimate", "scope": "blueprint:web", "amount": 20,
+                    "basis": "estimate"}),
+        ),
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
+    let resp = app
+        .api(
+            "POST",
+            "/api/v1/orgs/acme/deployments",
+            &app.write_token,
+            Some(
+                json!({"name": "web-prod", "blueprint": "web", "inputs": {"env": "prod"},
+                        "auto_apply": true}),
+            ),
+        )
+        .await;
+    resp.assert_status(StatusCode::CREATED);
+    let id = resp.json()["current_run"]["id"].as_i64().unwrap();
+    let runner = runner_token(&app, "acme").await;
+    let c = claim(&app, &runner).await.unwrap();
+    // A t3.medium: about 30 a month, over the budget of 20.
+    let plan = json!({"resource_changes": [{"address": "aws_instance.web", "mode": "managed",
+        "type": "aws_instance", "provider_name": "registry.terraform.io/hashicorp/aws",
+        "change": {"actions": ["create"], "before": null,
+                   "after": {"instance_type": "t3.medium"}}}]});
+    let resp = app
+        .send(
+            crate::support::RequestBuilder::new(
+                "POST",
+                &format!("/api/v1/runner/runs/{id}/finish"),
+            )
+            .bearer(&runner)
+            .header("terrace-lease", c["lease"].as_str().unwrap())
+            .header("content-type", "application/json")
+            .body(json!({"status": "planned", "has_changes": true, "plan_json": plan}).to_string())
+            .build(),
+        )
+        .await;
+    resp.assert_status(StatusCode::NO_CONTENT);
+    eventually(30, "run:needs_attention", || {
+        receiver
+            .delivered()
+            .iter()
+            .any(|r| r.json()["type"] == "run:needs_attention")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let kinds: Vec<String> = receiver
+        .delivered()
+        .iter()
+        .map(|r| r.json()["type"].as_str().unwrap().to_string())
+        .collect();
+    for kind in [
+        "run:created",
+        "run:planning",
+        "run:planned",
+        "run:needs_attention",
+    ] {
+        assert_eq!(
+            kinds.iter().filter(|k| *k == kind).count(),
+            1,
+            "{kind}: {kinds:?}"
+        );
+    }
+    let attention = receiver
+        .delivered()
+        .into_iter()
+        .map(|r| r.json())
+        .find(|b| b["type"] == "run:needs_attention")
+        .unwrap();
+    assert_eq!(
+        attention["data"]["run"]["status"], "policy_override",
+        "{attention}"
+    );
+    assert!(
+        attention["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("override"),
+        "{attention}"
+    );
 }
 
 async fn a_stale_lock_is_announced_once(app: TestApp) {

@@ -492,6 +492,19 @@ output "instance_arn" {{
     )]
 }
 
+/// A server (HTTPS, no in-process runners) with the provider double published as `acme/aws`,
+/// the module `module(host)` published as `acme/NAME/aws` with its blueprint, and an external
+/// runner.
+fn cloud_server(name: &str, module: fn(&str) -> Vec<(&'static str, String)>) -> (Terrace, Runner) {
+    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
+    crate::harness::provider_double::publish_aws(&server, "1.0.0");
+    publish_for(&server, name, "aws", "1.0.0", &module(&server.host()));
+    blueprint_for(&server, name, "aws");
+    let token = runner_token(&server);
+    let runner = Runner::start(&server, &token, &format!("ext-{name}"));
+    (server, runner)
+}
+
 /// The runner's Terraform installs a working provider from Terrace's own registry (the job
 /// token reads it), plans and applies resources shaped like a cloud provider's, and a change of
 /// input updates the resource in place.
@@ -500,18 +513,7 @@ fn a_blueprint_of_cloud_resources_installs_its_provider_from_terrace_and_applies
     require_terraform!();
     require_gpg!();
     require_provider_double!();
-    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
-    crate::harness::provider_double::publish_aws(&server, "1.0.0");
-    publish_for(
-        &server,
-        "cloud",
-        "aws",
-        "1.0.0",
-        &cloud_module(&server.host()),
-    );
-    blueprint_for(&server, "cloud", "aws");
-    let token = runner_token(&server);
-    let _runner = Runner::start(&server, &token, "ext-cloud");
+    let (server, _runner) = cloud_server("cloud", cloud_module);
 
     let (status, body) = call(
         &server,
@@ -1026,18 +1028,7 @@ fn a_planned_run_is_estimated_with_the_sample_catalogue() {
     require_terraform!();
     require_gpg!();
     require_provider_double!();
-    let server = Terrace::start_tls_with(&[("TERRACE_RUNNERS", "0")]);
-    crate::harness::provider_double::publish_aws(&server, "1.0.0");
-    publish_for(
-        &server,
-        "priced",
-        "aws",
-        "1.0.0",
-        &priced_module(&server.host()),
-    );
-    blueprint_for(&server, "priced", "aws");
-    let token = runner_token(&server);
-    let _runner = Runner::start(&server, &token, "ext-priced");
+    let (server, _runner) = cloud_server("priced", priced_module);
     let (status, body) = call(
         &server,
         reqwest::Method::POST,

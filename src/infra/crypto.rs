@@ -1,18 +1,36 @@
-//! Envelope encryption of every blob (AES-256-GCM, ring).
+//! Envelope encryption of every blob (AES-256-GCM).
 //!
 //! Each blob gets a random data key. The data key is wrapped by a master key and stored in
 //! the metadata row next to the master key's id, so rotating the master key re-wraps rows and
 //! never rewrites an immutable object. Master keys never reach the blob store or the database.
+//!
+//! Two object formats, told apart by their magic:
+//! - `TRC2` (written today): the STREAM construction (RustCrypto `aead::stream`, big-endian
+//!   32-bit counter and last-segment flag in the nonce) over segments of [`SEGMENT`] bytes, so
+//!   an object is encrypted and decrypted as it flows, in constant memory, and truncating,
+//!   reordering or splicing segments fails authentication. Layout: magic, 7-byte nonce prefix,
+//!   then each segment's ciphertext followed by its tag.
+//! - `TRC1` (written before): one AES-256-GCM message (magic, nonce, ciphertext, tag); still read.
 
 use std::collections::HashMap;
 
+use aes_gcm::aead::stream::{DecryptorBE32, EncryptorBE32};
+use aes_gcm::{Aes256Gcm, KeyInit};
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// Magic prefix of every encrypted object, so a plaintext object is never mistaken for one.
+/// Magic prefix of a whole-message object, so a plaintext object is never mistaken for one.
 const MAGIC: &[u8; 4] = b"TRC1";
+/// Magic prefix of a segmented (streamed) object.
+const MAGIC_STREAM: &[u8; 4] = b"TRC2";
+/// Plaintext bytes per segment of a `TRC2` object.
+pub const SEGMENT: usize = 64 * 1024;
+/// Random nonce prefix of a `TRC2` object (12-byte nonce less STREAM's counter and flag).
+const PREFIX_LEN: usize = 7;
+/// Bytes before the first segment of a `TRC2` object.
+pub const STREAM_HEADER_LEN: usize = MAGIC_STREAM.len() + PREFIX_LEN;
 /// Bytes before the ciphertext: magic and nonce.
 pub const HEADER_LEN: usize = MAGIC.len() + NONCE_LEN;
 /// Bytes after the ciphertext: the GCM tag.
@@ -228,6 +246,79 @@ impl Keyring {
         Ok(HEADER_LEN..HEADER_LEN + len)
     }
 
+    /// Starts a `TRC2` object under a fresh data key: feed the plaintext to the [`Sealer`].
+    pub fn sealer(&self, aad: &[u8]) -> anyhow::Result<(Sealer, Envelope)> {
+        let mut data_key = [0u8; 32];
+        self.rng
+            .fill(&mut data_key)
+            .map_err(|_| anyhow!("no randomness"))?;
+        let mut prefix = [0u8; PREFIX_LEN];
+        self.rng
+            .fill(&mut prefix)
+            .map_err(|_| anyhow!("no randomness"))?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&data_key).map_err(|_| anyhow!("invalid data key"))?;
+        let mut out = Vec::with_capacity(STREAM_HEADER_LEN);
+        out.extend_from_slice(MAGIC_STREAM);
+        out.extend_from_slice(&prefix);
+        let sealer = Sealer {
+            encryptor: EncryptorBE32::from_aead(cipher, prefix.as_slice().into()),
+            aad: aad.to_vec(),
+            pending: Vec::with_capacity(SEGMENT + TAG_LEN),
+            header: Some(out),
+        };
+        let envelope = Envelope {
+            key_id: self.current.id.clone(),
+            wrapped_key: self.wrap(&self.current, &data_key, aad)?,
+        };
+        Ok((sealer, envelope))
+    }
+
+    /// Starts decrypting an object given its first bytes (at least [`STREAM_HEADER_LEN`] of
+    /// them, or the whole object if shorter); `None` when it is not a `TRC2` object.
+    pub fn opener(
+        &self,
+        envelope: &Envelope,
+        head: &[u8],
+        aad: &[u8],
+    ) -> anyhow::Result<Option<Opener>> {
+        if head.len() < STREAM_HEADER_LEN || &head[..MAGIC_STREAM.len()] != MAGIC_STREAM {
+            return Ok(None);
+        }
+        let data_key = self.unwrap(envelope, aad)?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&data_key).map_err(|_| anyhow!("invalid data key"))?;
+        let prefix = &head[MAGIC_STREAM.len()..STREAM_HEADER_LEN];
+        Ok(Some(Opener {
+            decryptor: DecryptorBE32::from_aead(cipher, prefix.into()),
+            aad: aad.to_vec(),
+            pending: Vec::with_capacity(SEGMENT + TAG_LEN),
+            skip: STREAM_HEADER_LEN,
+        }))
+    }
+
+    /// Decrypts a whole object of either format.
+    pub fn open_object(
+        &self,
+        envelope: &Envelope,
+        object: Vec<u8>,
+        aad: &[u8],
+    ) -> anyhow::Result<bytes::Bytes> {
+        match self.opener(envelope, &object, aad)? {
+            Some(mut opener) => {
+                let mut plain = Vec::with_capacity(object.len());
+                opener.update(&object, &mut plain)?;
+                opener.finish(&mut plain)?;
+                Ok(plain.into())
+            }
+            None => {
+                let mut object = object;
+                let range = self.open(envelope, &mut object, aad)?;
+                Ok(bytes::Bytes::from(object).slice(range))
+            }
+        }
+    }
+
     /// Re-wraps a data key under the current master key (key rotation).
     pub fn rewrap(&self, envelope: &Envelope, aad: &[u8]) -> anyhow::Result<Envelope> {
         let data_key = self.unwrap(envelope, aad)?;
@@ -274,6 +365,101 @@ impl Keyring {
         key.copy_from_slice(plain);
         Ok(key)
     }
+}
+
+/// Encrypts a `TRC2` object as its plaintext arrives. A full segment is sealed only once a
+/// byte beyond it arrives, because the last segment is sealed differently.
+pub struct Sealer {
+    encryptor: EncryptorBE32<Aes256Gcm>,
+    aad: Vec<u8>,
+    pending: Vec<u8>,
+    header: Option<Vec<u8>>,
+}
+
+impl Sealer {
+    /// Adds plaintext; appends whatever ciphertext is complete to `out`.
+    pub fn update(&mut self, mut plain: &[u8], out: &mut Vec<u8>) -> anyhow::Result<()> {
+        if let Some(header) = self.header.take() {
+            out.extend_from_slice(&header);
+        }
+        while !plain.is_empty() {
+            if self.pending.len() == SEGMENT {
+                self.encryptor
+                    .encrypt_next_in_place(&self.aad, &mut self.pending)
+                    .map_err(|_| anyhow!("encryption failed"))?;
+                out.extend_from_slice(&self.pending);
+                self.pending.clear();
+            }
+            let take = plain.len().min(SEGMENT - self.pending.len());
+            self.pending.extend_from_slice(&plain[..take]);
+            plain = &plain[take..];
+        }
+        Ok(())
+    }
+
+    /// Seals the last segment (possibly empty) into `out`.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> anyhow::Result<()> {
+        if let Some(header) = self.header.take() {
+            out.extend_from_slice(&header);
+        }
+        self.encryptor
+            .encrypt_last_in_place(&self.aad, &mut self.pending)
+            .map_err(|_| anyhow!("encryption failed"))?;
+        out.extend_from_slice(&self.pending);
+        Ok(())
+    }
+}
+
+/// Decrypts a `TRC2` object as its bytes arrive (header included), mirroring [`Sealer`].
+pub struct Opener {
+    decryptor: DecryptorBE32<Aes256Gcm>,
+    aad: Vec<u8>,
+    pending: Vec<u8>,
+    /// Header bytes still to pass over.
+    skip: usize,
+}
+
+impl Opener {
+    /// Adds object bytes; appends whatever plaintext is complete and authentic to `out`.
+    pub fn update(&mut self, mut object: &[u8], out: &mut Vec<u8>) -> anyhow::Result<()> {
+        let skipped = self.skip.min(object.len());
+        self.skip -= skipped;
+        object = &object[skipped..];
+        while !object.is_empty() {
+            if self.pending.len() == SEGMENT + TAG_LEN {
+                self.decryptor
+                    .decrypt_next_in_place(&self.aad, &mut self.pending)
+                    .map_err(|_| anyhow!("blob failed authentication (corrupt or wrong key)"))?;
+                out.extend_from_slice(&self.pending);
+                self.pending.clear();
+            }
+            let take = object.len().min(SEGMENT + TAG_LEN - self.pending.len());
+            self.pending.extend_from_slice(&object[..take]);
+            object = &object[take..];
+        }
+        Ok(())
+    }
+
+    /// Checks the last segment and appends its plaintext; fails on a truncated object.
+    pub fn finish(mut self, out: &mut Vec<u8>) -> anyhow::Result<()> {
+        if self.skip > 0 || self.pending.len() < TAG_LEN {
+            bail!("encrypted object is truncated");
+        }
+        self.decryptor
+            .decrypt_last_in_place(&self.aad, &mut self.pending)
+            .map_err(|_| anyhow!("blob failed authentication (corrupt, truncated or wrong key)"))?;
+        out.extend_from_slice(&self.pending);
+        Ok(())
+    }
+}
+
+/// Plaintext length of a `TRC2` object of `object_len` bytes.
+pub fn stream_plaintext_len(object_len: u64) -> Option<u64> {
+    let body = object_len.checked_sub(STREAM_HEADER_LEN as u64)?;
+    let segment = (SEGMENT + TAG_LEN) as u64;
+    // Every segment carries a tag; the last one may be short (or hold only its tag).
+    let segments = body.div_ceil(segment).max(1);
+    body.checked_sub(segments * TAG_LEN as u64)
 }
 
 #[cfg(test)]
@@ -333,6 +519,83 @@ mod tests {
         let mut copy = buf.clone();
         let range = after.open(&rewrapped, &mut copy, b"b").unwrap();
         assert_eq!(&copy[range], b"state");
+    }
+
+    /// Seals `plain` fed in pieces of `feed` bytes.
+    fn streamed(keys: &Keyring, plain: &[u8], feed: usize, aad: &[u8]) -> (Vec<u8>, Envelope) {
+        let (mut sealer, env) = keys.sealer(aad).unwrap();
+        let mut out = Vec::new();
+        for piece in plain.chunks(feed.max(1)) {
+            sealer.update(piece, &mut out).unwrap();
+        }
+        sealer.finish(&mut out).unwrap();
+        (out, env)
+    }
+
+    fn opened_in_pieces(
+        keys: &Keyring,
+        env: &Envelope,
+        object: &[u8],
+        feed: usize,
+        aad: &[u8],
+    ) -> anyhow::Result<Vec<u8>> {
+        let mut opener = keys.opener(env, object, aad)?.expect("a TRC2 object");
+        let mut out = Vec::new();
+        for piece in object.chunks(feed) {
+            opener.update(piece, &mut out)?;
+        }
+        opener.finish(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn streamed_objects_round_trip_whatever_the_sizes_and_pieces() {
+        let keys = ring(&generate_key().unwrap(), &[]);
+        for len in [0, 1, SEGMENT - 1, SEGMENT, SEGMENT + 1, 3 * SEGMENT + 5] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            for feed in [1000, SEGMENT, 7 * SEGMENT] {
+                let (object, env) = streamed(&keys, &plain, feed, b"blob-1");
+                assert_eq!(
+                    stream_plaintext_len(object.len() as u64),
+                    Some(len as u64),
+                    "len {len}"
+                );
+                for read in [1, 17, SEGMENT + TAG_LEN, object.len().max(1)] {
+                    let got = opened_in_pieces(&keys, &env, &object, read, b"blob-1").unwrap();
+                    assert!(got == plain, "len {len}, feed {feed}, read {read}");
+                }
+                let whole = keys.open_object(&env, object, b"blob-1").unwrap();
+                assert!(whole == plain);
+            }
+        }
+    }
+
+    #[test]
+    fn streamed_objects_refuse_truncation_reordering_and_flipped_bits() {
+        let keys = ring(&generate_key().unwrap(), &[]);
+        let plain = vec![5u8; 3 * SEGMENT];
+        let (object, env) = streamed(&keys, &plain, SEGMENT, b"b");
+        let seg = SEGMENT + TAG_LEN;
+        // Dropping the last segment leaves a "next" segment where a last one must be.
+        let cut = &object[..STREAM_HEADER_LEN + 2 * seg];
+        assert!(opened_in_pieces(&keys, &env, cut, 4096, b"b").is_err());
+        assert!(opened_in_pieces(&keys, &env, &object[..object.len() - 1], 4096, b"b").is_err());
+        let mut swapped = object.clone();
+        let (a, b) = (STREAM_HEADER_LEN, STREAM_HEADER_LEN + seg);
+        let first = object[a..b].to_vec();
+        swapped.copy_within(b..b + seg, a);
+        swapped[b..b + seg].copy_from_slice(&first);
+        assert!(opened_in_pieces(&keys, &env, &swapped, 4096, b"b").is_err());
+        let mut flipped = object.clone();
+        flipped[STREAM_HEADER_LEN + seg + 3] ^= 1;
+        assert!(opened_in_pieces(&keys, &env, &flipped, 4096, b"b").is_err());
+        assert!(keys.open_object(&env, object.clone(), b"other").is_err());
+        // Whole-message objects written before segmenting still open.
+        let (old, old_env) = sealed(&keys, b"old state", b"b");
+        assert_eq!(
+            &keys.open_object(&old_env, old, b"b").unwrap()[..],
+            b"old state"
+        );
     }
 
     #[test]

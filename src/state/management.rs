@@ -7,11 +7,11 @@ use chrono::{DateTime, Utc};
 use super::Ctx;
 use super::document;
 use super::lock::{self, LockInfo};
-use super::service::{Source, check_lock, commit, workspace_id, ws_resource};
+use super::service::{Source, check_lock, commit, record, store_body, workspace_id, ws_resource};
 use super::store::{self, Decision, VersionRow};
 pub use super::views::{LockHolder, Settings, StateVersion, WorkspaceSummary};
 use crate::error::{Error, Result};
-use crate::http::body::ReceivedBody;
+use crate::http::body::{BodyReader, ReceivedBody};
 use crate::identity::auth::{Action, Principal, Resource};
 use crate::identity::orgs;
 use crate::names::{OrgName, WorkspaceName};
@@ -246,20 +246,19 @@ pub async fn upload(
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
-    body: ReceivedBody,
+    body: BodyReader,
     lock_id: Option<&str>,
 ) -> Result<StateVersion> {
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
-    let meta = document::inspect(body.buf.plaintext())?;
     let workspace = store::ensure_workspace(&app.db, org_id, ws.as_str(), Utc::now()).await?;
-    let sha256 = body.sha256.clone();
-    commit(
+    let stored = store_body(app, workspace.id, body).await?;
+    let sha256 = stored.sha256().to_string();
+    record(
         app,
         principal,
         workspace.id,
-        body,
-        meta,
+        stored,
         (Source::Upload, lock_id),
         |snap| {
             check_lock(snap, lock_id)?;

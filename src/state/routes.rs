@@ -15,9 +15,10 @@ use super::lock::MAX_LOCK_BODY;
 use super::management::{self, Settings};
 use super::{Ctx, service};
 use crate::error::{Error, Result};
-use crate::http::body::{read_small_body, read_state_body};
+use crate::http::body::{BodyReader, read_small_body};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::identity::auth::Principal;
+use crate::infra::blob::Plain;
 use crate::names::{OrgName, WorkspaceName};
 use crate::pagination::PageRequest;
 
@@ -62,7 +63,7 @@ async fn state_endpoint(
         // update_method is configurable; POST is the default and PUT is common.
         "POST" | "PUT" => {
             Box::pin(async {
-                let body = read_state_body(&headers, body, app.max_body_size).await?;
+                let body = BodyReader::new(&headers, body, app.max_body_size)?;
                 let lock_id = params.id.as_deref().filter(|id| !id.is_empty());
                 service::write_state(&app, &principal, &org, &ws, body, lock_id).await?;
                 Ok(StatusCode::OK.into_response())
@@ -101,8 +102,18 @@ async fn read_state(
     org: &OrgName,
     ws: &WorkspaceName,
 ) -> Result<Response> {
-    match service::read_state(app, principal, org, ws).await? {
-        Some(bytes) => Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response()),
+    match service::send_state(app, principal, org, ws).await? {
+        Some(Plain::Whole(bytes)) => {
+            Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+        }
+        Some(Plain::Stream { len, chunks }) => Ok((
+            [
+                (header::CONTENT_TYPE, "application/json".to_string()),
+                (header::CONTENT_LENGTH, len.to_string()),
+            ],
+            Body::from_stream(chunks),
+        )
+            .into_response()),
         // Terraform reads 404 as "no state yet".
         None => Err(Error::NotFound("state")),
     }
@@ -229,7 +240,7 @@ async fn upload_version(
     body: Body,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    let body = read_state_body(&headers, body, app.max_body_size).await?;
+    let body = BodyReader::new(&headers, body, app.max_body_size)?;
     let lock_id = params.id.as_deref().filter(|id| !id.is_empty());
     let version = management::upload(&app, &principal, &org, &ws, body, lock_id).await?;
     Ok((StatusCode::CREATED, Json(version)).into_response())

@@ -12,10 +12,10 @@ use super::lock::{self, LockInfo};
 use super::locks::WriteCheck;
 use super::store::{self, Decision, NewVersion, WriteSnapshot};
 use crate::error::{Error, Result};
-use crate::http::body::ReceivedBody;
+use crate::http::body::{BodyReader, ReceivedBody};
 use crate::identity::auth::{Action, Principal, Resource};
 use crate::identity::orgs;
-use crate::infra::blob::{BlobKey, StoredBlob};
+use crate::infra::blob::{BlobKey, BlobUpload, Plain, StoredBlob};
 use crate::names::{OrgName, WorkspaceName};
 
 /// Where a write came from, recorded with the version.
@@ -115,8 +115,49 @@ pub async fn read_state(
     org: &OrgName,
     ws: &WorkspaceName,
 ) -> Result<Option<Bytes>> {
+    let Some((current, whole)) = readable_current(app, principal, org, ws).await? else {
+        return Ok(None);
+    };
+    let bytes = app.blobs.get(&current).await?;
+    let bytes = if whole { bytes } else { outputs_only(&bytes)? };
+    app.metrics.state_sent_bytes.inc_by(bytes.len() as u64);
+    Ok(Some(bytes))
+}
+
+/// The current state for sending to Terraform: a large one as a stream decrypted as it goes
+/// out, so concurrent reads of large states cost constant memory each.
+#[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]
+pub async fn send_state(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+) -> Result<Option<Plain>> {
+    let Some((current, whole)) = readable_current(app, principal, org, ws).await? else {
+        return Ok(None);
+    };
+    let plain = if whole {
+        app.blobs.read(&current).await?
+    } else {
+        Plain::Whole(outputs_only(&app.blobs.get(&current).await?)?)
+    };
+    let len = match &plain {
+        Plain::Whole(bytes) => bytes.len() as u64,
+        Plain::Stream { len, .. } => *len,
+    };
+    app.metrics.state_sent_bytes.inc_by(len);
+    Ok(Some(plain))
+}
+
+/// Where the current state is, if the caller may read it, and whether whole: callers allowed
+/// only outputs (`terraform_remote_state` consumers) get a filtered copy.
+async fn readable_current(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+) -> Result<Option<(Arc<StoredBlob>, bool)>> {
     let resource = ws_resource(org, ws);
-    // Callers allowed only outputs (`terraform_remote_state` consumers) get a filtered copy.
     let (org_id, whole) = match orgs::resolve(&app.db, principal, Action::StateRead, resource).await
     {
         Ok(org_id) => (org_id, true),
@@ -127,17 +168,15 @@ pub async fn read_state(
         }
         Err(e) => return Err(e),
     };
-    let Some(current) = current_blob(app, org_id, ws).await? else {
-        return Ok(None);
-    };
-    let mut bytes = app.blobs.get(&current).await?;
-    if !whole {
-        bytes = super::document::outputs_only(&bytes)
-            .map(Bytes::from)
-            .ok_or(Error::Forbidden)?;
-    }
-    app.metrics.state_sent_bytes.inc_by(bytes.len() as u64);
-    Ok(Some(bytes))
+    Ok(current_blob(app, org_id, ws)
+        .await?
+        .map(|current| (current, whole)))
+}
+
+fn outputs_only(bytes: &[u8]) -> Result<Bytes> {
+    super::document::outputs_only(bytes)
+        .map(Bytes::from)
+        .ok_or(Error::Forbidden)
 }
 
 /// Where the current state of `ws` is stored; `None` when it has none (or does not exist).
@@ -174,55 +213,119 @@ fn forget_current(app: &Ctx, workspace_id: i64) {
     }
 }
 
-/// Records a write from Terraform: lock ownership, then lineage and serial protection.
+/// A state body on its way in: read, encrypted and sent to the blob store chunk by chunk
+/// while its serial and lineage are read, so a write of any size costs constant memory.
+/// Nothing refers to the blob until it is recorded.
+struct StateWrite<'a> {
+    upload: BlobUpload<'a>,
+    inspector: document::Inspector,
+    size: u64,
+}
+
+/// A body stored in the blob store and not yet recorded.
+pub(super) struct Stored {
+    blob: StoredBlob,
+    size: i64,
+    sha256: String,
+    meta: StateMeta,
+    started: std::time::Instant,
+}
+
+impl Stored {
+    pub(super) fn sha256(&self) -> &str {
+        &self.sha256
+    }
+}
+
+/// Reads `body` into a new blob of `workspace_id`. A refused or broken-off body leaves
+/// nothing behind.
+pub(super) async fn store_body(
+    app: &Ctx,
+    workspace_id: i64,
+    mut body: BodyReader,
+) -> Result<Stored> {
+    let started = std::time::Instant::now();
+    let mut write = StateWrite {
+        upload: app
+            .blobs
+            .start_put(BlobKey::new_state_version(workspace_id))?,
+        inspector: document::Inspector::new(),
+        size: 0,
+    };
+    let read = async {
+        while let Some(chunk) = body.next().await? {
+            write.inspector.feed(&chunk)?;
+            write.size += chunk.len() as u64;
+            write.upload.write(&chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    let meta = read
+        .and_then(|()| body.finish())
+        .and_then(|sha256| Ok((sha256, write.inspector.finish()?)));
+    let (sha256, meta) = match meta {
+        Ok(done) => done,
+        Err(e) => {
+            write.upload.abort().await;
+            return Err(e);
+        }
+    };
+    Ok(Stored {
+        blob: write.upload.finish().await?,
+        size: write.size as i64,
+        sha256,
+        meta,
+        started,
+    })
+}
+
+/// Records a write from Terraform: lock ownership, then lineage and serial protection. A lock
+/// held under another ID refuses the write before any of the body is read.
 #[tracing::instrument(skip_all, fields(org = %org, workspace = %ws))]
 pub async fn write_state(
     app: &Ctx,
     principal: &Principal,
     org: &OrgName,
     ws: &WorkspaceName,
-    body: ReceivedBody,
+    body: BodyReader,
     lock_id: Option<&str>,
 ) -> Result<Option<i64>> {
     let org_id =
         orgs::resolve(&app.db, principal, Action::StateWrite, ws_resource(org, ws)).await?;
-    let meta = document::inspect(body.buf.plaintext())?;
     let workspace_id = ensure_workspace_id(app, org_id, ws).await?;
-    // Refuse a lock mismatch before paying for an upload; checked again in `commit`.
     if let Some(holder) = app.locks.find(workspace_id).await?
         && lock_id != Some(holder.lock_id.as_str())
     {
         return Err(Error::Locked(holder.info_bytes()));
     }
-    let sha256 = body.sha256.clone();
+    let stored = store_body(app, workspace_id, body).await?;
+    let (meta, sha256) = (stored.meta.clone(), stored.sha256.clone());
     let decide = |snap: &WriteSnapshot| {
         check_lock(snap, lock_id)?;
         check_history(snap, &meta, &sha256)
     };
-    commit(
+    let source = principal.run_id().map_or(Source::Terraform, Source::Run);
+    record(
         app,
         principal,
         workspace_id,
-        body,
-        meta.clone(),
-        (
-            principal.run_id().map_or(Source::Terraform, Source::Run),
-            lock_id,
-        ),
+        stored,
+        (source, lock_id),
         decide,
     )
     .await
 }
 
-/// Encrypts and stores the body, then records it if `decide` agrees. A write carrying the
-/// holder's `lock_id` shows the holder is alive, which renews its lease.
+/// Encrypts and stores a body held in memory (a rollback's), then records it if `decide`
+/// agrees.
 pub(super) async fn commit(
     app: &Ctx,
     principal: &Principal,
     workspace_id: i64,
     body: ReceivedBody,
     meta: StateMeta,
-    (source, lock_id): (Source, Option<&str>),
+    source: (Source, Option<&str>),
     decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
 ) -> Result<Option<i64>> {
     let started = std::time::Instant::now();
@@ -231,12 +334,40 @@ pub(super) async fn commit(
         .blobs
         .put(BlobKey::new_state_version(workspace_id), body.buf)
         .await?;
+    let stored = Stored {
+        blob,
+        size,
+        sha256: body.sha256,
+        meta,
+        started,
+    };
+    record(app, principal, workspace_id, stored, source, decide).await
+}
+
+/// Records a stored body as a new version if `decide` agrees, and discards the blob
+/// otherwise. A write carrying the holder's `lock_id` shows the holder is alive, which
+/// renews its lease.
+pub(super) async fn record(
+    app: &Ctx,
+    principal: &Principal,
+    workspace_id: i64,
+    stored: Stored,
+    (source, lock_id): (Source, Option<&str>),
+    decide: impl FnOnce(&WriteSnapshot) -> Result<Decision>,
+) -> Result<Option<i64>> {
+    let Stored {
+        blob,
+        size,
+        sha256,
+        meta,
+        started,
+    } = stored;
     let actor = principal.actor();
     let new = NewVersion {
         workspace_id,
         serial: meta.serial,
         lineage: meta.lineage.as_deref(),
-        sha256: &body.sha256,
+        sha256: &sha256,
         size,
         blob: &blob,
         source: source.as_str(),

@@ -67,7 +67,7 @@ async fn stored_objects_never_contain_the_plaintext(app: TestApp) {
     for file in files {
         let object = std::fs::read(&file).unwrap();
         assert!(
-            object.starts_with(b"TRC1"),
+            object.starts_with(b"TRC2"),
             "{} is not an encrypted object",
             file.display()
         );

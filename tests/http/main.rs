@@ -33,6 +33,7 @@ mod replica_caches;
 mod schema_drift;
 mod sso;
 mod state_backend;
+mod streaming;
 mod sweep;
 mod teams_policies;
 mod verify;

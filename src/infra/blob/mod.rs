@@ -17,7 +17,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 pub use key::{BlobKey, BlobKind};
 
 use crate::error::{Error, Result};
-use crate::infra::crypto::{Envelope, HEADER_LEN, Keyring};
+use crate::infra::crypto::{Envelope, Keyring, SEGMENT, Sealer};
 use crate::infra::metrics::{BlobErrors, BlobOperationLabels, CacheCounters, Metrics};
 
 /// Encrypting blob store.
@@ -28,7 +28,8 @@ pub struct BlobStore {
     /// Decrypted objects by blob id. Objects are immutable, so entries never go stale, on
     /// any replica.
     cache: Option<Arc<PlainCache>>,
-    /// Remote stores take large objects in parts (local files are written whole).
+    /// Remote stores take large objects in parts of `PART_SIZE` (local ones only when
+    /// streamed, in smaller parts).
     multipart: bool,
     /// Hits and misses of `cache` (`terrace_cache_lookups_total{cache="state_blobs"}`).
     cache_counters: CacheCounters,
@@ -213,6 +214,15 @@ pub const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Objects larger than this go to remote stores as multipart uploads, in parts of this size.
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// Streamed writes to a local store go to disk in parts of this size, so memory stays small.
+const LOCAL_PART_SIZE: usize = 1024 * 1024;
+
+/// Ciphertext is handed to the store in pieces of about this size.
+const FLUSH_SIZE: usize = 256 * 1024;
+
+/// Objects larger than this are read back as a stream (and not cached).
+pub const STREAM_ABOVE: u64 = 1024 * 1024;
+
 /// Writes a new object. On a remote store (`multipart`) one larger than `PART_SIZE` goes up
 /// in parts of that size, so no request outlasts the store's request timeout; anything else
 /// goes in one put that refuses to overwrite. A multipart upload cannot refuse, so its key
@@ -241,45 +251,91 @@ pub(crate) async fn put_new_stream(
     multipart: bool,
 ) -> object_store::Result<()> {
     use futures::TryStreamExt;
+    let part_size = if multipart { PART_SIZE } else { usize::MAX };
+    let mut writer = ObjectWriter::new(store, path.clone(), part_size);
     let mut chunks = std::pin::pin!(chunks);
-    let mut head = Vec::new();
-    let mut len = 0;
-    while let Some(chunk) = chunks.try_next().await? {
-        len += chunk.len();
-        head.push(chunk);
-        if multipart && len > PART_SIZE {
-            let upload = store.put_multipart(path).await?;
-            let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-            let sent = async {
-                for chunk in head {
-                    writer.put(chunk);
-                }
-                while let Some(chunk) = chunks.try_next().await? {
-                    writer.wait_for_capacity(2).await?;
-                    writer.put(chunk);
-                }
-                Ok(())
-            }
-            .await;
-            return match sent {
-                Ok(()) => writer.finish().await.map(|_| ()),
-                Err(e) => {
-                    if let Err(abort) = writer.abort().await {
-                        tracing::warn!(error = %abort, "could not abort a multipart upload");
-                    }
-                    Err(e)
-                }
-            };
+    let written = async {
+        while let Some(chunk) = chunks.try_next().await? {
+            writer.write(chunk).await?;
+        }
+        Ok(())
+    }
+    .await;
+    match written {
+        Ok(()) => writer.finish().await,
+        Err(e) => {
+            writer.abort().await;
+            Err(e)
         }
     }
-    let options = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    store
-        .put_opts(path, head.into_iter().collect::<PutPayload>(), options)
-        .await?;
-    Ok(())
+}
+
+/// A new object written as its bytes arrive: kept in memory up to `part_size`, then sent in
+/// parts of that size with at most two in flight. An object that never outgrows one part is
+/// written with one put that refuses to overwrite.
+pub(crate) struct ObjectWriter<'a> {
+    store: &'a dyn ObjectStore,
+    path: Path,
+    part_size: usize,
+    head: Vec<Bytes>,
+    head_len: usize,
+    parts: Option<object_store::WriteMultipart>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    pub(crate) fn new(store: &'a dyn ObjectStore, path: Path, part_size: usize) -> Self {
+        ObjectWriter {
+            store,
+            path,
+            part_size,
+            head: Vec::new(),
+            head_len: 0,
+            parts: None,
+        }
+    }
+
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> object_store::Result<()> {
+        if let Some(parts) = &mut self.parts {
+            parts.wait_for_capacity(2).await?;
+            parts.put(chunk);
+            return Ok(());
+        }
+        self.head_len += chunk.len();
+        self.head.push(chunk);
+        if self.head_len > self.part_size {
+            let upload = self.store.put_multipart(&self.path).await?;
+            let mut parts =
+                object_store::WriteMultipart::new_with_chunk_size(upload, self.part_size);
+            for chunk in self.head.drain(..) {
+                parts.put(chunk);
+            }
+            self.head_len = 0;
+            self.parts = Some(parts);
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn finish(self) -> object_store::Result<()> {
+        if let Some(parts) = self.parts {
+            return parts.finish().await.map(|_| ());
+        }
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        let payload = self.head.into_iter().collect::<PutPayload>();
+        self.store.put_opts(&self.path, payload, options).await?;
+        Ok(())
+    }
+
+    /// Gives up: an upload in parts is aborted, so no part outlives the failed write.
+    pub(crate) async fn abort(self) {
+        if let Some(parts) = self.parts
+            && let Err(e) = parts.abort().await
+        {
+            tracing::warn!(error = %e, "could not abort a multipart upload");
+        }
+    }
 }
 
 type PlainCache = quick_cache::sync::Cache<String, Bytes, ByteWeighter>;
@@ -328,22 +384,17 @@ pub struct StoredBlob {
     pub envelope: Envelope,
 }
 
-/// A buffer being filled with plaintext, with room in front for the encryption header so that
-/// sealing happens in place (one copy of a large state in memory, not three).
+/// A buffer being filled with plaintext, to be stored whole.
 pub struct PlainBuffer(Vec<u8>);
 
 impl PlainBuffer {
     /// An empty buffer expecting about `capacity` bytes of plaintext.
     pub fn with_capacity(capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(HEADER_LEN + capacity + crate::infra::crypto::TAG_LEN);
-        buf.resize(HEADER_LEN, 0);
-        PlainBuffer(buf)
+        PlainBuffer(Vec::with_capacity(capacity))
     }
 
     pub fn from_plaintext(plain: &[u8]) -> Self {
-        let mut buf = Self::with_capacity(plain.len());
-        buf.extend(plain);
-        buf
+        PlainBuffer(plain.to_vec())
     }
 
     pub fn extend(&mut self, chunk: &[u8]) {
@@ -351,16 +402,86 @@ impl PlainBuffer {
     }
 
     pub fn plaintext(&self) -> &[u8] {
-        &self.0[HEADER_LEN..]
+        &self.0
     }
 
     pub fn len(&self) -> usize {
-        self.0.len() - HEADER_LEN
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.0.is_empty()
     }
+}
+
+/// A blob being written as its plaintext arrives: encrypted segment by segment and sent to
+/// the store in parts, so memory stays constant whatever its size. Nothing refers to it until
+/// the caller records the [`StoredBlob`] that `finish` returns; a failed write is `abort`ed.
+pub struct BlobUpload<'a> {
+    blobs: &'a BlobStore,
+    id: String,
+    object_key: String,
+    envelope: Envelope,
+    sealer: Sealer,
+    writer: ObjectWriter<'a>,
+    out: Vec<u8>,
+}
+
+impl BlobUpload<'_> {
+    /// Adds plaintext.
+    pub async fn write(&mut self, plain: &[u8]) -> Result<()> {
+        self.sealer
+            .update(plain, &mut self.out)
+            .map_err(Error::Internal)?;
+        if self.out.len() >= FLUSH_SIZE {
+            let chunk = Bytes::from(std::mem::replace(
+                &mut self.out,
+                Vec::with_capacity(FLUSH_SIZE + SEGMENT),
+            ));
+            let written = self.writer.write(chunk).await;
+            self.blobs.failed("put", written)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the last segment and completes the object.
+    pub async fn finish(self) -> Result<StoredBlob> {
+        let BlobUpload {
+            blobs,
+            id,
+            object_key,
+            envelope,
+            sealer,
+            mut writer,
+            mut out,
+        } = self;
+        sealer.finish(&mut out).map_err(Error::Internal)?;
+        let written = async {
+            writer.write(Bytes::from(out)).await?;
+            writer.finish().await
+        }
+        .await;
+        blobs.failed("put", written)?;
+        Ok(StoredBlob {
+            id,
+            object_key,
+            envelope,
+        })
+    }
+
+    /// Gives the write up, leaving nothing behind in the store.
+    pub async fn abort(self) {
+        self.writer.abort().await;
+    }
+}
+
+/// A blob's plaintext as read: whole (small, or from the cache) or as a stream of chunks.
+pub enum Plain {
+    Whole(Bytes),
+    Stream {
+        len: u64,
+        chunks: futures::stream::BoxStream<'static, Result<Bytes>>,
+    },
 }
 
 impl BlobStore {
@@ -426,25 +547,39 @@ impl BlobStore {
         &self.keys
     }
 
-    /// Encrypts and durably stores `buf` under a fresh key; the object is never overwritten.
-    #[tracing::instrument(level = "debug", name = "blob.put", skip_all, fields(otel.kind = "client"))]
-    pub async fn put(&self, key: BlobKey, buf: PlainBuffer) -> Result<StoredBlob> {
+    /// Starts writing a new blob under a fresh key; the object is never overwritten.
+    pub fn start_put(&self, key: BlobKey) -> Result<BlobUpload<'_>> {
         let id = key.blob_id().to_string();
         let object_key = key.to_path();
-        let mut data = buf.0;
-        let envelope = self
-            .keys
-            .seal(&mut data, id.as_bytes())
-            .map_err(Error::Internal)?;
+        let (sealer, envelope) = self.keys.sealer(id.as_bytes()).map_err(Error::Internal)?;
         // Keys are fresh ids, so an upload in parts cannot overwrite anything either.
-        let path = Path::from(object_key.as_str());
-        let stored = put_new(&*self.store, &path, Bytes::from(data), self.multipart).await;
-        self.failed("put", stored)?;
-        Ok(StoredBlob {
+        let part_size = if self.multipart {
+            PART_SIZE
+        } else {
+            LOCAL_PART_SIZE
+        };
+        let writer = ObjectWriter::new(&*self.store, Path::from(object_key.as_str()), part_size);
+        Ok(BlobUpload {
+            blobs: self,
             id,
             object_key,
             envelope,
+            sealer,
+            writer,
+            out: Vec::with_capacity(FLUSH_SIZE + SEGMENT),
         })
+    }
+
+    /// Encrypts and durably stores `buf` under a fresh key; the object is never overwritten.
+    #[tracing::instrument(level = "debug", name = "blob.put", skip_all, fields(otel.kind = "client"))]
+    pub async fn put(&self, key: BlobKey, buf: PlainBuffer) -> Result<StoredBlob> {
+        let mut upload = self.start_put(key)?;
+        if let Err(e) = upload.write(buf.plaintext()).await {
+            upload.abort().await;
+            return Err(e);
+        }
+        drop(buf);
+        upload.finish().await
     }
 
     /// Reads and decrypts a blob.
@@ -471,16 +606,100 @@ impl BlobStore {
                 .await
         }
         .await;
-        let mut data = Vec::from(self.failed("get", object)?);
-        let range = self
+        let data = Vec::from(self.failed("get", object)?);
+        let plain = self
             .keys
-            .open(&blob.envelope, &mut data, blob.id.as_bytes())
+            .open_object(&blob.envelope, data, blob.id.as_bytes())
             .map_err(Error::Internal)?;
-        let plain = Bytes::from(data).slice(range);
         if let Some(cache) = &self.cache {
             cache.insert(blob.id.clone(), plain.clone());
         }
         Ok(plain)
+    }
+
+    /// Reads a blob for sending on: a small one whole (and cached), a large one as a stream
+    /// decrypted segment by segment, so sending it costs constant memory.
+    #[tracing::instrument(level = "debug", name = "blob.get", skip_all, fields(otel.kind = "client"))]
+    pub async fn read(&self, blob: &StoredBlob) -> Result<Plain> {
+        use futures::TryStreamExt;
+        if let Some(cache) = &self.cache {
+            let hit = cache.get(&blob.id);
+            self.cache_counters.record(hit.is_some());
+            if let Some(hit) = hit {
+                return Ok(Plain::Whole(hit));
+            }
+        }
+        let found = self.store.get(&Path::from(blob.object_key.as_str())).await;
+        let found = self.failed("get", found)?;
+        let size = found.meta.size;
+        let len = crate::infra::crypto::stream_plaintext_len(size);
+        let mut inner = found.into_stream();
+        let mut head = Vec::new();
+        while (head.len() as u64) < size.min(STREAM_ABOVE + 1) {
+            match self.failed("get", inner.try_next().await)? {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        let opener = if (head.len() as u64) <= STREAM_ABOVE {
+            None
+        } else {
+            self.keys
+                .opener(&blob.envelope, &head, blob.id.as_bytes())
+                .map_err(Error::Internal)?
+        };
+        let (Some(mut opener), Some(len)) = (opener, len) else {
+            // Small, or written before objects were segmented: read whole.
+            let rest: Vec<Bytes> = self.failed("get", inner.try_collect().await)?;
+            for chunk in rest {
+                head.extend_from_slice(&chunk);
+            }
+            let plain = self
+                .keys
+                .open_object(&blob.envelope, head, blob.id.as_bytes())
+                .map_err(Error::Internal)?;
+            if let Some(cache) = &self.cache {
+                cache.insert(blob.id.clone(), plain.clone());
+            }
+            return Ok(Plain::Whole(plain));
+        };
+        let mut first = Vec::new();
+        opener.update(&head, &mut first).map_err(Error::Internal)?;
+        let errors = self.errors.clone();
+        let chunks = futures::stream::try_unfold(
+            (Some(opener), inner, first),
+            move |(opener, mut inner, mut out)| {
+                let errors = errors.clone();
+                async move {
+                    let Some(mut opener) = opener else {
+                        return Ok(None);
+                    };
+                    loop {
+                        if !out.is_empty() {
+                            return Ok(Some((Bytes::from(out), (Some(opener), inner, Vec::new()))));
+                        }
+                        let next = inner.try_next().await.inspect_err(|_| {
+                            errors
+                                .get_or_create(&BlobOperationLabels { operation: "get" })
+                                .inc();
+                        })?;
+                        match next {
+                            Some(chunk) => {
+                                opener.update(&chunk, &mut out).map_err(Error::Internal)?
+                            }
+                            None => {
+                                opener.finish(&mut out).map_err(Error::Internal)?;
+                                return Ok(Some((Bytes::from(out), (None, inner, Vec::new()))));
+                            }
+                        }
+                    }
+                }
+            },
+        );
+        Ok(Plain::Stream {
+            len,
+            chunks: Box::pin(chunks),
+        })
     }
 
     /// Reads and decrypts a blob from the store itself (never the cache), saying what is wrong
@@ -490,16 +709,14 @@ impl BlobStore {
             Ok(found) => found.bytes().await,
             Err(e) => Err(e),
         };
-        let mut data = match object {
+        let data = match object {
             Ok(bytes) => Vec::from(bytes),
             Err(object_store::Error::NotFound { .. }) => return Err(Fault::Missing),
             Err(e) => return Err(Fault::Unreadable(e.to_string())),
         };
-        let range = self
-            .keys
-            .open(&blob.envelope, &mut data, blob.id.as_bytes())
-            .map_err(|e| Fault::Undecryptable(format!("{e:#}")))?;
-        Ok(Bytes::from(data).slice(range))
+        self.keys
+            .open_object(&blob.envelope, data, blob.id.as_bytes())
+            .map_err(|e| Fault::Undecryptable(format!("{e:#}")))
     }
 
     /// The same objects without the keys.
@@ -664,6 +881,58 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }
+    }
+
+    fn fresh_key() -> (BlobKey, String) {
+        let key = BlobKey::new_state_version(1);
+        let object_key = key.to_path();
+        (key, object_key)
+    }
+
+    #[tokio::test]
+    async fn large_blobs_stream_back_and_whole_message_blobs_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = BlobStore::from_url(&url, keys())
+            .unwrap()
+            .with_cache(1 << 30);
+        let plain: Vec<u8> = (0..3 * STREAM_ABOVE as usize + 7)
+            .map(|i| i as u8)
+            .collect();
+        let blob = store
+            .put(
+                BlobKey::new_state_version(1),
+                PlainBuffer::from_plaintext(&plain),
+            )
+            .await
+            .unwrap();
+        let Plain::Stream { len, chunks } = store.read(&blob).await.unwrap() else {
+            panic!("a large blob is streamed");
+        };
+        assert_eq!(len, plain.len() as u64);
+        use futures::TryStreamExt;
+        let parts: Vec<Bytes> = chunks.try_collect().await.unwrap();
+        assert!(parts.concat() == plain);
+        assert!(store.get(&blob).await.unwrap() == plain);
+        assert!(store.check(&blob).await.unwrap() == plain);
+
+        // An object in the format written before segmenting (one GCM message).
+        let (key, object_key) = fresh_key();
+        let id = key.blob_id().to_string();
+        let mut buf = vec![0u8; crate::infra::crypto::HEADER_LEN];
+        buf.extend_from_slice(b"{\"serial\":1}");
+        let envelope = store.keys.seal(&mut buf, id.as_bytes()).unwrap();
+        store.raw_put(&object_key, Bytes::from(buf)).await.unwrap();
+        let old = StoredBlob {
+            id,
+            object_key,
+            envelope,
+        };
+        let Plain::Whole(bytes) = store.read(&old).await.unwrap() else {
+            panic!("a small blob is read whole");
+        };
+        assert_eq!(&bytes[..], b"{\"serial\":1}");
+        assert_eq!(&store.check(&old).await.unwrap()[..], b"{\"serial\":1}");
     }
 
     #[tokio::test]

@@ -79,6 +79,7 @@ async fn list_events(
     let page = PageRequest {
         limit: params.limit,
         offset: params.offset,
+        cursor: None,
     }
     .validate()?;
     let filter = params.filter()?;

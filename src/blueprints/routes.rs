@@ -70,6 +70,7 @@ async fn list_blueprints(
     let page = PageRequest {
         limit: params.limit,
         offset: params.offset,
+        cursor: None,
     }
     .validate()?;
     let status = params

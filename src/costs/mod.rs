@@ -84,6 +84,9 @@ pub struct Ctx {
     pub sample: Arc<Catalogue>,
     /// Each org's newest imported catalogue, by org id.
     catalogues: Arc<Mutex<HashMap<i64, CachedCatalogue>>>,
+    /// How far the cost history got: every state version up to this id is estimated (by
+    /// org id; `None`: of every org). See `service::catch_up`.
+    history_marks: Arc<Mutex<HashMap<Option<i64>, i64>>>,
 }
 
 impl Ctx {
@@ -97,7 +100,29 @@ impl Ctx {
             attribution_tag: settings.attribution_tag.as_str().into(),
             sample: Arc::new(Catalogue::sample()),
             catalogues: Arc::default(),
+            history_marks: Arc::default(),
         }
+    }
+
+    /// Where the cost history of `org_id` (or of all orgs) may start.
+    fn history_mark(&self, org_id: Option<i64>) -> i64 {
+        let marks = self
+            .history_marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let all = marks.get(&None).copied().unwrap_or(0);
+        org_id
+            .and_then(|org| marks.get(&Some(org)).copied())
+            .map_or(all, |org| org.max(all))
+    }
+
+    fn set_history_mark(&self, org_id: Option<i64>, id: i64) {
+        let mut marks = self
+            .history_marks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mark = marks.entry(org_id).or_insert(0);
+        *mark = (*mark).max(id);
     }
 
     fn cached_catalogue(&self, org_id: i64, id: i64) -> Option<Arc<Catalogue>> {

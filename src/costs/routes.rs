@@ -76,6 +76,7 @@ impl ListParams {
         PageRequest {
             limit: self.limit,
             offset: self.offset,
+            cursor: None,
         }
         .validate()
     }

@@ -271,33 +271,52 @@ pub async fn check_plan(app: &Ctx, planned: Planned<'_>) -> Result<Gate> {
 
 // ---- history ----
 
+/// How old a version must be before the history stops looking at the ids below it again.
+/// An id is handed out when a write's transaction inserts its row, so a version may become
+/// visible after one with a higher id; but its transaction is short (the bytes are stored
+/// before it begins), never this long.
+const SETTLED: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
 /// Estimates every state version not estimated yet (of `org_id`, or all), oldest first, and
 /// records the ids and ARNs of each workspace's newest state. Answers how many it did.
+///
+/// It starts after the last settled version an earlier call of this process walked (see
+/// [`SETTLED`]), not from the first version ever written, so a call costs what was written
+/// since, not the whole history. A new process walks the whole history once.
 pub async fn catch_up(app: &Ctx, org_id: Option<i64>) -> Result<usize> {
     const BATCH: i64 = 200;
-    let mut after = 0;
+    let settled_before = Utc::now() - SETTLED;
+    let mut after = app.history_mark(org_id);
+    // The last id up to which every version is estimated and settled.
+    let mut mark = after;
+    let mut settled = true;
     let mut done = 0;
     let mut orgs = HashSet::new();
     loop {
         let versions =
             crate::state::feed::versions_after(&app.state, after, org_id, false, BATCH).await?;
-        let Some(last) = versions.last() else {
+        let (Some(first), Some(last)) = (versions.first(), versions.last()) else {
             break;
         };
+        let estimated = store::estimated_versions(&app.db, first.id, last.id).await?;
         after = last.id;
         let n = versions.len();
         for version in versions {
-            if store::has_version_estimate(&app.db, version.id).await? {
-                continue;
+            if !estimated.contains(&version.id) {
+                estimate_version(app, &version).await?;
+                orgs.insert(version.org_id);
+                done += 1;
             }
-            estimate_version(app, &version).await?;
-            orgs.insert(version.org_id);
-            done += 1;
+            settled &= version.created_at < settled_before;
+            if settled {
+                mark = version.id;
+            }
         }
         if (n as i64) < BATCH {
             break;
         }
     }
+    app.set_history_mark(org_id, mark);
     for org in orgs {
         super::budgets::evaluate(app, org, &[]).await?;
     }

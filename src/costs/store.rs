@@ -216,12 +216,17 @@ pub async fn insert_estimate(db: &Db, e: NewEstimate<'_>) -> Result<()> {
     Ok(())
 }
 
-pub async fn has_version_estimate(db: &Db, version_id: i64) -> Result<bool> {
-    const SQL: &str = "SELECT COUNT(*) FROM cost_estimates WHERE state_version_id = $1";
-    Ok(
-        on_pool!(db, p => sqlx::query_scalar::<_, i64>(SQL).bind(version_id).fetch_one(p).await)?
-            > 0,
-    )
+/// Which of the versions with ids from `first` to `last` have an estimate.
+pub async fn estimated_versions(
+    db: &Db,
+    first: i64,
+    last: i64,
+) -> Result<std::collections::HashSet<i64>> {
+    const SQL: &str = "SELECT state_version_id FROM cost_estimates \
+        WHERE state_version_id BETWEEN $1 AND $2";
+    let ids: Vec<Option<i64>> = on_pool!(db, p => sqlx::query_scalar(SQL)
+        .bind(first).bind(last).fetch_all(p).await)?;
+    Ok(ids.into_iter().flatten().collect())
 }
 
 /// The newest state estimate of each workspace of the org created at or before `until`.
@@ -233,9 +238,11 @@ pub async fn state_estimates_at(
     const SQL: &str = const_format::concatcp!(
         "SELECT ",
         ESTIMATE_COLUMNS,
-        " FROM cost_estimates e WHERE e.org_id = $1 AND e.id = (SELECT MAX(x.id) FROM \
-          cost_estimates x WHERE x.workspace_id = e.workspace_id AND x.state_version_id IS NOT NULL \
-          AND x.created_at <= $2)"
+        // One pass over the org's estimates: a subquery per row (the newest of its own
+        // workspace) made this quadratic in the history, seconds at a few thousand versions.
+        " FROM cost_estimates e JOIN (SELECT MAX(id) AS newest FROM cost_estimates \
+          WHERE org_id = $1 AND state_version_id IS NOT NULL AND created_at <= $2 \
+          GROUP BY workspace_id) n ON n.newest = e.id"
     );
     Ok(on_pool!(db, p => sqlx::query_as::<_, EstimateRow>(SQL)
         .bind(org_id).bind(until).fetch_all(p).await)?)

@@ -134,8 +134,23 @@ impl Jobs {
     }
 }
 
+/// How often a SQLite server checkpoints and truncates its write-ahead log.
+pub const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
 /// Starts the periodic maintenance of a serving process.
 pub fn start_maintenance(jobs: &Jobs, state: &crate::state::Ctx, registry: &crate::registry::Ctx) {
+    if let Db::Sqlite(_) = &state.db {
+        let db = state.db.clone();
+        jobs.every("wal-checkpoint", WAL_CHECKPOINT_INTERVAL, move || {
+            let db = db.clone();
+            async move {
+                if !db.checkpoint().await? {
+                    tracing::debug!("WAL checkpoint found the database busy; next time");
+                }
+                Ok(())
+            }
+        });
+    }
     let registry = registry.clone();
     jobs.every(
         "download-counts",

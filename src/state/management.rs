@@ -56,23 +56,32 @@ pub async fn list_workspaces(
         Resource::Org(org.as_str()),
     )
     .await?;
-    let mut rows = store::list_workspaces(&app.db, org_id, page.fetch_limit(), page.offset).await?;
+    let mut rows = store::list_workspaces(
+        &app.db,
+        org_id,
+        page.fetch_limit(),
+        page.offset,
+        page.after_text(),
+    )
+    .await?;
     app.locks.fill_page(&mut rows).await?;
-    Ok(Paginated::new(rows, page).map(|row| WorkspaceSummary {
-        name: row.name,
-        serial: row.serial,
-        size: row.size,
-        versions: row.version_count,
-        updated_at: row.updated_at,
-        lineage_protection: row.lineage_protection,
-        lock_lease: lease_text(row.lock_lease_seconds),
-        expire_stale_locks: row.expire_stale_locks,
-        retain_versions: row.retain_versions,
-        retain_days: row.retain_days,
-        lock: row
-            .lock_info
-            .and_then(|info| lock_view(&info, row.lock_renewed_at, row.lock_lease_seconds)),
-    }))
+    Ok(
+        Paginated::keyed(rows, page, |row| row.name.clone()).map(|row| WorkspaceSummary {
+            name: row.name,
+            serial: row.serial,
+            size: row.size,
+            versions: row.version_count,
+            updated_at: row.updated_at,
+            lineage_protection: row.lineage_protection,
+            lock_lease: lease_text(row.lock_lease_seconds),
+            expire_stale_locks: row.expire_stale_locks,
+            retain_versions: row.retain_versions,
+            retain_days: row.retain_days,
+            lock: row
+                .lock_info
+                .and_then(|info| lock_view(&info, row.lock_renewed_at, row.lock_lease_seconds)),
+        }),
+    )
 }
 
 /// One workspace.
@@ -170,8 +179,15 @@ pub async fn list_versions(
 ) -> Result<Paginated<StateVersion>> {
     let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
     let id = workspace_id(app, org_id, ws).await?;
-    let rows = store::list_versions(&app.db, id, page.fetch_limit(), page.offset).await?;
-    Ok(Paginated::new(rows, page).map(StateVersion::from))
+    let rows = store::list_versions(
+        &app.db,
+        id,
+        page.fetch_limit(),
+        page.offset,
+        page.after_number()?,
+    )
+    .await?;
+    Ok(Paginated::keyed(rows, page, |row| row.version.to_string()).map(StateVersion::from))
 }
 
 async fn find_version(

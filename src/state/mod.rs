@@ -7,6 +7,8 @@ pub mod feed;
 mod lock;
 pub mod locks;
 mod management;
+#[cfg(test)]
+mod properties;
 mod routes;
 pub mod service;
 mod store;

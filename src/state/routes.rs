@@ -194,7 +194,7 @@ async fn list_workspaces(
     ApiQuery(page): ApiQuery<PageRequest>,
 ) -> Result<Response> {
     let org = OrgName::parse(&org)?;
-    let list = management::list_workspaces(&app, &principal, &org, page.validate()?).await?;
+    let list = management::list_workspaces(&app, &principal, &org, page.validate_keyed()?).await?;
     Ok(Json(list).into_response())
 }
 
@@ -227,7 +227,8 @@ async fn list_versions(
     ApiQuery(page): ApiQuery<PageRequest>,
 ) -> Result<Response> {
     let (org, ws) = names(&p.org, &p.workspace)?;
-    let list = management::list_versions(&app, &principal, &org, &ws, page.validate()?).await?;
+    let list =
+        management::list_versions(&app, &principal, &org, &ws, page.validate_keyed()?).await?;
     Ok(Json(list).into_response())
 }
 

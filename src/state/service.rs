@@ -445,7 +445,11 @@ pub(super) fn check_lock(snap: &WriteSnapshot, lock_id: Option<&str>) -> Result<
 
 /// Lineage and serial protection (design.md): no foreign lineage, no lower serial, no other
 /// bytes under the current serial. Identical bytes are a retried write.
-fn check_history(snap: &WriteSnapshot, meta: &StateMeta, sha256: &str) -> Result<Decision> {
+pub(super) fn check_history(
+    snap: &WriteSnapshot,
+    meta: &StateMeta,
+    sha256: &str,
+) -> Result<Decision> {
     if snap.current_sha256.as_deref() == Some(sha256) {
         return Ok(Decision::AlreadyCurrent);
     }

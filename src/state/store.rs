@@ -213,29 +213,33 @@ pub async fn version_by_serial(
         .bind(workspace_id).bind(serial).fetch_optional(p).await)?)
 }
 
-/// Versions newest first.
+/// Versions newest first, below version `before` when given (a cursor).
 pub async fn list_versions(
     db: &Db,
     workspace_id: i64,
     limit: i64,
     offset: i64,
+    before: Option<i64>,
 ) -> Result<Vec<VersionRow>> {
     const SQL: &str = const_format::concatcp!(
         "SELECT ",
         VERSION_COLUMNS,
         " FROM state_versions v JOIN blobs b ON b.id = v.blob_id \
-          WHERE v.workspace_id = $1 ORDER BY v.version DESC LIMIT $2 OFFSET $3"
+          WHERE v.workspace_id = $1 AND ($4 IS NULL OR v.version < $4) \
+          ORDER BY v.version DESC LIMIT $2 OFFSET $3"
     );
     Ok(on_pool!(db, p => sqlx::query_as::<_, VersionRow>(SQL)
-        .bind(workspace_id).bind(limit).bind(offset).fetch_all(p).await)?)
+        .bind(workspace_id).bind(limit).bind(offset).bind(before).fetch_all(p).await)?)
 }
 
-/// Workspaces of an org by name, with their current version and lock.
+/// Workspaces of an org by name, after name `after` when given (a cursor), with their
+/// current version and lock.
 pub async fn list_workspaces(
     db: &Db,
     org_id: i64,
     limit: i64,
     offset: i64,
+    after: Option<&str>,
 ) -> Result<Vec<WorkspaceSummaryRow>> {
     const SQL: &str = "SELECT w.id, w.name, w.lineage_protection, w.version_count, v.serial, \
         v.size, w.updated_at, l.info AS lock_info, l.renewed_at AS lock_renewed_at, \
@@ -243,10 +247,11 @@ pub async fn list_workspaces(
         FROM workspaces w \
         LEFT JOIN state_versions v ON v.id = w.current_version_id \
         LEFT JOIN state_locks l ON l.workspace_id = w.id \
-        WHERE w.org_id = $1 ORDER BY w.name LIMIT $2 OFFSET $3";
+        WHERE w.org_id = $1 AND ($4 IS NULL OR w.name > $4) \
+        ORDER BY w.name LIMIT $2 OFFSET $3";
     Ok(
         on_pool!(db, p => sqlx::query_as::<_, WorkspaceSummaryRow>(SQL)
-        .bind(org_id).bind(limit).bind(offset).fetch_all(p).await)?,
+        .bind(org_id).bind(limit).bind(offset).bind(after).fetch_all(p).await)?,
     )
 }
 

@@ -28,6 +28,7 @@ mod lock_leases;
 mod login;
 mod module_registry;
 mod notifications;
+mod pagination;
 mod provider_registry;
 mod replica_caches;
 mod schema_drift;

@@ -115,6 +115,7 @@ async fn list(
     let page = PageRequest {
         limit: params.limit,
         offset: params.offset,
+        cursor: None,
     }
     .validate()?;
     let system = params.system()?;

@@ -77,11 +77,12 @@ impl Clause {
             Op::Less => v < c,
             Op::LessEq => v <= c,
             Op::Pessimistic => {
+                // No upper bound when the next major or minor does not fit in a u64.
                 let upper = match self.segments {
-                    1 | 2 => Version::new(c.major + 1, 0, 0),
-                    _ => Version::new(c.major, c.minor + 1, 0),
+                    1 | 2 => c.major.checked_add(1).map(|m| Version::new(m, 0, 0)),
+                    _ => c.minor.checked_add(1).map(|m| Version::new(c.major, m, 0)),
                 };
-                v >= c && *v < upper
+                v >= c && upper.is_none_or(|upper| *v < upper)
             }
         }
     }
@@ -195,5 +196,39 @@ mod tests {
         }
         assert!(Constraint::parse("  ").is_ok());
         assert!(Constraint::parse("v1.2.3").is_ok());
+    }
+
+    #[test]
+    fn pessimistic_constraints_at_the_largest_version_do_not_overflow() {
+        // Found by fuzzing: the upper bound of `~> MAX` overflowed.
+        let max = u64::MAX;
+        let top = Version::new(max, max, max);
+        for text in [
+            format!("~> {max}"),
+            format!("~> {max}.0"),
+            format!("~> 1.{max}.0"),
+        ] {
+            let c = Constraint::parse(&text).unwrap();
+            assert!(
+                !c.matches(&v("1.0.0")) || text.starts_with("~> 1."),
+                "{text}"
+            );
+            let _ = c.matches(&top);
+        }
+        assert!(
+            Constraint::parse(&format!("~> {max}"))
+                .unwrap()
+                .matches(&top)
+        );
+        assert!(
+            Constraint::parse(&format!("~> 1.{max}.0"))
+                .unwrap()
+                .matches(&Version::new(1, max, 1))
+        );
+        assert!(
+            !Constraint::parse(&format!("~> 1.{max}.0"))
+                .unwrap()
+                .matches(&v("2.0.0"))
+        );
     }
 }

@@ -33,6 +33,8 @@ pub mod costs;
 pub mod deployments;
 pub mod downloads;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod infra;

@@ -77,11 +77,16 @@ impl Clause {
             Op::Less => v < c,
             Op::LessEq => v <= c,
             Op::Pessimistic => {
+                // The next major (or minor) version; none above `u64::MAX`, where nothing is.
+                let next_major = || c.major.checked_add(1).map(|m| Version::new(m, 0, 0));
                 let upper = match self.segments {
-                    1 | 2 => Version::new(c.major + 1, 0, 0),
-                    _ => Version::new(c.major, c.minor + 1, 0),
+                    1 | 2 => next_major(),
+                    _ => match c.minor.checked_add(1) {
+                        Some(minor) => Some(Version::new(c.major, minor, 0)),
+                        None => next_major(),
+                    },
                 };
-                v >= c && *v < upper
+                v >= c && upper.is_none_or(|upper| *v < upper)
             }
         }
     }
@@ -195,5 +200,32 @@ mod tests {
         }
         assert!(Constraint::parse("  ").is_ok());
         assert!(Constraint::parse("v1.2.3").is_ok());
+    }
+
+    #[test]
+    fn pessimistic_constraints_at_the_largest_version_do_not_overflow() {
+        // Found by fuzzing: the upper bound of `~> MAX` overflowed.
+        let max = u64::MAX;
+        let top = Version::new(max, max, max);
+        for text in [format!("~> {max}"), format!("~> {max}.0")] {
+            let c = Constraint::parse(&text).unwrap();
+            assert!(!c.matches(&v("1.0.0")), "{text}");
+            assert!(c.matches(&Version::new(max, 0, 1)), "{text}");
+        }
+        assert!(
+            Constraint::parse(&format!("~> {max}"))
+                .unwrap()
+                .matches(&top)
+        );
+        assert!(
+            Constraint::parse(&format!("~> 1.{max}.0"))
+                .unwrap()
+                .matches(&Version::new(1, max, 1))
+        );
+        assert!(
+            !Constraint::parse(&format!("~> 1.{max}.0"))
+                .unwrap()
+                .matches(&v("2.0.0"))
+        );
     }
 }

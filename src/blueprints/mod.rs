@@ -7,7 +7,7 @@
 //! Layers: `routes` → `service` (rules, authorization, module resolution through the
 //! registry's public service) → `store` (SQL). `schema` and `constraint` are pure functions.
 
-mod constraint;
+pub(crate) mod constraint;
 mod routes;
 pub mod schema;
 pub mod service;

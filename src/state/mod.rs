@@ -2,7 +2,7 @@
 //! management API over them (`management`). SQL stays in `store`, private to this feature.
 
 mod deletion;
-mod document;
+pub(crate) mod document;
 pub mod feed;
 mod lock;
 pub mod locks;

@@ -8,10 +8,10 @@
 
 mod address;
 mod api;
-mod archive;
+pub(crate) mod archive;
 mod counts;
 pub mod hcl;
-mod metadata;
+pub(crate) mod metadata;
 mod routes;
 mod service;
 mod store;

@@ -5,14 +5,14 @@
 // The mirror serves hosted providers through `service`, with the same addresses and checks.
 pub(super) mod address;
 mod counts;
-mod keys;
-pub(super) mod package;
+pub(crate) mod keys;
+pub(crate) mod package;
 mod publish;
 mod routes;
 pub(super) mod service;
 mod signing;
 mod store;
-mod sums;
+pub(crate) mod sums;
 mod views;
 
 pub use counts::flush as flush_download_counts;

@@ -585,12 +585,8 @@ impl BlobStore {
     /// Reads and decrypts a blob.
     #[tracing::instrument(level = "debug", name = "blob.get", skip_all, fields(otel.kind = "client"))]
     pub async fn get(&self, blob: &StoredBlob) -> Result<Bytes> {
-        if let Some(cache) = &self.cache {
-            let hit = cache.get(&blob.id);
-            self.cache_counters.record(hit.is_some());
-            if let Some(hit) = hit {
-                return Ok(hit);
-            }
+        if let Some(hit) = self.cached(blob) {
+            return Ok(hit);
         }
         // Boxed: the store's future is large, and a cache hit (the hot path) needs none.
         Box::pin(self.fetch(blob)).await
@@ -607,9 +603,22 @@ impl BlobStore {
         }
         .await;
         let data = Vec::from(self.failed("get", object)?);
+        self.open_and_cache(blob, data)
+    }
+
+    /// A cache hit, counted either way.
+    fn cached(&self, blob: &StoredBlob) -> Option<Bytes> {
+        let cache = self.cache.as_ref()?;
+        let hit = cache.get(&blob.id);
+        self.cache_counters.record(hit.is_some());
+        hit
+    }
+
+    /// Decrypts a whole object and keeps the plaintext in the cache.
+    fn open_and_cache(&self, blob: &StoredBlob, object: Vec<u8>) -> Result<Bytes> {
         let plain = self
             .keys
-            .open_object(&blob.envelope, data, blob.id.as_bytes())
+            .open_object(&blob.envelope, object, blob.id.as_bytes())
             .map_err(Error::Internal)?;
         if let Some(cache) = &self.cache {
             cache.insert(blob.id.clone(), plain.clone());
@@ -622,12 +631,8 @@ impl BlobStore {
     #[tracing::instrument(level = "debug", name = "blob.get", skip_all, fields(otel.kind = "client"))]
     pub async fn read(&self, blob: &StoredBlob) -> Result<Plain> {
         use futures::TryStreamExt;
-        if let Some(cache) = &self.cache {
-            let hit = cache.get(&blob.id);
-            self.cache_counters.record(hit.is_some());
-            if let Some(hit) = hit {
-                return Ok(Plain::Whole(hit));
-            }
+        if let Some(hit) = self.cached(blob) {
+            return Ok(Plain::Whole(hit));
         }
         let found = self.store.get(&Path::from(blob.object_key.as_str())).await;
         let found = self.failed("get", found)?;
@@ -654,14 +659,7 @@ impl BlobStore {
             for chunk in rest {
                 head.extend_from_slice(&chunk);
             }
-            let plain = self
-                .keys
-                .open_object(&blob.envelope, head, blob.id.as_bytes())
-                .map_err(Error::Internal)?;
-            if let Some(cache) = &self.cache {
-                cache.insert(blob.id.clone(), plain.clone());
-            }
-            return Ok(Plain::Whole(plain));
+            return self.open_and_cache(blob, head).map(Plain::Whole);
         };
         let mut first = Vec::new();
         opener.update(&head, &mut first).map_err(Error::Internal)?;

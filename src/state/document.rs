@@ -197,11 +197,18 @@ pub fn inspect(body: &[u8]) -> Result<StateMeta> {
 
 /// The same document with its top-level serial replaced, pretty-printed as Terraform writes it.
 pub fn with_serial(body: &[u8], serial: i64) -> Result<Vec<u8>> {
-    let mut value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("stored state is not JSON: {e}")))?;
+    // Stored bodies were only checked up to their header; one may hold JSON a rewrite cannot
+    // represent (e.g. a number beyond f64), which is the caller's to hear about, not a fault.
+    let unrewritable = |why: String| {
+        Error::Conflict(format!(
+            "this version cannot be rewritten with a new serial: {why}"
+        ))
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| unrewritable(e.to_string()))?;
     let object = value
         .as_object_mut()
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("stored state is not an object")))?;
+        .ok_or_else(|| unrewritable("it is not a JSON object".into()))?;
     object.insert("serial".into(), serial.into());
     let mut out = serde_json::to_vec_pretty(&value).map_err(|e| Error::Internal(e.into()))?;
     out.push(b'\n');
@@ -346,5 +353,12 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("{\n  \"version\": 4,\n  \"serial\": 9,"));
         assert!(text.ends_with("}\n"));
+    }
+
+    #[test]
+    fn with_serial_refuses_what_it_cannot_represent() {
+        let body = br#"{"version":4,"serial":3,"lineage":"abc","resources":[{"n":1e400}]}"#;
+        assert!(inspect(body).is_ok());
+        assert!(matches!(with_serial(body, 4), Err(Error::Conflict(_))));
     }
 }

@@ -232,7 +232,12 @@ pub async fn rollback(
     let (id, row) = find_version(app, org_id, ws, serial).await?;
     let old = app.blobs.get(&row.blob()).await?;
     let current = store::current_version(&app.db, org_id, ws.as_str()).await?;
-    let next_serial = current.and_then(|c| c.serial).unwrap_or(serial).max(serial) + 1;
+    let next_serial = current
+        .and_then(|c| c.serial)
+        .unwrap_or(serial)
+        .max(serial)
+        .checked_add(1)
+        .ok_or_else(|| Error::Conflict("the serial cannot go past its largest value".into()))?;
     let content = match row.serial {
         Some(_) => document::with_serial(&old, next_serial)?,
         None => old.to_vec(),

@@ -19,6 +19,7 @@ on_every_backend! {
     a_version_is_downloaded_by_serial_as_the_raw_bytes,
     rollback_writes_the_old_content_as_the_next_serial,
     rollback_is_refused_while_the_workspace_is_locked,
+    rollback_past_the_largest_serial_or_of_unrewritable_json_is_409,
     an_admin_upload_bypasses_lineage_and_serial_checks,
     concurrent_writers_of_one_serial_commit_exactly_one,
     the_workspace_listing_shows_serial_versions_and_lock,
@@ -276,6 +277,33 @@ async fn rollback_is_refused_while_the_workspace_is_locked(app: TestApp) {
 
     resp.assert_status(StatusCode::LOCKED);
     assert_eq!(current(&app).await, state_with("lin", 2, "b").as_bytes());
+}
+
+async fn rollback_past_the_largest_serial_or_of_unrewritable_json_is_409(app: TestApp) {
+    let rollback = |from: i64| {
+        let app = &app;
+        async move {
+            app.api(
+                "POST",
+                &TestApp::ws_api(WS, &format!("/state-versions/{from}/rollback")),
+                &app.admin_token,
+                None,
+            )
+            .await
+        }
+    };
+    // Version 1 holds a number JSON cannot carry through a rewrite.
+    let huge = r#"{"version":4,"serial":1,"lineage":"lin","outputs":{},"resources":[{"n":1e400}]}"#;
+    write_ok(&app, huge).await;
+    write_ok(&app, &state_with("lin", 2, "two")).await;
+    rollback(1).await.assert_status(StatusCode::CONFLICT);
+    // No serial comes after the largest one.
+    let last = state_with("lin", i64::MAX, "end");
+    write_ok(&app, &last).await;
+    rollback(i64::MAX).await.assert_status(StatusCode::CONFLICT);
+
+    assert_eq!(current(&app).await, last.as_bytes());
+    assert_eq!(app.versions(WS).await.len(), 3);
 }
 
 async fn an_admin_upload_bypasses_lineage_and_serial_checks(app: TestApp) {

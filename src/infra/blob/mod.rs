@@ -13,6 +13,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use tracing::Instrument;
 
 pub use key::{BlobKey, BlobKind};
 
@@ -425,6 +426,8 @@ pub struct BlobUpload<'a> {
     sealer: Sealer,
     writer: ObjectWriter<'a>,
     out: Vec<u8>,
+    /// One span for the whole upload, which spans many writes.
+    span: tracing::Span,
 }
 
 impl BlobUpload<'_> {
@@ -438,7 +441,7 @@ impl BlobUpload<'_> {
                 &mut self.out,
                 Vec::with_capacity(FLUSH_SIZE + SEGMENT),
             ));
-            let written = self.writer.write(chunk).await;
+            let written = self.writer.write(chunk).instrument(self.span.clone()).await;
             self.blobs.failed("put", written)?;
         }
         Ok(())
@@ -454,12 +457,14 @@ impl BlobUpload<'_> {
             sealer,
             mut writer,
             mut out,
+            span,
         } = self;
         sealer.finish(&mut out).map_err(Error::Internal)?;
         let written = async {
             writer.write(Bytes::from(out)).await?;
             writer.finish().await
         }
+        .instrument(span)
         .await;
         blobs.failed("put", written)?;
         Ok(StoredBlob {
@@ -471,7 +476,7 @@ impl BlobUpload<'_> {
 
     /// Gives the write up, leaving nothing behind in the store.
     pub async fn abort(self) {
-        self.writer.abort().await;
+        self.writer.abort().instrument(self.span).await;
     }
 }
 
@@ -567,11 +572,11 @@ impl BlobStore {
             sealer,
             writer,
             out: Vec::with_capacity(FLUSH_SIZE + SEGMENT),
+            span: tracing::debug_span!("blob.put", otel.kind = "client"),
         })
     }
 
     /// Encrypts and durably stores `buf` under a fresh key; the object is never overwritten.
-    #[tracing::instrument(level = "debug", name = "blob.put", skip_all, fields(otel.kind = "client"))]
     pub async fn put(&self, key: BlobKey, buf: PlainBuffer) -> Result<StoredBlob> {
         let mut upload = self.start_put(key)?;
         if let Err(e) = upload.write(buf.plaintext()).await {

@@ -44,7 +44,8 @@ pub fn prefixed(part: &[u8]) -> Vec<u8> {
 }
 
 /// A state body as the http backend and the management API receive it: `inspect`, and for a
-/// JSON body it accepts, what a rollback (`with_serial`) and an outputs-only read do with it.
+/// JSON body it accepts, what a rollback (`with_serial`) and an outputs-only read do with it;
+/// and the diff of two versions.
 pub fn state_document(data: &[u8]) {
     let meta = crate::state::document::inspect(data);
     if let Ok(meta) = meta
@@ -54,6 +55,9 @@ pub fn state_document(data: &[u8]) {
         let _ = crate::state::document::with_serial(data, next);
         let _ = crate::state::document::outputs_only(data);
     }
+    // The web UI's diff reads the whole document: resources, instances, sensitive paths.
+    let _ = crate::state::diff::diff(data, data);
+    let _ = crate::state::diff::diff(br#"{"version":4,"serial":1,"lineage":"l"}"#, data);
 }
 
 /// A module `.tar.gz` as published: the archive checks, then metadata extraction.

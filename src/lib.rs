@@ -46,3 +46,4 @@ pub mod pagination;
 pub mod registry;
 pub mod runner;
 pub mod state;
+pub mod web;

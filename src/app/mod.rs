@@ -48,6 +48,7 @@ pub struct App {
     pub deployments: crate::deployments::Ctx,
     pub notifications: crate::notifications::Ctx,
     pub costs: crate::costs::Ctx,
+    pub web: crate::web::Ctx,
     /// In-process runners to start with the jobs, and their Terraform.
     runners: (u32, String),
     /// Background tasks: the audit writer always, maintenance once serving.
@@ -81,7 +82,9 @@ impl App {
         // Runs get their cost phase through a check deployments knows only as a trait.
         let costs = crate::costs::Ctx::new(&deployments, &settings.costs);
         crate::deployments::phase::set_plan_check(&deployments, Arc::new(costs.clone()));
+        let web = crate::web::Ctx::new(&state);
         App {
+            web,
             notifications,
             costs,
             state,

@@ -32,6 +32,7 @@ pub fn router(app: &App) -> Router {
         .merge(crate::deployments::routes().with_state(app.deployments.clone()))
         .merge(crate::notifications::routes().with_state(app.notifications.clone()))
         .merge(crate::costs::routes().with_state(app.costs.clone()))
+        .merge(crate::web::routes().with_state(app.web.clone()))
         .merge(
             Router::new()
                 .route("/healthz", get(healthz))

@@ -5,6 +5,7 @@
 //! through [`auth::authorize`].
 
 pub mod auth;
+pub mod browser;
 pub mod login;
 pub mod orgs;
 pub mod policies;

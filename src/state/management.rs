@@ -72,6 +72,7 @@ pub async fn list_workspaces(
             size: row.size,
             versions: row.version_count,
             updated_at: row.updated_at,
+            updated_by: row.updated_by,
             lineage_protection: row.lineage_protection,
             lock_lease: lease_text(row.lock_lease_seconds),
             expire_stale_locks: row.expire_stale_locks,
@@ -103,6 +104,7 @@ pub async fn workspace(
         size: current.as_ref().map(|c| c.size),
         versions: row.version_count,
         updated_at: row.updated_at,
+        updated_by: current.as_ref().map(|c| c.created_by.clone()),
         lineage_protection: row.lineage_protection,
         lock_lease: lease_text(row.lock_lease_seconds),
         expire_stale_locks: row.expire_stale_locks,
@@ -216,6 +218,26 @@ pub async fn read_version(
     let bytes = app.blobs.get(&row.blob()).await?;
     app.metrics.state_sent_bytes.inc_by(bytes.len() as u64);
     Ok(bytes)
+}
+
+/// What changed from version `from` to version `to` (by serial), sensitive values masked.
+pub async fn diff(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+    from: i64,
+    to: i64,
+) -> Result<super::diff::StateDiff> {
+    let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
+    let (_, before) = find_version(app, org_id, ws, from).await?;
+    let (_, after) = find_version(app, org_id, ws, to).await?;
+    let (before, after) = (before.blob(), after.blob());
+    let (before, after) = tokio::try_join!(app.blobs.get(&before), app.blobs.get(&after))?;
+    // Parsing two large documents is CPU work; keep it off the request threads.
+    tokio::task::spawn_blocking(move || super::diff::diff(&before, &after))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
 }
 
 /// Writes the content of version `serial` as a new version with the next serial, so that

@@ -2,11 +2,12 @@
 //! management API over them (`management`). SQL stays in `store`, private to this feature.
 
 mod deletion;
+pub mod diff;
 pub(crate) mod document;
 pub mod feed;
 mod lock;
 pub mod locks;
-mod management;
+pub mod management;
 #[cfg(test)]
 mod properties;
 mod routes;

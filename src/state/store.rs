@@ -64,6 +64,8 @@ pub struct WorkspaceSummaryRow {
     pub serial: Option<i64>,
     pub size: Option<i64>,
     pub updated_at: DateTime<Utc>,
+    /// Who wrote the current version.
+    pub updated_by: Option<String>,
     pub lock_info: Option<Vec<u8>>,
     pub lock_renewed_at: Option<DateTime<Utc>>,
     pub lock_lease_seconds: Option<i64>,
@@ -242,7 +244,7 @@ pub async fn list_workspaces(
     after: Option<&str>,
 ) -> Result<Vec<WorkspaceSummaryRow>> {
     const SQL: &str = "SELECT w.id, w.name, w.lineage_protection, w.version_count, v.serial, \
-        v.size, w.updated_at, l.info AS lock_info, l.renewed_at AS lock_renewed_at, \
+        v.size, w.updated_at, v.created_by AS updated_by, l.info AS lock_info, l.renewed_at AS lock_renewed_at, \
         w.lock_lease_seconds, w.expire_stale_locks, w.retain_versions, w.retain_days \
         FROM workspaces w \
         LEFT JOIN state_versions v ON v.id = w.current_version_id \

@@ -63,6 +63,9 @@ pub struct WorkspaceSummary {
     pub size: Option<i64>,
     pub versions: i64,
     pub updated_at: DateTime<Utc>,
+    /// Who wrote the current version (`user:…`, `token:…`, `run:…`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
     pub lineage_protection: bool,
     /// Lock lease such as `2h`; `None` when locks never go stale.
     pub lock_lease: Option<String>,

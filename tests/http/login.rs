@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use terrace::identity::auth::{Principal, Role};
 use terrace::names::{OrgName, UserName};
 
+use crate::support::browser::{Browser, form, hidden, set_cookies};
 use crate::support::{ORG, RequestBuilder, Resp, TestApp};
 
 const PASSWORD: &str = "correct horse battery";
@@ -16,12 +17,6 @@ const REDIRECT: &str = "http://localhost:10000/login";
 fn challenge(verifier: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
 }
 
 fn authorize_query(redirect: &str) -> String {
@@ -38,27 +33,6 @@ fn authorize_query(redirect: &str) -> String {
     )
 }
 
-/// `name=value` of each `Set-Cookie`.
-fn set_cookies(resp: &Resp) -> Vec<String> {
-    resp.headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split(';').next().map(str::to_string))
-        .collect()
-}
-
-/// The value of the hidden input `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))
-        + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html_escape::decode_html_entities(&html[start..end]).into_owned()
-}
-
 async fn add_user(app: &TestApp, name: &str, role: Role) {
     terrace::identity::users::add_member(
         app.db(),
@@ -73,42 +47,7 @@ async fn add_user(app: &TestApp, name: &str, role: Role) {
     .unwrap();
 }
 
-/// A browser on the login pages: keeps its cookies.
-struct Browser {
-    cookies: Vec<String>,
-}
-
 impl Browser {
-    fn new() -> Self {
-        Browser {
-            cookies: Vec::new(),
-        }
-    }
-
-    async fn send(&mut self, app: &TestApp, mut request: RequestBuilder) -> Resp {
-        if !self.cookies.is_empty() {
-            request = request.header("cookie", &self.cookies.join("; "));
-        }
-        let resp = app.send(request.build()).await;
-        for cookie in set_cookies(&resp) {
-            let name = cookie.split('=').next().unwrap().to_string();
-            self.cookies.retain(|c| !c.starts_with(&format!("{name}=")));
-            self.cookies.push(cookie);
-        }
-        resp
-    }
-
-    async fn get(&mut self, app: &TestApp, path: &str) -> Resp {
-        self.send(app, RequestBuilder::new("GET", path)).await
-    }
-
-    async fn post_form(&mut self, app: &TestApp, path: &str, pairs: &[(&str, &str)]) -> Resp {
-        let request = RequestBuilder::new("POST", path)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(pairs));
-        self.send(app, request).await
-    }
-
     /// Opens the login page and submits `user`/`password`; returns the answer.
     async fn sign_in(&mut self, app: &TestApp, user: &str, password: &str) -> Resp {
         let page = self.get(app, &authorize_query(REDIRECT)).await;

@@ -39,4 +39,5 @@ mod sweep;
 mod teams_policies;
 mod verify;
 mod version_deletion;
+mod web;
 mod wire_formats;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 pub use limits::{LoginLimits, Quota};
 pub use routes::routes;
+pub use service::{SignIn, password_sign_in, sign_in_options};
 
 use crate::config::{Config, LocalPasswords, OidcSettings};
 

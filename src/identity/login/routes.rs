@@ -1,11 +1,8 @@
 //! `/oauth/authorize` (browser pages), `/oauth/token` (the CLI's code exchange) and
 //! `/invite/{secret}`: reading forms and cookies, answering with pages, redirects and JSON.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -13,17 +10,16 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::service::{
-    self as login, Accepted, AuthorizePage, AuthzParams, BrowserCookies, PasswordChoice,
-    Submission, Submitted, TokenRequest,
+    self as login, Accepted, AuthorizePage, AuthzParams, PasswordChoice, Submission, Submitted,
+    TokenRequest,
 };
 use super::sso::{self, CallbackParams, Finished, Started};
 use super::views::{self, TokenResponse};
 use crate::error::{Error, Result};
-use crate::http::extract::ApiPath;
+use crate::http::extract::{ApiPath, PeerAddr};
 use crate::identity::Ctx;
+use crate::identity::browser::{Cookies, SESSION_COOKIE, cookie, csrf_cookie, set_cookie};
 
-const CSRF_COOKIE: &str = "terrace_csrf";
-const SESSION_COOKIE: &str = "terrace_session";
 /// The `state` of a single sign-on in progress, binding the callback to this browser.
 const SSO_COOKIE: &str = "terrace_sso_state";
 
@@ -37,92 +33,6 @@ pub fn routes() -> Router<Ctx> {
         .route("/oauth/sso/start", get(sso_start))
         .route("/oauth/sso/callback", get(sso_callback))
         .route("/invite/{secret}", get(invite_page).post(invite_submit))
-}
-
-/// The peer's address, when the server recorded it (in-process tests have none).
-struct PeerAddr(Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
-}
-
-/// A cookie's value; an empty one counts as absent.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            cookie::Cookie::split_parse(v)
-                .filter_map(|c| c.ok())
-                .map(|c| (c.name().to_string(), c.value().to_string()))
-                .collect::<Vec<_>>()
-        })
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
-
-/// The login cookies of a request, read once per handler.
-struct Cookies {
-    csrf: Option<String>,
-    session: Option<String>,
-}
-
-impl Cookies {
-    fn read(headers: &HeaderMap) -> Cookies {
-        Cookies {
-            csrf: cookie(headers, CSRF_COOKIE),
-            session: cookie(headers, SESSION_COOKIE),
-        }
-    }
-
-    fn values(&self) -> BrowserCookies<'_> {
-        BrowserCookies {
-            csrf: self.csrf.as_deref(),
-            session: self.session.as_deref(),
-        }
-    }
-}
-
-/// A `Set-Cookie` value; `Secure` whenever browsers reach this server over HTTPS.
-fn set_cookie(app: &Ctx, name: &str, value: &str, max_age: chrono::Duration) -> String {
-    let secure = app.tls
-        || app
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https:"));
-    cookie::Cookie::build((name, value))
-        .path("/")
-        .http_only(true)
-        .secure(secure)
-        .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
-        .build()
-        .to_string()
-}
-
-/// The `Set-Cookie` a new CSRF token needs, if it is new.
-fn csrf_cookie(app: &Ctx, csrf: &login::CsrfToken) -> Vec<String> {
-    if csrf.fresh {
-        vec![set_cookie(
-            app,
-            CSRF_COOKIE,
-            &csrf.value,
-            login::SESSION_TTL,
-        )]
-    } else {
-        Vec::new()
-    }
 }
 
 fn bad_request(message: &str) -> Response {

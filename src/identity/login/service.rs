@@ -17,12 +17,13 @@ use super::{CLIENT_ID, LoginSettings};
 use crate::config::LocalPasswords;
 use crate::error::{Error, Result};
 use crate::identity::Ctx;
-use crate::identity::auth::{jwt, password, token};
+use crate::identity::auth::{password, token};
+pub use crate::identity::browser::{
+    BrowserCookies, CsrfToken, SESSION_TTL, csrf_ok, csrf_token, session_for, session_user,
+};
 use crate::identity::users::{self, store as user_store};
 use crate::infra::notes::{note_access, note_actor};
 
-/// How long a browser stays signed in to the login pages.
-pub const SESSION_TTL: chrono::Duration = chrono::Duration::hours(8);
 /// Terraform redeems its code right after the redirect; a minute is plenty.
 const CODE_TTL: chrono::Duration = chrono::Duration::seconds(60);
 /// Expired codes are kept this long so that a late replay is still recognised as one.
@@ -113,64 +114,6 @@ fn client_redirect(
         query.append_pair("state", &params.state);
     }
     Ok(url.into())
-}
-
-/// The cookies of the login pages a browser sent, by value.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct BrowserCookies<'a> {
-    pub csrf: Option<&'a str>,
-    pub session: Option<&'a str>,
-}
-
-/// The CSRF token a form carries: the browser's, or a new one it must be given as a cookie.
-#[derive(Debug)]
-pub struct CsrfToken {
-    pub value: String,
-    pub fresh: bool,
-}
-
-pub fn csrf_token(cookies: BrowserCookies<'_>) -> Result<CsrfToken> {
-    Ok(match cookies.csrf {
-        Some(existing) => CsrfToken {
-            value: existing.to_string(),
-            fresh: false,
-        },
-        None => CsrfToken {
-            value: token::random_secret()?,
-            fresh: true,
-        },
-    })
-}
-
-/// The double-submit check: the form's token equals the cookie this site set.
-fn csrf_ok(cookies: BrowserCookies<'_>, submitted: &str) -> bool {
-    cookies
-        .csrf
-        .is_some_and(|c| bool::from(c.as_bytes().ct_eq(submitted.as_bytes())))
-}
-
-/// The signed-in user of this browser, if the session is valid and the user enabled.
-async fn session_user(app: &Ctx, cookies: BrowserCookies<'_>) -> Option<user_store::UserRow> {
-    let claims = jwt::verify(app, cookies.session?, jwt::BROWSER_AUDIENCE)
-        .await
-        .ok()?;
-    let id: i64 = claims.sub.parse().ok()?;
-    let user = user_store::find_user_by_id(&app.db, id).await.ok()??;
-    // A session exists only after a sign-in (password or single sign-on).
-    user.disabled_at.is_none().then_some(user)
-}
-
-/// A browser session for a user who just signed in.
-pub async fn session_for(app: &Ctx, user_id: i64, name: &str) -> Result<String> {
-    jwt::mint(
-        app,
-        jwt::BROWSER_AUDIENCE,
-        user_id,
-        name,
-        &uuid::Uuid::new_v4().to_string(),
-        SESSION_TTL,
-    )
-    .await
 }
 
 /// What the sign-in page offers besides the password form.
@@ -280,31 +223,69 @@ pub async fn submit(
     let (Some(username), Some(password)) = (&form.username, &form.password) else {
         return Ok(Submitted::Refused("user name and password are required"));
     };
+    Ok(
+        match password_sign_in(app, username, password, peer).await? {
+            SignIn::PasswordsOff => Submitted::PasswordsOff,
+            SignIn::Limited(secs) => Submitted::Limited(secs),
+            SignIn::InvalidCredentials => Submitted::InvalidCredentials,
+            SignIn::SignedIn { user_id, session } => {
+                grant_code(app, params, user_id, Some(session)).await?
+            }
+        },
+    )
+}
+
+/// The outcome of a password sign-in.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Password sign-in is turned off (for everyone, or for users who are no admin).
+    PasswordsOff,
+    /// Too many attempts for the user name or address; retry after this many seconds.
+    Limited(u64),
+    InvalidCredentials,
+    /// A browser session to start.
+    SignedIn {
+        user_id: i64,
+        session: String,
+    },
+}
+
+/// Checks a user name and password under the attempt limits and the password policy, for the
+/// login pages and the web UI alike.
+pub async fn password_sign_in(
+    app: &Ctx,
+    username: &str,
+    password: &str,
+    peer: Option<IpAddr>,
+) -> Result<SignIn> {
     let policy = app.login.settings.local_passwords;
     if policy == LocalPasswords::Off {
-        return Ok(Submitted::PasswordsOff);
+        return Ok(SignIn::PasswordsOff);
     }
     let username = username.trim().to_lowercase();
     note_actor(format!("user:{username}"), None);
     note_access("user:login", format!("user:{username}"), None);
     if let Err(Error::TooManyRequests(secs)) = app.login.limits.attempt(&username, peer) {
-        return Ok(Submitted::Limited(secs));
+        return Ok(SignIn::Limited(secs));
     }
     let user = user_store::find_user(&app.db, &username).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     // Unknown users verify against a dummy hash: same answer, same time.
-    let valid = password::verify_async(password.clone(), stored).await;
+    let valid = password::verify_async(password.to_string(), stored).await;
     let user = match user {
         Some(user) if valid && user.disabled_at.is_none() => user,
-        _ => return Ok(Submitted::InvalidCredentials),
+        _ => return Ok(SignIn::InvalidCredentials),
     };
     // Break-glass: with `admins`, a password still works for org admins (the identity
     // provider may be down), for nobody else.
     if policy == LocalPasswords::Admins && !store::is_admin_somewhere(&app.db, user.id).await? {
-        return Ok(Submitted::PasswordsOff);
+        return Ok(SignIn::PasswordsOff);
     }
     let session = session_for(app, user.id, &user.name).await?;
-    grant_code(app, params, user.id, Some(session)).await
+    Ok(SignIn::SignedIn {
+        user_id: user.id,
+        session,
+    })
 }
 
 fn redirect(params: &AuthzParams, pairs: &[(&str, &str)], session: Option<String>) -> Submitted {

@@ -21,6 +21,7 @@ use terrace::infra::db::Db;
 use terrace::names::OrgName;
 use tower::ServiceExt;
 
+pub mod browser;
 mod request;
 
 pub use request::{RequestBuilder, basic_auth, raw_http};

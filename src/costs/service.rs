@@ -323,12 +323,26 @@ pub async fn catch_up(app: &Ctx, org_id: Option<i64>) -> Result<usize> {
     Ok(done)
 }
 
+/// Largest state body estimated. An estimate parses the whole document, which takes several
+/// times its size in memory; larger states are recorded as `too_large` instead, so that
+/// nobody can make a replica exhaust its memory by writing one.
+pub const MAX_ESTIMATED_STATE: i64 = 32 * 1024 * 1024;
+
 async fn estimate_version(app: &Ctx, version: &crate::state::feed::FeedVersion) -> Result<()> {
-    let bytes = crate::state::feed::version_bytes(&app.state, version).await?;
-    let doc: Option<Value> = serde_json::from_slice(&bytes)
-        .ok()
-        .filter(|d: &Value| d["resources"].is_array());
+    let doc: Option<Value> = if version.size > MAX_ESTIMATED_STATE {
+        None
+    } else {
+        let bytes = crate::state::feed::version_bytes(&app.state, version).await?;
+        serde_json::from_slice(&bytes)
+            .ok()
+            .filter(|d: &Value| d["resources"].is_array())
+    };
     let Some(doc) = doc else {
+        let status = if version.size > MAX_ESTIMATED_STATE {
+            "too_large"
+        } else {
+            "unreadable"
+        };
         return store::insert_estimate(
             &app.db,
             store::NewEstimate {
@@ -336,7 +350,7 @@ async fn estimate_version(app: &Ctx, version: &crate::state::feed::FeedVersion) 
                 workspace_id: version.workspace_id,
                 state_version_id: Some(version.id),
                 run_id: None,
-                status: "unreadable",
+                status,
                 catalogue: "",
                 currency: "USD",
                 monthly: 0.0,

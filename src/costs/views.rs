@@ -17,7 +17,8 @@ pub struct WorkspaceCost {
 #[derive(Debug, Serialize)]
 pub struct HistoryEntry {
     pub state_version_id: Option<i64>,
-    /// `ok`, or `unreadable` for a state that is not Terraform JSON (such as an encrypted one).
+    /// `ok`, `unreadable` for a state that is not Terraform JSON (such as an encrypted one), or
+    /// `too_large` for a state above 32 MiB, which is not estimated.
     pub status: String,
     pub catalogue: String,
     pub currency: String,

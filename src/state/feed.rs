@@ -19,6 +19,8 @@ pub struct FeedVersion {
     pub workspace_id: i64,
     pub workspace: String,
     pub created_at: DateTime<Utc>,
+    /// The body's size in bytes.
+    pub size: i64,
     blob: StoredBlob,
 }
 
@@ -30,6 +32,7 @@ impl From<store::FeedRow> for FeedVersion {
             workspace_id: row.workspace_id,
             workspace: row.workspace,
             created_at: row.created_at,
+            size: row.size,
             blob: StoredBlob {
                 id: row.blob_id,
                 object_key: row.object_key,

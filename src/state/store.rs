@@ -627,6 +627,7 @@ pub struct FeedRow {
     pub workspace_id: i64,
     pub workspace: String,
     pub created_at: DateTime<Utc>,
+    pub size: i64,
     pub blob_id: String,
     pub object_key: String,
     pub key_id: String,
@@ -643,7 +644,7 @@ pub async fn versions_after(
     limit: i64,
 ) -> Result<Vec<FeedRow>> {
     const SQL: &str = "SELECT v.id, w.org_id, v.workspace_id, w.name AS workspace, v.created_at, \
-        b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key \
+        v.size, b.id AS blob_id, b.object_key, b.key_id, b.wrapped_key \
         FROM state_versions v JOIN workspaces w ON w.id = v.workspace_id \
         JOIN blobs b ON b.id = v.blob_id \
         WHERE v.id > $1 AND ($2 IS NULL OR w.org_id = $2) \

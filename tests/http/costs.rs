@@ -155,6 +155,22 @@ const SHOP_MONTHLY: f64 = 0.0416 * 730.0 // t3.medium
     + 0.018 * 730.0 + 0.115 * 20.0 // db.t3.micro PostgreSQL Single-AZ, 20 GB
     + 0.045 * 730.0 + 0.045 * 10.0; // NAT gateway hours, 10 GB processed (usage default)
 
+/// A state above the estimate cap is recorded as `too_large`, without being parsed: an
+/// estimate takes several times a state's size in memory.
+#[tokio::test]
+async fn costs_a_state_too_large_to_estimate_is_recorded_as_such() {
+    let Some(app) = TestApp::with_max_body_size(crate::support::Backend::Sqlite, 40 << 20).await
+    else {
+        return;
+    };
+    let mut doc: Value = serde_json::from_str(&shop_state(1)).unwrap();
+    doc["outputs"]["padding"] = json!({"value": "x".repeat(33 << 20), "type": "string"});
+    put_state(&app, "huge", doc.to_string()).await;
+    let history = get(&app, "/api/v1/orgs/acme/workspaces/huge/cost/history").await;
+    assert_eq!(history["data"][0]["status"], "too_large", "{history}");
+    assert_eq!(history["data"][0]["monthly"], 0.0, "{history}");
+}
+
 async fn costs_states_and_plans_are_estimated_with_the_sample_catalogue(app: TestApp) {
     put_state(&app, "shop", shop_state(1)).await;
     let cost = get(&app, "/api/v1/orgs/acme/workspaces/shop/cost").await;

@@ -82,7 +82,7 @@ impl App {
         // Runs get their cost phase through a check deployments knows only as a trait.
         let costs = crate::costs::Ctx::new(&deployments, &settings.costs);
         crate::deployments::phase::set_plan_check(&deployments, Arc::new(costs.clone()));
-        let web = crate::web::Ctx::new(&state);
+        let web = crate::web::Ctx::new(&state, &registry, &costs);
         App {
             web,
             notifications,

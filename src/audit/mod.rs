@@ -81,10 +81,13 @@ pub fn outcome(status: StatusCode) -> &'static str {
     }
 }
 
-/// Routes whose GET returns state bytes; other reads are not recorded.
-const STATE_READS: [&str; 2] = [
+/// Routes whose GET returns state content (the web UI's download and diff pages too); other
+/// reads are not recorded.
+const STATE_READS: [&str; 4] = [
     "/state/{org}/{workspace}",
     "/api/v1/orgs/{org}/workspaces/{workspace}/state-versions/{serial}",
+    "/ui/orgs/{org}/workspaces/{ws}/versions/{serial}/download",
+    "/ui/orgs/{org}/workspaces/{ws}/diff",
 ];
 
 /// Other reads that are recorded: a single sign-on ends in a GET from the browser.

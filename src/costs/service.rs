@@ -118,6 +118,11 @@ pub async fn workspace_cost(
     let bytes = crate::state::service::read_state(&app.state, principal, org, ws)
         .await?
         .ok_or(Error::NotFound("state"))?;
+    if bytes.len() as i64 > MAX_ESTIMATED_STATE {
+        return Err(Error::Unprocessable(vec![
+            "the current state is over 32 MiB, too large to estimate".into(),
+        ]));
+    }
     let doc: Value = serde_json::from_slice(&bytes).map_err(|_| {
         Error::Unprocessable(vec!["the current state is not Terraform JSON".into()])
     })?;

@@ -15,12 +15,20 @@ pub use routes::routes;
 #[derive(Clone, Debug)]
 pub struct Ctx {
     pub state: crate::state::Ctx,
+    pub registry: crate::registry::Ctx,
+    pub costs: crate::costs::Ctx,
 }
 
 impl Ctx {
-    pub fn new(state: &crate::state::Ctx) -> Ctx {
+    pub fn new(
+        state: &crate::state::Ctx,
+        registry: &crate::registry::Ctx,
+        costs: &crate::costs::Ctx,
+    ) -> Ctx {
         Ctx {
             state: state.clone(),
+            registry: registry.clone(),
+            costs: costs.clone(),
         }
     }
 

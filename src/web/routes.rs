@@ -18,6 +18,7 @@ use crate::identity::auth::Principal;
 use crate::identity::browser::{self, Cookies, CsrfToken, SESSION_COOKIE, csrf_cookie, set_cookie};
 use crate::identity::login::{self, SignIn};
 use crate::names::{OrgName, WorkspaceName};
+use crate::registry::modules::{ModuleAddress, ModuleVersion};
 
 pub fn routes() -> Router<Ctx> {
     Router::new()
@@ -38,6 +39,8 @@ pub fn routes() -> Router<Ctx> {
             "/ui/orgs/{org}/workspaces/{ws}/versions/{serial}/rollback",
             get(rollback_page).post(rollback),
         )
+        .route("/ui/modules", get(modules))
+        .route("/ui/modules/{namespace}/{name}/{system}", get(module))
 }
 
 /// An error as a page: what the API says in JSON, said in words.
@@ -378,7 +381,10 @@ async fn workspace(
     let page = service::workspace(&app, &viewer.principal, &org, &ws, query.cursor)
         .await
         .map_err(|e| viewer.fail(e))?;
-    let page = views::Workspace::new(viewer.layout(), org.to_string(), page);
+    let cost = service::cost_history(&app, &viewer.principal, &org, &ws)
+        .await
+        .map_err(|e| viewer.fail(e))?;
+    let page = views::Workspace::new(viewer.layout(), org.to_string(), page, cost);
     Ok(views::render(
         StatusCode::OK,
         &page,
@@ -504,4 +510,61 @@ async fn rollback(
         .await
         .map_err(|e| viewer.fail(e))?;
     Ok(Redirect::to(&format!("/ui/orgs/{org}/workspaces/{ws}")).into_response())
+}
+
+#[derive(Deserialize)]
+struct ModulesQuery {
+    q: Option<String>,
+    offset: Option<i64>,
+}
+
+async fn modules(
+    State(app): State<Ctx>,
+    viewer: Viewer,
+    query: Result<Query<ModulesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    let Ok(Query(query)) = query else {
+        return Err(viewer.fail(Error::invalid("the page number is not a number")));
+    };
+    let list = service::modules(&app, &viewer.principal, query.q.as_deref(), query.offset)
+        .await
+        .map_err(|e| viewer.fail(e))?;
+    let page = views::Modules::new(viewer.layout(), query.q.unwrap_or_default(), list);
+    Ok(views::render(
+        StatusCode::OK,
+        &page,
+        &csrf_cookie_of(&app, &viewer),
+    ))
+}
+
+#[derive(Deserialize)]
+struct VersionQuery {
+    version: Option<String>,
+}
+
+async fn module(
+    State(app): State<Ctx>,
+    viewer: Viewer,
+    headers: axum::http::HeaderMap,
+    Path((namespace, name, system)): Path<(String, String, String)>,
+    Query(query): Query<VersionQuery>,
+) -> Result<Response, PageError> {
+    let addr = ModuleAddress::lookup(&namespace, &name, &system)
+        .map_err(|_| viewer.fail(Error::NotFound("module")))?;
+    let version = match query.version.as_deref().filter(|v| !v.is_empty()) {
+        Some(text) => Some(ModuleVersion::parse(text).map_err(|e| viewer.fail(e))?),
+        None => None,
+    };
+    let detail = service::module(&app, &viewer.principal, &addr, version.as_ref())
+        .await
+        .map_err(|e| viewer.fail(e))?;
+    // Terraform's module source names the registry host, without a scheme.
+    let base = app.state.base_url(&headers);
+    let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h);
+    let page = views::Module::new(viewer.layout(), host, detail);
+    Ok(views::render(
+        StatusCode::OK,
+        &page,
+        &csrf_cookie_of(&app, &viewer),
+    ))
 }

@@ -1,12 +1,16 @@
 //! What each page shows, gathered from the features' services (which authorize); no HTTP.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 
 use super::Ctx;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::auth::{Action, Principal, Resource, allowed};
 use crate::names::{OrgName, WorkspaceName};
 use crate::pagination::{PageRequest, Paginated};
+use crate::registry::modules::{
+    self as modules, ListRequest, ModuleAddress, ModuleDetail, ModuleList, ModuleVersion,
+};
 use crate::state::diff::StateDiff;
 use crate::state::management::{self, StateVersion, WorkspaceSummary};
 use crate::state::service as state;
@@ -127,4 +131,76 @@ pub async fn rollback(
     serial: i64,
 ) -> Result<StateVersion> {
     management::rollback(&app.state, principal, org, ws, serial).await
+}
+
+/// A page of the modules the viewer may see, latest version each; `query` searches names and
+/// descriptions.
+pub async fn modules(
+    app: &Ctx,
+    principal: &Principal,
+    query: Option<&str>,
+    offset: Option<i64>,
+) -> Result<ModuleList> {
+    let page = PageRequest {
+        limit: Some(PAGE_SIZE),
+        offset,
+        cursor: None,
+    }
+    .validate()?;
+    let request = ListRequest {
+        query: query.filter(|q| !q.trim().is_empty()),
+        ..ListRequest::default()
+    };
+    modules::list_modules(&app.registry, principal, request, page, "/ui/modules", "").await
+}
+
+/// One module version (the latest when `version` is `None`) with what it declares.
+pub async fn module(
+    app: &Ctx,
+    principal: &Principal,
+    addr: &ModuleAddress,
+    version: Option<&ModuleVersion>,
+) -> Result<ModuleDetail> {
+    modules::module_details(&app.registry, principal, addr, version).await
+}
+
+/// A workspace's estimated monthly run-rate over its state versions, oldest first.
+pub struct CostHistory {
+    pub currency: String,
+    pub points: Vec<(DateTime<Utc>, f64)>,
+}
+
+/// The last 60 estimates of a workspace; `None` while it has none.
+pub async fn cost_history(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+) -> Result<Option<CostHistory>> {
+    let page = PageRequest {
+        limit: Some(60),
+        offset: None,
+        cursor: None,
+    }
+    .validate()?;
+    let history = match crate::costs::service::workspace_history(
+        &app.costs, principal, org, ws, page,
+    )
+    .await
+    {
+        Ok(history) => history,
+        Err(Error::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut points: Vec<(DateTime<Utc>, f64)> = history
+        .data
+        .iter()
+        .filter(|e| e.status == "ok")
+        .map(|e| (e.created_at, e.monthly))
+        .collect();
+    points.reverse();
+    let Some(currency) = history.data.first().map(|e| e.currency.clone()) else {
+        return Ok(None);
+    };
+    Ok((!points.is_empty()).then_some(CostHistory { currency, points }))
 }

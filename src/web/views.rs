@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::service::{self, Output};
 use crate::pagination::Paginated;
+use crate::registry::modules::{ModuleDetail, ModuleList, ModuleView};
 use crate::state::diff::{AttributeChange, ResourceChange, StateDiff};
 use crate::state::management::{StateVersion, WorkspaceSummary};
 
@@ -206,6 +207,80 @@ pub struct Workspace {
     pub may_admin: bool,
     /// Serials offered in the diff form, newest first, with the two preselected.
     pub serials: Vec<SerialOption>,
+    pub cost: Option<CostView>,
+}
+
+/// The cost section: the newest estimate and a chart of the run-rate over time.
+pub struct CostView {
+    pub monthly: String,
+    /// An inline SVG (no script, no inline style), or empty with a single estimate.
+    pub chart: String,
+}
+
+impl CostView {
+    pub fn new(history: service::CostHistory) -> Option<CostView> {
+        let (_, last) = *history.points.last()?;
+        Some(CostView {
+            monthly: money(last, &history.currency),
+            chart: chart(&history.points, &history.currency),
+        })
+    }
+}
+
+/// `1,234.50 USD`.
+pub fn money(amount: f64, currency: &str) -> String {
+    let cents = (amount * 100.0).round() as i64;
+    let sign = if cents < 0 { "-" } else { "" };
+    let whole = (cents.abs() / 100).to_string();
+    let mut grouped = String::new();
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{sign}{grouped}.{:02} {currency}", cents.abs() % 100)
+}
+
+/// A line chart of the monthly run-rate per state version, as SVG drawn on the server.
+pub fn chart(points: &[(DateTime<Utc>, f64)], currency: &str) -> String {
+    const W: f64 = 640.0;
+    const H: f64 = 160.0;
+    const PAD: f64 = 24.0;
+    if points.len() < 2 {
+        return String::new();
+    }
+    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(0.01);
+    let step = (W - 2.0 * PAD) / (points.len() - 1) as f64;
+    let coords: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| {
+            let x = PAD + step * i as f64;
+            let y = H - PAD - (v / max) * (H - 2.0 * PAD);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let (first, last) = (points[0].0, points[points.len() - 1].0);
+    format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-labelledby=\"chart-title\">\
+         <title id=\"chart-title\">Estimated monthly cost per state version, {} to {}; highest {}</title>\
+         <line x1=\"{PAD}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"currentColor\" stroke-opacity=\"0.3\"/>\
+         <polyline fill=\"none\" stroke=\"currentColor\" stroke-width=\"2\" points=\"{}\"/>\
+         <text x=\"{PAD}\" y=\"14\" font-size=\"12\" fill=\"currentColor\">{}</text>\
+         <text x=\"{PAD}\" y=\"{t}\" font-size=\"12\" fill=\"currentColor\">{}</text>\
+         <text x=\"{r}\" y=\"{t}\" font-size=\"12\" fill=\"currentColor\" text-anchor=\"end\">{}</text></svg>",
+        time(first),
+        time(last),
+        money(max, currency),
+        coords.join(" "),
+        money(max, currency),
+        first.format("%Y-%m-%d"),
+        last.format("%Y-%m-%d"),
+        b = H - PAD,
+        r = W - PAD,
+        t = H - 6.0,
+    )
 }
 
 pub struct SerialOption {
@@ -215,7 +290,12 @@ pub struct SerialOption {
 }
 
 impl Workspace {
-    pub fn new(layout: Layout, org: String, page: service::Workspace) -> Workspace {
+    pub fn new(
+        layout: Layout,
+        org: String,
+        page: service::Workspace,
+        cost: Option<service::CostHistory>,
+    ) -> Workspace {
         let retention = match (page.summary.retain_versions, page.summary.retain_days) {
             (None, None) => "every version is kept".to_string(),
             (Some(n), None) => format!("the newest {n} versions"),
@@ -253,6 +333,7 @@ impl Workspace {
             versions,
             may_admin: page.may_admin,
             serials,
+            cost: cost.and_then(CostView::new),
         }
     }
 }
@@ -318,6 +399,117 @@ impl Diff {
     }
 }
 
+#[derive(Template)]
+#[template(path = "web/modules.html")]
+pub struct Modules {
+    pub layout: Layout,
+    pub query: String,
+    pub modules: Vec<ModuleView>,
+    /// Offsets of the previous and next pages.
+    pub prev: Option<i64>,
+    pub next: Option<i64>,
+}
+
+impl Modules {
+    pub fn new(layout: Layout, query: String, list: ModuleList) -> Modules {
+        Modules {
+            layout,
+            // The links carry the search on, encoded.
+            query,
+            prev: list.meta.prev_offset,
+            next: list.meta.next_offset,
+            modules: list.modules,
+        }
+    }
+
+    /// The search as a query-string value.
+    pub fn query_param(&self) -> String {
+        url::form_urlencoded::byte_serialize(self.query.as_bytes()).collect()
+    }
+}
+
+#[derive(Template)]
+#[template(path = "web/module.html")]
+pub struct Module {
+    pub layout: Layout,
+    pub detail: ModuleDetail,
+    /// The README as HTML, from Markdown with any raw HTML shown as text.
+    pub readme: String,
+    /// `host/namespace/name/system`, for the `source` snippet.
+    pub source: String,
+    pub published: String,
+    /// Newest first.
+    pub versions: Vec<String>,
+}
+
+impl Module {
+    pub fn new(layout: Layout, host: &str, detail: ModuleDetail) -> Module {
+        let m = &detail.module;
+        let source = format!("{host}/{}/{}/{}", m.namespace, m.name, m.provider);
+        let published = m.published_at.replace('T', " ").replace('Z', " UTC");
+        let readme = markdown(&detail.root.readme);
+        let versions = detail.versions.iter().rev().cloned().collect();
+        Module {
+            layout,
+            readme,
+            source,
+            published,
+            versions,
+            detail,
+        }
+    }
+}
+
+/// Markdown as HTML that cannot carry a script: raw HTML in the text is shown as text, and
+/// links or images with a scheme other than http(s) or mailto lead nowhere.
+pub fn markdown(text: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser, Tag, html};
+
+    fn safe(url: &str) -> bool {
+        let url = url.trim();
+        match url.split_once(':') {
+            // Relative links (no scheme before any `/`, `?` or `#`) stay.
+            Some((scheme, _)) if !scheme.contains(['/', '?', '#']) => {
+                matches!(
+                    scheme.to_ascii_lowercase().as_str(),
+                    "http" | "https" | "mailto"
+                )
+            }
+            _ => true,
+        }
+    }
+    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
+    let events = Parser::new_ext(text, options).map(|event| match event {
+        Event::Html(raw) | Event::InlineHtml(raw) => Event::Text(raw),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) if !safe(&dest_url) => Event::Start(Tag::Image {
+            link_type,
+            dest_url: "#".into(),
+            title,
+            id,
+        }),
+        other => other,
+    });
+    let mut out = String::new();
+    html::push_html(&mut out, events);
+    out
+}
+
 /// `1.2 MiB`.
 pub fn bytes(n: i64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
@@ -342,6 +534,52 @@ pub fn time(at: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_carries_no_script() {
+        let html = markdown(
+            "# Title\n\n<script>alert(1)</script>\n\nText with <img src=x onerror=alert(2)>.\n\n\
+             [ok](https://example.com) [rel](docs/a.md) [bad](javascript:alert(3)) \
+             [bad2]( JaVaScRiPt:alert(4)) ![img](data:image/svg+xml,x)\n",
+        );
+        assert!(html.contains("<h1>Title</h1>"), "{html}");
+        assert!(
+            !html.contains("<script") && !html.contains("<img src=\"x\""),
+            "{html}"
+        );
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        assert!(
+            html.contains("href=\"https://example.com\"") && html.contains("href=\"docs/a.md\"")
+        );
+        assert!(
+            !html.to_lowercase().contains("javascript:") && !html.contains("data:"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn money_reads_as_accountants_write_it() {
+        assert_eq!(money(0.0, "USD"), "0.00 USD");
+        assert_eq!(money(1234.5, "USD"), "1,234.50 USD");
+        assert_eq!(money(1234567.891, "EUR"), "1,234,567.89 EUR");
+        assert_eq!(money(-123.4, "USD"), "-123.40 USD");
+    }
+
+    #[test]
+    fn a_chart_draws_one_point_per_estimate() {
+        let at = |d| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, d, 0, 0, 0).unwrap();
+        assert_eq!(chart(&[(at(1), 5.0)], "USD"), "");
+        let svg = chart(&[(at(1), 5.0), (at(2), 10.0), (at(3), 0.0)], "USD");
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"), "{svg}");
+        assert!(
+            svg.contains("points=\"24.0,80.0 320.0,24.0 616.0,136.0\""),
+            "{svg}"
+        );
+        assert!(
+            svg.contains("10.00 USD") && !svg.contains("style="),
+            "{svg}"
+        );
+    }
 
     #[test]
     fn sizes_read_as_people_write_them() {

@@ -19,6 +19,7 @@ on_every_backend! {
     the_diff_shows_added_changed_and_removed_with_secrets_masked,
     an_admin_force_unlocks_and_rolls_back_a_reader_is_refused,
     what_a_user_may_not_see_is_404_and_values_are_escaped,
+    modules_are_browsed_and_searched_and_a_readme_runs_no_script,
 }
 
 async fn add_user(app: &TestApp, org: &str, name: &str, role: Role) {
@@ -229,6 +230,11 @@ async fn the_states_pages_show_workspaces_versions_outputs_and_locks(app: TestAp
         "a sensitive output shown: {html}"
     );
     assert!(html.contains("/versions/1/download") && html.contains("/versions/2/download"));
+    // Each version was estimated: the run-rate and its chart.
+    assert!(
+        html.contains("Estimated run-rate") && html.contains("<svg class=\"chart\""),
+        "{html}"
+    );
     // A reader gets no admin actions.
     assert!(
         !html.contains("Force unlock") && !html.contains("Roll back"),
@@ -249,6 +255,25 @@ async fn the_states_pages_show_workspaces_versions_outputs_and_locks(app: TestAp
             .unwrap()
             .contains("net-1.tfstate")
     );
+
+    // Reading state through the UI is in the audit trail, by the user, like an API read.
+    app.state.audit.flush().await;
+    let trail = app
+        .api(
+            "GET",
+            &format!("/api/v1/orgs/{ORG}/audit-events"),
+            &app.admin_token,
+            None,
+        )
+        .await
+        .json();
+    let reads = trail["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "user:alice" && e["action"] == "state:read")
+        .count();
+    assert!(reads > 0, "{trail}");
 }
 
 async fn the_diff_shows_added_changed_and_removed_with_secrets_masked(app: TestApp) {
@@ -391,4 +416,77 @@ async fn what_a_user_may_not_see_is_404_and_values_are_escaped(app: TestApp) {
         resp.assert_status(StatusCode::NOT_FOUND);
         assert!(resp.text().contains("Not found"), "{path}");
     }
+}
+
+async fn modules_are_browsed_and_searched_and_a_readme_runs_no_script(app: TestApp) {
+    add_user(&app, ORG, "alice", Role::Read).await;
+    let main_tf = "variable \"cidr\" {\n  type        = string\n  description = \"The block.\"\n}\n\
+        output \"vpc_id\" {\n  value       = 1\n  description = \"The VPC id.\"\n}\n\
+        resource \"aws_vpc\" \"this\" {}\n";
+    let readme = "# VPC\n\nA network for <b>everything</b>.\n\n<script>alert(1)</script>\n\n\
+        [docs](https://example.com/docs) [trap](javascript:alert(2))\n";
+    for version in ["1.0.0", "1.2.0"] {
+        let archive = crate::module_registry::targz(&[("main.tf", main_tf), ("README.md", readme)]);
+        crate::module_registry::publish_as(
+            &app,
+            &format!("{ORG}/vpc/aws/{version}"),
+            archive,
+            Some(&app.write_token),
+        )
+        .await
+        .assert_status(StatusCode::CREATED);
+    }
+    crate::module_registry::publish(&app, "dns/aws", "0.1.0")
+        .await
+        .assert_status(StatusCode::CREATED);
+    let mut browser = signed_in(&app, "alice").await;
+
+    let list = browser.get(&app, "/ui/modules").await;
+    list.assert_status(StatusCode::OK);
+    let html = list.text();
+    assert!(html.contains("/ui/modules/acme/vpc/aws") && html.contains("/ui/modules/acme/dns/aws"));
+    let found = browser.get(&app, "/ui/modules?q=vp").await.text();
+    assert!(
+        found.contains("/ui/modules/acme/vpc/aws") && !found.contains("acme/dns/aws"),
+        "{found}"
+    );
+    let none = browser
+        .get(&app, "/ui/modules?q=%3Cnothing%3E")
+        .await
+        .text();
+    assert!(
+        none.contains("No module matches") && !none.contains("<nothing>"),
+        "{none}"
+    );
+
+    let page = browser.get(&app, "/ui/modules/acme/vpc/aws").await;
+    page.assert_status(StatusCode::OK);
+    let html = page.text();
+    assert!(html.contains("1.2.0") && html.contains("The block.") && html.contains("The VPC id."));
+    assert!(html.contains("aws_vpc.this"), "{html}");
+    // In process there is no Host: the snippet names `localhost`.
+    assert!(
+        html.contains("source  = \"localhost/acme/vpc/aws\""),
+        "{html}"
+    );
+    assert!(html.contains("<h1>VPC</h1>") && html.contains("href=\"https://example.com/docs\""));
+    assert!(
+        !html.contains("<script>") && !html.contains("<b>everything"),
+        "{html}"
+    );
+    assert!(!html.to_lowercase().contains("javascript:"), "{html}");
+
+    let old = browser
+        .get(&app, "/ui/modules/acme/vpc/aws?version=1.0.0")
+        .await;
+    old.assert_status(StatusCode::OK);
+    assert!(old.text().contains("version = \"1.0.0\""), "{}", old.text());
+    browser
+        .get(&app, "/ui/modules/acme/vpc/aws?version=9.9.9")
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    browser
+        .get(&app, "/ui/modules/other/vpc/aws")
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
 }

@@ -480,6 +480,44 @@ impl BlobUpload<'_> {
     }
 }
 
+/// An object's bytes as a stream. A local file is read 1 MiB at a time, the next chunk while
+/// the last one is decrypted and sent: `into_stream` reads it 8 KiB at a time, each on a
+/// blocking thread, which held a download near 140 MB/s.
+fn object_stream(
+    found: object_store::GetResult,
+) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>> {
+    use futures::StreamExt;
+    const CHUNK: u64 = 1 << 20;
+    let (file, range) = match found.payload {
+        object_store::GetResultPayload::File(file, _) => (Arc::new(file), found.range),
+        object_store::GetResultPayload::Stream(stream) => return stream,
+    };
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| object_store::Error::Generic {
+        store: "LocalFileSystem",
+        source: e,
+    };
+    let starts = (range.start..range.end).step_by(CHUNK as usize);
+    futures::stream::iter(starts)
+        .map(move |pos| {
+            let file = file.clone();
+            let len = (range.end - pos).min(CHUNK) as usize;
+            async move {
+                let buf = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; len];
+                    file.read_exact_at(&mut buf, pos)?;
+                    Ok(buf)
+                })
+                .await
+                .map_err(|e| failed(e.into()))?
+                .map_err(|e| failed(e.into()))?;
+                Ok(Bytes::from(buf))
+            }
+        })
+        .buffered(2)
+        .boxed()
+}
+
 /// A blob's plaintext as read: whole (small, or from the cache) or as a stream of chunks.
 pub enum Plain {
     Whole(Bytes),
@@ -643,7 +681,7 @@ impl BlobStore {
         let found = self.failed("get", found)?;
         let size = found.meta.size;
         let len = crate::infra::crypto::stream_plaintext_len(size);
-        let mut inner = found.into_stream();
+        let mut inner = object_stream(found);
         let mut head = Vec::new();
         while (head.len() as u64) < size.min(STREAM_ABOVE + 1) {
             match self.failed("get", inner.try_next().await)? {

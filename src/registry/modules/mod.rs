@@ -21,8 +21,10 @@ use axum::Router;
 
 pub use address::{ModuleAddress, ModuleVersion};
 pub use counts::flush as flush_downloads;
-pub use service::{ModuleConfig, module_config, module_versions};
-pub use views::SortedVersions;
+pub use service::{
+    ListRequest, ModuleConfig, list_modules, module_config, module_details, module_versions,
+};
+pub use views::{ModuleDetail, ModuleList, ModuleView, SortedVersions};
 
 use crate::registry::Ctx;
 

@@ -30,7 +30,7 @@ output "vpc_id" {
 "#;
 
 /// A `.tar.gz` of regular files.
-fn targz(files: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn targz(files: &[(&str, &str)]) -> Vec<u8> {
     let entries: Vec<(&str, tar::EntryType, &[u8])> = files
         .iter()
         .map(|(path, text)| (*path, tar::EntryType::Regular, text.as_bytes()))
@@ -68,7 +68,12 @@ fn module_archive(version: &str) -> Vec<u8> {
     ])
 }
 
-async fn publish_as(app: &TestApp, path: &str, body: Vec<u8>, token: Option<&str>) -> Resp {
+pub(crate) async fn publish_as(
+    app: &TestApp,
+    path: &str,
+    body: Vec<u8>,
+    token: Option<&str>,
+) -> Resp {
     let mut request = RequestBuilder::new("PUT", &format!("/api/v1/modules/{path}")).body(body);
     if let Some(token) = token {
         request = request.bearer(token);

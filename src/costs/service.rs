@@ -142,8 +142,21 @@ pub async fn workspace_history(
     ws: &WorkspaceName,
     page: Page,
 ) -> Result<Paginated<views::HistoryEntry>> {
-    let (org_id, id) = workspace_id(app, principal, org, ws, Action::StateRead).await?;
+    let (org_id, _) = workspace_id(app, principal, org, ws, Action::StateRead).await?;
     catch_up(app, Some(org_id)).await?;
+    recorded_history(app, principal, org, ws, page).await
+}
+
+/// The history as recorded so far, without estimating what was written since: what a page
+/// shows at once (the history job catches up every 30 s).
+pub async fn recorded_history(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+    page: Page,
+) -> Result<Paginated<views::HistoryEntry>> {
+    let (_, id) = workspace_id(app, principal, org, ws, Action::StateRead).await?;
     let rows = store::workspace_history(&app.db, id, page.fetch_limit(), page.offset).await?;
     Ok(Paginated::new(rows, page).map(|r| views::HistoryEntry {
         state_version_id: r.state_version_id,

@@ -223,15 +223,28 @@ pub async fn list_versions(
     offset: i64,
     before: Option<i64>,
 ) -> Result<Vec<VersionRow>> {
-    const SQL: &str = const_format::concatcp!(
+    // Two texts: with `$4 IS NULL OR …` SQLite cannot seek to the cursor and walks every
+    // newer version first, so a deep page cost as many rows as lie before it.
+    const FIRST: &str = const_format::concatcp!(
         "SELECT ",
         VERSION_COLUMNS,
         " FROM state_versions v JOIN blobs b ON b.id = v.blob_id \
-          WHERE v.workspace_id = $1 AND ($4 IS NULL OR v.version < $4) \
+          WHERE v.workspace_id = $1 \
           ORDER BY v.version DESC LIMIT $2 OFFSET $3"
     );
-    Ok(on_pool!(db, p => sqlx::query_as::<_, VersionRow>(SQL)
-        .bind(workspace_id).bind(limit).bind(offset).bind(before).fetch_all(p).await)?)
+    const AFTER: &str = const_format::concatcp!(
+        "SELECT ",
+        VERSION_COLUMNS,
+        " FROM state_versions v JOIN blobs b ON b.id = v.blob_id \
+          WHERE v.workspace_id = $1 AND v.version < $4 \
+          ORDER BY v.version DESC LIMIT $2 OFFSET $3"
+    );
+    Ok(match before {
+        None => on_pool!(db, p => sqlx::query_as::<_, VersionRow>(FIRST)
+            .bind(workspace_id).bind(limit).bind(offset).fetch_all(p).await)?,
+        Some(before) => on_pool!(db, p => sqlx::query_as::<_, VersionRow>(AFTER)
+            .bind(workspace_id).bind(limit).bind(offset).bind(before).fetch_all(p).await)?,
+    })
 }
 
 /// Workspaces of an org by name, after name `after` when given (a cursor), with their

@@ -170,7 +170,7 @@ pub struct CostHistory {
     pub points: Vec<(DateTime<Utc>, f64)>,
 }
 
-/// The last 60 estimates of a workspace; `None` while it has none.
+/// The last 60 estimates of a workspace as recorded; `None` while it has none.
 pub async fn cost_history(
     app: &Ctx,
     principal: &Principal,
@@ -183,15 +183,12 @@ pub async fn cost_history(
         cursor: None,
     }
     .validate()?;
-    let history = match crate::costs::service::workspace_history(
-        &app.costs, principal, org, ws, page,
-    )
-    .await
-    {
-        Ok(history) => history,
-        Err(Error::NotFound(_)) => return Ok(None),
-        Err(e) => return Err(e),
-    };
+    let history =
+        match crate::costs::service::recorded_history(&app.costs, principal, org, ws, page).await {
+            Ok(history) => history,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
     let mut points: Vec<(DateTime<Utc>, f64)> = history
         .data
         .iter()

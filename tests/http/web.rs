@@ -218,9 +218,25 @@ async fn the_states_pages_show_workspaces_versions_outputs_and_locks(app: TestAp
     assert!(html.contains("token:writer"), "{html}");
     assert!(html.contains("locked"), "{html}");
 
-    let page = browser
-        .get(&app, &format!("/ui/orgs/{ORG}/workspaces/{WS}"))
-        .await;
+    // The page shows the cost history as recorded; the API's history estimates what is new
+    // (as the history job does every 30 s).
+    let ws_page = format!("/ui/orgs/{ORG}/workspaces/{WS}");
+    assert!(
+        browser
+            .get(&app, &ws_page)
+            .await
+            .text()
+            .contains("No estimate yet.")
+    );
+    app.api(
+        "GET",
+        &format!("/api/v1/orgs/{ORG}/workspaces/{WS}/cost/history"),
+        &app.read_token,
+        None,
+    )
+    .await
+    .assert_status(StatusCode::OK);
+    let page = browser.get(&app, &ws_page).await;
     page.assert_status(StatusCode::OK);
     let html = page.text();
     assert!(html.contains("https://2.example"), "{html}");

@@ -130,17 +130,42 @@ impl Cookies {
     }
 }
 
-/// A `Set-Cookie` value; `Secure` whenever browsers reach this server over HTTPS.
-pub fn set_cookie(app: &Ctx, name: &str, value: &str, max_age: chrono::Duration) -> String {
-    let secure = app.tls
+/// Whether browsers reach this server over HTTPS (so its cookies must be `Secure`).
+pub fn over_https(app: &Ctx) -> bool {
+    app.tls
         || app
             .public_url
             .as_deref()
-            .is_some_and(|u| u.starts_with("https:"));
+            .is_some_and(|u| u.starts_with("https:"))
+}
+
+/// The headers every HTML page carries: never cached, never framed, no referrer (a login
+/// page's URL carries the authorization request), no content sniffing, and the page's
+/// content security policy.
+pub fn page_headers(headers: &mut HeaderMap, csp: &'static str) {
+    use axum::http::HeaderValue;
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(csp),
+    );
+}
+
+/// A `Set-Cookie` value; `Secure` whenever browsers reach this server over HTTPS.
+pub fn set_cookie(app: &Ctx, name: &str, value: &str, max_age: chrono::Duration) -> String {
     cookie::Cookie::build((name, value))
         .path("/")
         .http_only(true)
-        .secure(secure)
+        .secure(over_https(app))
         .same_site(cookie::SameSite::Strict)
         .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
         .build()

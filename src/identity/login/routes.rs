@@ -154,15 +154,10 @@ fn redirect_with_session(app: &Ctx, url: &str, session: Option<String>) -> Respo
 /// The single sign-on cookie: `Lax`, because the issuer's redirect back is a cross-site
 /// navigation, which `Strict` cookies do not follow; scoped to the callback's path.
 fn sso_cookie(app: &Ctx, value: &str, max_age: chrono::Duration) -> String {
-    let secure = app.tls
-        || app
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https:"));
     cookie::Cookie::build((SSO_COOKIE, value))
         .path("/oauth/sso")
         .http_only(true)
-        .secure(secure)
+        .secure(crate::identity::browser::over_https(app))
         .same_site(cookie::SameSite::Lax)
         .max_age(cookie::time::Duration::seconds(max_age.num_seconds()))
         .build()

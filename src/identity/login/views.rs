@@ -34,18 +34,10 @@ pub fn page(status: StatusCode, title: &str, body: &str, cookies: &[String]) -> 
     );
     let mut response = (status, Html(html)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
-             form-action 'self' http://localhost:* http://127.0.0.1:*",
-        ),
+    crate::identity::browser::page_headers(
+        headers,
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+         form-action 'self' http://localhost:* http://127.0.0.1:*",
     );
     for cookie in cookies {
         if let Ok(value) = HeaderValue::from_str(cookie) {

@@ -166,10 +166,16 @@ fn anonymous(csrf: String) -> Layout {
     Layout { user: None, csrf }
 }
 
-/// Only a path on this site: no scheme, no host, no `//` (an open redirect otherwise).
+/// Only a path on this site: no scheme, no host, no `//`, no backslash, no whitespace or
+/// control characters (browsers drop tabs and newlines, so `/\t/host` would become `//host`):
+/// an open redirect otherwise.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && path.chars().all(|c| c.is_ascii_graphic() && c != '\\') =>
+        {
             path.to_string()
         }
         _ => "/".to_string(),
@@ -567,4 +573,27 @@ async fn module(
         &page,
         &csrf_cookie_of(&app, &viewer),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn only_paths_on_this_site_are_followed_after_sign_in() {
+        for ok in ["/", "/ui/orgs/acme/workspaces?cursor=abc"] {
+            assert_eq!(local_path(Some(ok)), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/x",
+            "https://x",
+            "x",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }

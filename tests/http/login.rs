@@ -4,8 +4,7 @@
 use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Value, json};
-use terrace::identity::auth::{Principal, Role};
-use terrace::names::{OrgName, UserName};
+use terrace::identity::auth::Role;
 
 use crate::support::browser::{Browser, form, hidden, set_cookies};
 use crate::support::{ORG, RequestBuilder, Resp, TestApp};
@@ -34,17 +33,7 @@ fn authorize_query(redirect: &str) -> String {
 }
 
 async fn add_user(app: &TestApp, name: &str, role: Role) {
-    terrace::identity::users::add_member(
-        app.db(),
-        &Principal::System,
-        &OrgName::parse(ORG).unwrap(),
-        &UserName::parse(name).unwrap(),
-        role,
-        Some(PASSWORD),
-        "http://localhost",
-    )
-    .await
-    .unwrap();
+    crate::support::add_user(app, ORG, name, role, PASSWORD).await;
 }
 
 impl Browser {

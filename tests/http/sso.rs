@@ -10,10 +10,9 @@ use axum::http::StatusCode;
 use base64::Engine;
 use serde_json::{Value, json};
 use terrace::config::{LocalPasswords, OidcSettings};
-use terrace::identity::auth::{Principal, Role};
+use terrace::identity::auth::Role;
 use terrace::identity::login::LoginSettings;
 use terrace::infra::db::Db;
-use terrace::names::{OrgName, UserName};
 
 use crate::support::{ORG, RequestBuilder, Resp, TestApp};
 
@@ -731,17 +730,7 @@ async fn the_issuers_key_rotation_is_followed(app: TestApp) {
 }
 
 async fn add_password_user(app: &TestApp, name: &str, role: Role) {
-    terrace::identity::users::add_member(
-        app.db(),
-        &Principal::System,
-        &OrgName::parse(ORG).unwrap(),
-        &UserName::parse(name).unwrap(),
-        role,
-        Some(PASSWORD),
-        "http://localhost",
-    )
-    .await
-    .unwrap();
+    crate::support::add_user(app, ORG, name, role, PASSWORD).await;
 }
 
 /// Submits the password form of `terraform login`'s page.

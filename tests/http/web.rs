@@ -3,8 +3,7 @@
 
 use axum::http::StatusCode;
 use serde_json::json;
-use terrace::identity::auth::{Principal, Role};
-use terrace::names::{OrgName, UserName};
+use terrace::identity::auth::Role;
 
 use crate::support::browser::{Browser, hidden};
 use crate::support::{ORG, OTHER_ORG, Resp, TestApp};
@@ -23,17 +22,7 @@ on_every_backend! {
 }
 
 async fn add_user(app: &TestApp, org: &str, name: &str, role: Role) {
-    terrace::identity::users::add_member(
-        app.db(),
-        &Principal::System,
-        &OrgName::parse(org).unwrap(),
-        &UserName::parse(name).unwrap(),
-        role,
-        Some(PASSWORD),
-        "http://localhost",
-    )
-    .await
-    .unwrap();
+    crate::support::add_user(app, org, name, role, PASSWORD).await;
 }
 
 /// Signs `user` in through the sign-in page; the browser keeps the session.

@@ -577,3 +577,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// Adds `name` to `org` with `role` and a password, as `terrace user create` does.
+pub async fn add_user(app: &TestApp, org: &str, name: &str, role: Role, password: &str) {
+    terrace::identity::users::add_member(
+        app.db(),
+        &terrace::identity::auth::Principal::System,
+        &OrgName::parse(org).unwrap(),
+        &terrace::names::UserName::parse(name).unwrap(),
+        role,
+        Some(password),
+        "http://localhost",
+    )
+    .await
+    .unwrap();
+}

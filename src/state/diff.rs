@@ -8,6 +8,10 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
+/// Largest version compared (and whose outputs the web UI reads): parsing takes several times
+/// a document's size in memory.
+pub const MAX_BYTES: i64 = 32 * 1024 * 1024;
+
 /// Shown instead of a sensitive value.
 pub const MASK: &str = "(sensitive)";
 

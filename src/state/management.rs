@@ -232,12 +232,33 @@ pub async fn diff(
     let org_id = orgs::resolve(&app.db, principal, Action::StateRead, ws_resource(org, ws)).await?;
     let (_, before) = find_version(app, org_id, ws, from).await?;
     let (_, after) = find_version(app, org_id, ws, to).await?;
+    // Both documents are parsed whole, which takes several times their size in memory.
+    if before.size.max(after.size) > super::diff::MAX_BYTES {
+        return Err(Error::Unprocessable(vec![
+            "versions above 32 MiB are not compared here; download them instead".into(),
+        ]));
+    }
     let (before, after) = (before.blob(), after.blob());
     let (before, after) = tokio::try_join!(app.blobs.get(&before), app.blobs.get(&after))?;
     // Parsing two large documents is CPU work; keep it off the request threads.
     tokio::task::spawn_blocking(move || super::diff::diff(&before, &after))
         .await
         .map_err(|e| Error::Internal(e.into()))?
+}
+
+/// The version a rollback to `serial` would restore, for a caller who may roll back (what a
+/// confirmation shows).
+pub async fn rollback_target(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+    serial: i64,
+) -> Result<StateVersion> {
+    let org_id =
+        orgs::resolve(&app.db, principal, Action::StateAdmin, ws_resource(org, ws)).await?;
+    let (_, row) = find_version(app, org_id, ws, serial).await?;
+    Ok(StateVersion::from(row))
 }
 
 /// Writes the content of version `serial` as a new version with the next serial, so that

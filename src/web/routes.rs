@@ -474,15 +474,8 @@ async fn rollback_page(
     Path((org, ws, serial)): Path<(String, String, i64)>,
 ) -> Result<Response, PageError> {
     let (org, ws) = names(&viewer, &org, &ws)?;
-    // Only someone who may roll back is asked to confirm: the version must exist and the
-    // viewer must be an admin of the workspace, as the rollback itself will check.
-    let page = service::workspace(&app, &viewer.principal, &org, &ws, None)
-        .await
-        .map_err(|e| viewer.fail(e))?;
-    if !page.may_admin {
-        return Err(viewer.fail(Error::Forbidden));
-    }
-    service::download(&app, &viewer.principal, &org, &ws, serial)
+    // Only someone who may roll back is asked to confirm, and only for a version that exists.
+    service::rollback_target(&app, &viewer.principal, &org, &ws, serial)
         .await
         .map_err(|e| viewer.fail(e))?;
     let back = format!("/ui/orgs/{org}/workspaces/{ws}");

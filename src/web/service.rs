@@ -58,6 +58,8 @@ pub struct Workspace {
     pub summary: WorkspaceSummary,
     pub versions: Paginated<StateVersion>,
     pub outputs: Vec<Output>,
+    /// The state is too large to read its outputs for a page.
+    pub outputs_unread: bool,
     pub may_admin: bool,
 }
 
@@ -70,8 +72,15 @@ pub async fn workspace(
 ) -> Result<Workspace> {
     let summary = management::workspace(&app.state, principal, org, ws).await?;
     let versions = management::list_versions(&app.state, principal, org, ws, page(cursor)?).await?;
-    let outputs = state::current_outputs(&app.state, principal, org, ws)
-        .await?
+    // Reading outputs parses the whole current state: not for a very large one.
+    let large = summary
+        .size
+        .is_some_and(|size| size > crate::state::diff::MAX_BYTES);
+    let current = match large {
+        true => None,
+        false => state::current_outputs(&app.state, principal, org, ws).await?,
+    };
+    let outputs = current
         .and_then(|o| o.as_object().cloned())
         .unwrap_or_default()
         .into_iter()
@@ -89,6 +98,7 @@ pub async fn workspace(
         summary,
         versions,
         outputs,
+        outputs_unread: large,
         may_admin: allowed(principal, Action::StateAdmin, resource),
     })
 }
@@ -112,6 +122,16 @@ pub async fn download(
     serial: i64,
 ) -> Result<Bytes> {
     management::read_version(&app.state, principal, org, ws, serial).await
+}
+
+pub async fn rollback_target(
+    app: &Ctx,
+    principal: &Principal,
+    org: &OrgName,
+    ws: &WorkspaceName,
+    serial: i64,
+) -> Result<StateVersion> {
+    management::rollback_target(&app.state, principal, org, ws, serial).await
 }
 
 pub async fn force_unlock(
